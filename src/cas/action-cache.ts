@@ -1,0 +1,88 @@
+// The action cache on disk: <root>/ac/<fn>/<hash[0:2]>/<hash>-<size> holds a serialized ActionResult,
+// written to a temporary file and renamed into place. An entry is only ever served when every blob it
+// references is still in the CAS, so eviction turns a hit into a miss, never into a broken hit.
+import { mkdir, rename, unlink } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import { dirname, join } from "node:path";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ActionResultSchema, type ActionResult, type Digest } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { Code, StatusError, missingBlobsError } from "../rpc/status";
+import { formatDigest, isEmptyBlob, toBlobDigest, type BlobDigest } from "./digest";
+import type { DiskCas } from "./disk-cas";
+import { treeFileDigests } from "./tree";
+import type { Logger } from "../log";
+
+export class ActionCache {
+  constructor(
+    private readonly root: string,
+    private readonly cas: DiskCas,
+    private readonly log: Logger,
+  ) {}
+
+  private pathOf(d: BlobDigest): string {
+    return join(this.root, "ac", d.fn, d.hash.slice(0, 2), `${d.hash}-${d.size}`);
+  }
+
+  /** The stored result, or undefined on a miss (absent, unreadable, or referencing evicted blobs). */
+  async get(action: BlobDigest): Promise<ActionResult | undefined> {
+    const file = Bun.file(this.pathOf(action));
+    let result: ActionResult;
+    try {
+      result = fromBinary(ActionResultSchema, new Uint8Array(await file.arrayBuffer()));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn(`dropping unreadable AC entry ${formatDigest(action)}: ${err}`);
+      return undefined;
+    }
+    const missing = await this.missingBlobs(action, result).catch(() => ["(unreadable)"]);
+    if (missing.length > 0) {
+      this.log.debug(`AC entry ${formatDigest(action)} references ${missing.length} evicted blobs; a miss`);
+      return undefined;
+    }
+    return result;
+  }
+
+  /** Stores a result after checking that every blob it references is in the CAS. */
+  async put(action: BlobDigest, result: ActionResult): Promise<void> {
+    const missing = await this.missingBlobs(action, result);
+    if (missing.length > 0) {
+      throw missingBlobsError(`the action result references ${missing.length} blobs that are not in the CAS`, missing.map((m) => `blobs/${m}`));
+    }
+    const dest = this.pathOf(action);
+    await mkdir(dirname(dest), { recursive: true });
+    const tmp = join(this.cas.tmpDir, `ac-${randomUUID()}`);
+    try {
+      await Bun.write(tmp, toBinary(ActionResultSchema, result));
+      await rename(tmp, dest);
+    } catch (err) {
+      await unlink(tmp).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** formatDigest() of each referenced blob that is not in the CAS (the same function as the action). */
+  private async missingBlobs(action: BlobDigest, r: ActionResult): Promise<string[]> {
+    const direct: BlobDigest[] = [];
+    const add = (d: Digest | undefined, what: string) => {
+      if (d) direct.push(toBlobDigest(action.fn, d.hash, d.sizeBytes, what));
+    };
+    for (const f of r.outputFiles) {
+      if (!f.digest) throw new StatusError(Code.INVALID_ARGUMENT, `output file "${f.path}" has no digest`);
+      add(f.digest, `output file "${f.path}"`);
+    }
+    add(r.stdoutDigest, "stdout_digest");
+    add(r.stderrDigest, "stderr_digest");
+    const missing = new Set<string>();
+    for (const d of direct) if (!isEmptyBlob(d) && !this.cas.has(d)) missing.add(formatDigest(d));
+    for (const dir of r.outputDirectories) {
+      if (!dir.treeDigest) throw new StatusError(Code.INVALID_ARGUMENT, `output directory "${dir.path}" has no tree_digest`);
+      const tree = toBlobDigest(action.fn, dir.treeDigest.hash, dir.treeDigest.sizeBytes, `output directory "${dir.path}"`);
+      const files = await treeFileDigests(this.cas, tree);
+      if (!files) {
+        missing.add(formatDigest(tree));
+        continue;
+      }
+      for (const f of files) if (!isEmptyBlob(f) && !this.cas.has(f)) missing.add(formatDigest(f));
+    }
+    return [...missing];
+  }
+}

@@ -1,0 +1,324 @@
+// The content-addressable store on disk.
+//
+// Layout: <root>/cas/<fn>/<hash[0:2]>/<hash>-<size>, each a read-only file. The directory is the
+// source of truth: at start it is scanned into an in-memory LRU index. A blob is written to a
+// temporary file under <root>/tmp while its hash is computed, then renamed into place, so a blob is
+// visible only when complete and verified; a crash leaves at most a temporary file, removed at start.
+// The size in the name lets the scan drop a file that a power loss left shorter than it should be.
+import { mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { Code, StatusError } from "../rpc/status";
+import { EMPTY_HASH, digestKey, formatDigest, newHasher, type BlobDigest, type DigestFunctionName, type Hasher } from "./digest";
+import type { Logger } from "../log";
+
+interface Entry {
+  size: number;
+  /** When the file's mtime was last set; mtime orders eviction across restarts. */
+  persistedMs: number;
+}
+
+export interface DiskCasOptions {
+  root: string;
+  maxBytes: number;
+  log: Logger;
+}
+
+const FUNCTIONS: DigestFunctionName[] = ["sha256", "blake3"];
+/** Persist recency (mtime) for a touched blob at most this often. */
+const TOUCH_PERSIST_MS = 60 * 60 * 1000;
+
+export class DiskCas {
+  /** Keys in least-recently-used order (Map keeps insertion order; a touch re-inserts). */
+  private readonly index = new Map<string, Entry>();
+  private readonly pins = new Map<string, number>();
+  private storedBytes = 0;
+  private reservedBytes = 0;
+
+  private constructor(
+    readonly root: string,
+    readonly maxBytes: number,
+    private readonly log: Logger,
+  ) {}
+
+  static async open(opts: DiskCasOptions): Promise<DiskCas> {
+    const cas = new DiskCas(opts.root, opts.maxBytes, opts.log);
+    await cas.load();
+    return cas;
+  }
+
+  get tmpDir(): string {
+    return join(this.root, "tmp");
+  }
+
+  get usedBytes(): number {
+    return this.storedBytes;
+  }
+
+  get blobCount(): number {
+    return this.index.size;
+  }
+
+  pathOf(d: BlobDigest): string {
+    return join(this.root, "cas", d.fn, d.hash.slice(0, 2), `${d.hash}-${d.size}`);
+  }
+
+  /** True when the blob is stored (the empty blob always is). Marks it recently used. */
+  has(d: BlobDigest): boolean {
+    const key = digestKey(d);
+    const e = this.index.get(key);
+    if (!e || e.size !== d.size) return false;
+    this.touch(key, e, d);
+    return true;
+  }
+
+  /** Keeps a blob from eviction until the returned function is called. */
+  pin(d: BlobDigest): () => void {
+    const key = digestKey(d);
+    this.pins.set(key, (this.pins.get(key) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.pins.get(key) ?? 1) - 1;
+      if (n <= 0) this.pins.delete(key);
+      else this.pins.set(key, n);
+    };
+  }
+
+  /** Reads a whole blob; for small blobs (batch reads, Directory and Tree messages). */
+  async read(d: BlobDigest): Promise<Uint8Array | undefined> {
+    if (!this.has(d)) return undefined;
+    try {
+      return new Uint8Array(await Bun.file(this.pathOf(d)).arrayBuffer());
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return this.forget(d);
+      throw err;
+    }
+  }
+
+  /** Opens a stored blob for streaming; the caller closes the handle. undefined when missing. */
+  async openForRead(d: BlobDigest): Promise<FileHandle | undefined> {
+    if (!this.has(d)) return undefined;
+    try {
+      return await open(this.pathOf(d), "r");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return this.forget(d);
+      throw err;
+    }
+  }
+
+  /** Stores a blob held in memory, after checking its digest. */
+  async put(d: BlobDigest, data: Uint8Array): Promise<void> {
+    if (data.length !== d.size) {
+      throw new StatusError(Code.INVALID_ARGUMENT, `blob ${formatDigest(d)}: got ${data.length} bytes, digest says ${d.size}`);
+    }
+    if (this.has(d)) return;
+    const w = await this.beginWrite(d);
+    try {
+      await w.write(data);
+      await w.commit();
+    } finally {
+      await w.abort();
+    }
+  }
+
+  /**
+   * Starts a streamed upload: space is reserved up front (evicting if needed), bytes go to a
+   * temporary file and through the hasher, and commit() verifies and publishes.
+   */
+  async beginWrite(d: BlobDigest): Promise<BlobWriter> {
+    this.reserve(d);
+    const tmp = join(this.tmpDir, randomUUID());
+    try {
+      const fh = await open(tmp, "wx", 0o600);
+      return new BlobWriter(this, d, tmp, fh, await newHasher(d.fn));
+    } catch (err) {
+      this.reservedBytes -= d.size;
+      throw err;
+    }
+  }
+
+  /** Called by BlobWriter once its temporary file holds the verified blob. */
+  async publish(d: BlobDigest, tmp: string): Promise<void> {
+    const dest = this.pathOf(d);
+    await rename(tmp, dest);
+    const key = digestKey(d);
+    if (!this.index.has(key)) {
+      this.index.set(key, { size: d.size, persistedMs: Date.now() });
+      this.storedBytes += d.size;
+    }
+  }
+
+  /** Gives back the space reserved by beginWrite, then evicts if over the limit. */
+  release(d: BlobDigest): void {
+    this.reservedBytes -= d.size;
+    this.evictWhileOver(0);
+  }
+
+  private reserve(d: BlobDigest): void {
+    if (d.size > this.maxBytes) {
+      throw new StatusError(
+        Code.RESOURCE_EXHAUSTED,
+        `blob ${formatDigest(d)} is larger than the whole CAS (--max-cas-size ${this.maxBytes} bytes)`,
+      );
+    }
+    this.reservedBytes += d.size;
+    if (!this.evictWhileOver(0)) {
+      this.reservedBytes -= d.size;
+      throw new StatusError(
+        Code.RESOURCE_EXHAUSTED,
+        `no room for blob ${formatDigest(d)}: the CAS is full of blobs in use (--max-cas-size ${this.maxBytes} bytes)`,
+      );
+    }
+  }
+
+  /** Evicts least-recently-used unpinned blobs until stored + reserved + extra fits. */
+  private evictWhileOver(extra: number): boolean {
+    if (this.storedBytes + this.reservedBytes + extra <= this.maxBytes) return true;
+    for (const [key, e] of this.index) {
+      if (this.storedBytes + this.reservedBytes + extra <= this.maxBytes) break;
+      if (this.pins.has(key)) continue;
+      const [fn, hash] = key.split("/") as [DigestFunctionName, string];
+      this.index.delete(key);
+      this.storedBytes -= e.size;
+      const path = this.pathOf({ fn, hash, size: e.size });
+      unlink(path).catch((err) => this.log.warn(`evicting ${path}: ${err.message}`));
+    }
+    return this.storedBytes + this.reservedBytes + extra <= this.maxBytes;
+  }
+
+  private touch(key: string, e: Entry, d: BlobDigest): void {
+    this.index.delete(key);
+    this.index.set(key, e);
+    const now = Date.now();
+    if (now - e.persistedMs > TOUCH_PERSIST_MS) {
+      e.persistedMs = now;
+      const t = new Date(now);
+      utimes(this.pathOf(d), t, t).catch(() => {});
+    }
+  }
+
+  /** Drops an index entry whose file disappeared behind our back. */
+  private forget(d: BlobDigest): undefined {
+    const key = digestKey(d);
+    const e = this.index.get(key);
+    if (e) {
+      this.index.delete(key);
+      this.storedBytes -= e.size;
+      this.log.warn(`blob ${formatDigest(d)} vanished from disk; forgotten`);
+    }
+    return undefined;
+  }
+
+  private async load(): Promise<void> {
+    await rm(this.tmpDir, { recursive: true, force: true });
+    await mkdir(this.tmpDir, { recursive: true });
+    const found: { key: string; size: number; mtime: number }[] = [];
+    for (const fn of FUNCTIONS) {
+      const fnDir = join(this.root, "cas", fn);
+      await mkdir(fnDir, { recursive: true });
+      const shards = new Set(await readdir(fnDir));
+      for (let i = 0; i < 256; i++) {
+        const shard = i.toString(16).padStart(2, "0");
+        if (!shards.has(shard)) await mkdir(join(fnDir, shard));
+      }
+      for (const shard of shards) {
+        const dir = join(fnDir, shard);
+        for (const name of await readdir(dir)) {
+          const m = /^([0-9a-f]{64})-(\d+)$/.exec(name);
+          const path = join(dir, name);
+          const st = await stat(path).catch(() => undefined);
+          if (!m || !st?.isFile() || st.size !== Number(m[2]) || m[1]!.slice(0, 2) !== shard) {
+            this.log.warn(`removing unexpected file in the CAS: ${path}`);
+            await rm(path, { recursive: true, force: true });
+            continue;
+          }
+          found.push({ key: `${fn}/${m[1]}`, size: st.size, mtime: st.mtimeMs });
+        }
+      }
+      // The empty blob always exists; keep it on disk so reads need no special case.
+      const empty = join(fnDir, EMPTY_HASH[fn].slice(0, 2), `${EMPTY_HASH[fn]}-0`);
+      if (!found.some((f) => f.key === `${fn}/${EMPTY_HASH[fn]}`)) {
+        await Bun.write(empty, "");
+        found.push({ key: `${fn}/${EMPTY_HASH[fn]}`, size: 0, mtime: Date.now() });
+      }
+      this.pins.set(`${fn}/${EMPTY_HASH[fn]}`, 1);
+    }
+    found.sort((a, b) => a.mtime - b.mtime);
+    for (const f of found) {
+      this.index.set(f.key, { size: f.size, persistedMs: f.mtime });
+      this.storedBytes += f.size;
+    }
+    this.evictWhileOver(0);
+    this.log.info(`CAS: ${this.index.size} blobs, ${this.storedBytes} bytes, limit ${this.maxBytes} bytes`);
+  }
+}
+
+/** One upload in progress: a temporary file plus the running hash. */
+export class BlobWriter {
+  private written = 0;
+  private done = false;
+
+  constructor(
+    private readonly cas: DiskCas,
+    readonly digest: BlobDigest,
+    private readonly tmp: string,
+    private readonly fh: FileHandle,
+    private readonly hasher: Hasher,
+  ) {}
+
+  get committedSize(): number {
+    return this.written;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.written + chunk.length > this.digest.size) {
+      throw new StatusError(
+        Code.INVALID_ARGUMENT,
+        `blob ${formatDigest(this.digest)}: received more than the ${this.digest.size} bytes its digest says`,
+      );
+    }
+    this.hasher.update(chunk);
+    let off = 0;
+    while (off < chunk.length) {
+      const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off);
+      off += bytesWritten;
+    }
+    this.written += chunk.length;
+  }
+
+  /** Verifies size and hash, then makes the blob visible. Nothing is stored on a mismatch. */
+  async commit(): Promise<void> {
+    if (this.written !== this.digest.size) {
+      throw new StatusError(
+        Code.INVALID_ARGUMENT,
+        `blob ${formatDigest(this.digest)}: received ${this.written} bytes, digest says ${this.digest.size}`,
+      );
+    }
+    const actual = this.hasher.digestHex();
+    if (actual !== this.digest.hash) {
+      throw new StatusError(
+        Code.INVALID_ARGUMENT,
+        `digest mismatch: content hashes to ${actual} (${this.digest.fn}), not ${this.digest.hash}`,
+      );
+    }
+    await this.fh.chmod(0o444);
+    await this.fh.close();
+    this.done = true;
+    try {
+      await this.cas.publish(this.digest, this.tmp);
+    } finally {
+      this.cas.release(this.digest);
+    }
+  }
+
+  /** Discards the upload; safe to call after commit (then it does nothing). */
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.fh.close().catch(() => {});
+    await unlink(this.tmp).catch(() => {});
+    this.cas.release(this.digest);
+  }
+}

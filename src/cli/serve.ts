@@ -1,0 +1,104 @@
+// `actiond serve`: the REAPI cache server on this machine.
+import { homedir, hostname } from "node:os";
+import { join, resolve } from "node:path";
+import { mkdir } from "node:fs/promises";
+import { ActionCache } from "../cas/action-cache";
+import { DiskCas } from "../cas/disk-cas";
+import { createLogger, LOG_LEVELS, type LogLevel } from "../log";
+import { DEFAULT_MAX_BATCH_BYTES, type ServerContext } from "../rpc/context";
+import { startServer } from "../rpc/server";
+import { formatSize, parseSize } from "./sizes";
+import { FatalError, UsageError, parseFlags } from "./usage";
+
+export const DEFAULT_LISTEN = "127.0.0.1:8980";
+export const DEFAULT_MAX_CAS_SIZE = 20 * 2 ** 30;
+const SHUTDOWN_GRACE_MS = 10_000;
+
+export function defaultRoot(): string {
+  const cache = process.env.XDG_CACHE_HOME || join(homedir(), ".cache");
+  return join(cache, "actiond");
+}
+
+export const SERVE_HELP = `Usage: actiond serve [flags]
+
+Serve the Remote Execution API (CAS, ActionCache, ByteStream, Capabilities) for Bazel:
+  bazel build --remote_cache=grpc://127.0.0.1:8980 //...
+
+Flags:
+  --listen HOST:PORT     address to listen on (default ${DEFAULT_LISTEN}; port 0 picks a free one)
+  --root DIR             where the CAS and action cache live (default ${defaultRoot()})
+  --max-cas-size SIZE    evict least-recently-used blobs beyond this size, e.g. 500M, 50G
+                         (default ${formatSize(DEFAULT_MAX_CAS_SIZE)})
+  --log-level LEVEL      ${LOG_LEVELS.join(", ")} (default info)
+  -h, --help             show this help
+
+Stops on SIGINT or SIGTERM: no new calls, calls in flight get ${SHUTDOWN_GRACE_MS / 1000}s to finish, then exit 0.
+`;
+
+export interface ServeOptions {
+  host: string;
+  port: number;
+  root: string;
+  maxCasBytes: number;
+  logLevel: LogLevel;
+}
+
+export function parseServeFlags(argv: string[]): ServeOptions | "help" {
+  const { values } = parseFlags("serve", argv, {
+    listen: { type: "string" },
+    root: { type: "string" },
+    "max-cas-size": { type: "string" },
+    "log-level": { type: "string" },
+  });
+  if (values.help) return "help";
+  const listen = values.listen ?? DEFAULT_LISTEN;
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new UsageError(`serve: --listen "${listen}" is not HOST:PORT (for example 127.0.0.1:8980)`);
+  const maxCasBytes = parseSize(values["max-cas-size"] ?? String(DEFAULT_MAX_CAS_SIZE));
+  if (maxCasBytes === undefined || maxCasBytes < 1) {
+    throw new UsageError(`serve: --max-cas-size "${values["max-cas-size"]}" is not a size (for example 500M or 50G)`);
+  }
+  const logLevel = (values["log-level"] ?? "info") as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`serve: --log-level "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
+  return { host: m[1] ?? m[2]!, port, root: resolve(values.root ?? defaultRoot()), maxCasBytes, logLevel };
+}
+
+export async function serve(opts: ServeOptions): Promise<void> {
+  const log = createLogger(opts.logLevel);
+  try {
+    await mkdir(opts.root, { recursive: true });
+  } catch (err) {
+    throw new FatalError(`cannot use --root ${opts.root}: ${(err as Error).message}`);
+  }
+  const cas = await DiskCas.open({ root: opts.root, maxBytes: opts.maxCasBytes, log });
+  const ctx: ServerContext = {
+    cas,
+    ac: new ActionCache(opts.root, cas, log),
+    log,
+    maxBatchBytes: DEFAULT_MAX_BATCH_BYTES,
+  };
+  let server;
+  try {
+    server = await startServer(ctx, opts.host, opts.port);
+  } catch (err) {
+    const msg = String((err as Error).message);
+    if (msg.includes("EADDRINUSE")) throw new FatalError(`cannot listen on ${opts.host}:${opts.port}: the address is already in use`);
+    throw new FatalError(`cannot listen on ${opts.host}:${opts.port}: ${msg}`);
+  }
+  // Tests and scripts read this line to learn the port (useful with --listen HOST:0).
+  log.info(`actiond serving REAPI on ${opts.host}:${server.port} (root ${opts.root}, worker ${hostname()})`);
+
+  await new Promise<void>((resolveStop) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${signal}: shutting down`);
+      server.shutdown(SHUTDOWN_GRACE_MS).then(resolveStop);
+    };
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+  });
+  log.info("stopped");
+}

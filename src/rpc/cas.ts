@@ -1,0 +1,119 @@
+// ContentAddressableStorage: FindMissingBlobs, BatchUpdateBlobs, BatchReadBlobs, GetTree.
+// Translates wire messages to typed digests and calls the store; never touches the disk itself.
+import { create } from "@bufbuild/protobuf";
+import {
+  ContentAddressableStorage,
+  Compressor_Value as Compressor,
+  type BatchReadBlobsRequest,
+  type BatchUpdateBlobsRequest,
+  type Digest,
+  type FindMissingBlobsRequest,
+  type GetTreeRequest,
+  type GetTreeResponse,
+  BatchReadBlobsResponseSchema,
+  BatchUpdateBlobsResponseSchema,
+  FindMissingBlobsResponseSchema,
+  GetTreeResponseSchema,
+} from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import type { ServerWritableStream } from "@grpc/grpc-js";
+import { resolveFunction, toBlobDigest, type BlobDigest, type DigestFunctionName } from "../cas/digest";
+import { treePages } from "../cas/tree";
+import type { ServerContext } from "./context";
+import { send, serverStreaming, unary } from "./grpc-service";
+import { Code, StatusError, asStatusError, okStatus } from "./status";
+
+/** The digest function of a request: its field, else inferred from the first hash. */
+function requestFunction(fn: number, digests: (Digest | undefined)[]): DigestFunctionName {
+  return resolveFunction(fn, digests.find((d) => d)?.hash);
+}
+
+function parseDigest(fn: DigestFunctionName, d: Digest | undefined, what: string): BlobDigest {
+  if (!d) throw new StatusError(Code.INVALID_ARGUMENT, `${what}: digest is missing`);
+  return toBlobDigest(fn, d.hash, d.sizeBytes, what);
+}
+
+export function casService(ctx: ServerContext) {
+  const { cas, log } = ctx;
+
+  async function findMissingBlobs(req: FindMissingBlobsRequest) {
+    const fn = requestFunction(req.digestFunction, req.blobDigests);
+    const missing: Digest[] = [];
+    for (const [i, d] of req.blobDigests.entries()) {
+      if (!cas.has(parseDigest(fn, d, `blob_digests[${i}]`))) missing.push(d);
+    }
+    return create(FindMissingBlobsResponseSchema, { missingBlobDigests: missing });
+  }
+
+  async function batchUpdateBlobs(req: BatchUpdateBlobsRequest) {
+    const fn = requestFunction(req.digestFunction, req.requests.map((r) => r.digest));
+    let total = 0;
+    for (const r of req.requests) total += r.data.length;
+    if (total > ctx.maxBatchBytes) {
+      throw new StatusError(Code.INVALID_ARGUMENT, `batch carries ${total} bytes, over max_batch_total_size_bytes ${ctx.maxBatchBytes}; use ByteStream Write`);
+    }
+    const responses = await Promise.all(
+      req.requests.map(async (r, i) => {
+        try {
+          const d = parseDigest(fn, r.digest, `requests[${i}]`);
+          let data = r.data;
+          if (r.compressor === Compressor.ZSTD) data = decompressZstd(data, d);
+          else if (r.compressor !== Compressor.IDENTITY) {
+            throw new StatusError(Code.INVALID_ARGUMENT, `compressor ${Compressor[r.compressor] ?? r.compressor} is not supported`);
+          }
+          await cas.put(d, data);
+          return { digest: r.digest, status: okStatus() };
+        } catch (err) {
+          return { digest: r.digest, status: asStatusError(err).toStatus() };
+        }
+      }),
+    );
+    return create(BatchUpdateBlobsResponseSchema, { responses });
+  }
+
+  async function batchReadBlobs(req: BatchReadBlobsRequest) {
+    const fn = requestFunction(req.digestFunction, req.digests);
+    const digests = req.digests.map((d, i) => parseDigest(fn, d, `digests[${i}]`));
+    const total = digests.reduce((n, d) => n + d.size, 0);
+    if (total > ctx.maxBatchBytes) {
+      throw new StatusError(Code.INVALID_ARGUMENT, `batch asks for ${total} bytes, over max_batch_total_size_bytes ${ctx.maxBatchBytes}; use ByteStream Read`);
+    }
+    const responses = await Promise.all(
+      digests.map(async (d, i) => {
+        const data = await cas.read(d);
+        if (!data) {
+          return { digest: req.digests[i], status: new StatusError(Code.NOT_FOUND, `blob ${d.hash}/${d.size} is not in the CAS`).toStatus() };
+        }
+        return { digest: req.digests[i], data, compressor: Compressor.IDENTITY, status: okStatus() };
+      }),
+    );
+    return create(BatchReadBlobsResponseSchema, { responses });
+  }
+
+  async function getTree(req: GetTreeRequest, call: ServerWritableStream<GetTreeRequest, GetTreeResponse>) {
+    const fn = requestFunction(req.digestFunction, [req.rootDigest]);
+    const root = parseDigest(fn, req.rootDigest, "root_digest");
+    // Stream every page from the token on; each page but the last names where the next begins.
+    for await (const page of treePages(cas, root, req.pageSize, req.pageToken, ctx.maxBatchBytes)) {
+      if (call.cancelled) return;
+      await send(call, create(GetTreeResponseSchema, { directories: page.directories, nextPageToken: page.nextPageToken }));
+    }
+  }
+
+  return {
+    service: ContentAddressableStorage,
+    handlers: {
+      findMissingBlobs: unary(log, "FindMissingBlobs", findMissingBlobs),
+      batchUpdateBlobs: unary(log, "BatchUpdateBlobs", batchUpdateBlobs),
+      batchReadBlobs: unary(log, "BatchReadBlobs", batchReadBlobs),
+      getTree: serverStreaming(log, "GetTree", getTree),
+    },
+  };
+}
+
+function decompressZstd(data: Uint8Array, d: BlobDigest): Uint8Array {
+  try {
+    return Bun.zstdDecompressSync(data);
+  } catch (err) {
+    throw new StatusError(Code.INVALID_ARGUMENT, `blob ${d.hash}/${d.size}: zstd data does not decompress: ${(err as Error).message}`);
+  }
+}

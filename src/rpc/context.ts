@@ -1,0 +1,17 @@
+// What every service needs, built once in main and passed down (no singletons).
+import type { ActionCache } from "../cas/action-cache";
+import type { DiskCas } from "../cas/disk-cas";
+import type { Logger } from "../log";
+
+export interface ServerContext {
+  cas: DiskCas;
+  ac: ActionCache;
+  log: Logger;
+  /** Advertised max_batch_total_size_bytes: the sum of blob sizes one batch call may carry. */
+  maxBatchBytes: number;
+}
+
+/** 4 MiB minus 1 KiB: keeps a full batch below gRPC's default 4 MiB receive limit on the client. */
+export const DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024 - 1024;
+/** ByteStream Read chunk size: well below every client's 4 MiB receive limit. */
+export const READ_CHUNK_BYTES = 1024 * 1024;

@@ -1,0 +1,80 @@
+// Bridges protobuf-es service descriptors to grpc-js: the service definition (paths, (de)serializers)
+// for both our server and our test client, and handler wrappers that turn thrown errors into statuses.
+import { fromBinary, toBinary, type DescService } from "@bufbuild/protobuf";
+import type {
+  ServiceDefinition,
+  sendUnaryData,
+  ServerUnaryCall,
+  ServerReadableStream,
+  ServerWritableStream,
+} from "@grpc/grpc-js";
+import { toServiceError } from "./status";
+import type { Logger } from "../log";
+
+export function grpcServiceDefinition(service: DescService): ServiceDefinition {
+  const def: Record<string, ServiceDefinition[string]> = {};
+  for (const m of service.methods) {
+    def[m.localName] = {
+      path: `/${service.typeName}/${m.name}`,
+      requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
+      responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
+      requestSerialize: (v: any) => Buffer.from(toBinary(m.input, v)),
+      requestDeserialize: (b: Buffer) => fromBinary(m.input, b),
+      responseSerialize: (v: any) => Buffer.from(toBinary(m.output, v)),
+      responseDeserialize: (b: Buffer) => fromBinary(m.output, b),
+      originalName: m.name,
+    };
+  }
+  return def as ServiceDefinition;
+}
+
+function logFailure(log: Logger, method: string, err: unknown) {
+  const e = toServiceError(err);
+  // Client mistakes and misses are routine; anything else deserves attention.
+  const routine = [3, 5, 9, 11].includes(e.code ?? 2);
+  (routine ? log.debug : log.warn)(`${method}: ${e.details}`);
+  return e;
+}
+
+export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    fn(call.request, call).then(
+      (res) => callback(null, res),
+      (err) => callback(logFailure(log, method, err)),
+    );
+  };
+}
+
+export function clientStreaming<Req, Res>(log: Logger, method: string, fn: (call: ServerReadableStream<Req, Res>) => Promise<Res>) {
+  return (call: ServerReadableStream<Req, Res>, callback: sendUnaryData<Res>) => {
+    fn(call).then(
+      (res) => callback(null, res),
+      (err) => callback(logFailure(log, method, err)),
+    );
+  };
+}
+
+export function serverStreaming<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerWritableStream<Req, Res>) => Promise<void>) {
+  return (call: ServerWritableStream<Req, Res>) => {
+    fn(call.request, call).then(
+      () => call.end(),
+      (err) => {
+        if (!call.cancelled) call.emit("error", logFailure(log, method, err));
+      },
+    );
+  };
+}
+
+/** Writes one message to a server stream, waiting while the transport's buffer is full. */
+export async function send<Res>(call: ServerWritableStream<unknown, Res>, msg: Res): Promise<void> {
+  if (call.write(msg)) return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      call.off("drain", done);
+      call.off("cancelled", done);
+      resolve();
+    };
+    call.on("drain", done);
+    call.on("cancelled", done);
+  });
+}
