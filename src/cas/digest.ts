@@ -76,16 +76,11 @@ export function functionValue(name: DigestFunctionName): DigestFunction {
 }
 
 /**
- * The function a request means: its digest_function field when set, otherwise the one its hash
- * length implies (64 hex digits: SHA-256, the only legacy function of that length we serve).
+ * The function a request means: its digest_function field when set, otherwise SHA-256, the only
+ * legacy function we serve (a hash of another length then fails validation with its position).
  */
-export function resolveFunction(requested: DigestFunction, sampleHash?: string): DigestFunctionName {
-  if (requested !== DigestFunction.UNKNOWN) return functionName(requested);
-  if (sampleHash === undefined || sampleHash.length === 64) return "sha256";
-  throw new StatusError(
-    Code.INVALID_ARGUMENT,
-    `cannot tell the digest function from a ${sampleHash.length}-character hash; only SHA256 and BLAKE3 are served`,
-  );
+export function resolveFunction(requested: DigestFunction): DigestFunctionName {
+  return requested === DigestFunction.UNKNOWN ? "sha256" : functionName(requested);
 }
 
 /** Validates a wire digest (hash string, int64 size) for the given function. */

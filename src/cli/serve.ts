@@ -66,6 +66,11 @@ export function parseServeFlags(argv: string[]): ServeOptions | "help" {
 
 export async function serve(opts: ServeOptions): Promise<void> {
   const log = createLogger(opts.logLevel);
+  // Listen for signals first, so one that arrives while we start up still stops us cleanly.
+  const stopSignal = new Promise<string>((resolveStop) => {
+    process.once("SIGINT", () => resolveStop("SIGINT"));
+    process.once("SIGTERM", () => resolveStop("SIGTERM"));
+  });
   try {
     await mkdir(opts.root, { recursive: true });
   } catch (err) {
@@ -89,16 +94,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // Tests and scripts read this line to learn the port (useful with --listen HOST:0).
   log.info(`actiond serving REAPI on ${opts.host}:${server.port} (root ${opts.root}, worker ${hostname()})`);
 
-  await new Promise<void>((resolveStop) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info(`${signal}: shutting down`);
-      server.shutdown(SHUTDOWN_GRACE_MS).then(resolveStop);
-    };
-    process.on("SIGINT", () => stop("SIGINT"));
-    process.on("SIGTERM", () => stop("SIGTERM"));
-  });
+  const signal = await stopSignal;
+  log.info(`${signal}: shutting down`);
+  await server.shutdown(SHUTDOWN_GRACE_MS);
   log.info("stopped");
 }

@@ -19,7 +19,7 @@ export function actionCacheService(ctx: ServerContext) {
 
   function actionDigest(fnField: number, d: { hash: string; sizeBytes: bigint } | undefined): BlobDigest {
     if (!d) throw new StatusError(Code.INVALID_ARGUMENT, "action_digest is missing");
-    return toBlobDigest(resolveFunction(fnField, d.hash), d.hash, d.sizeBytes, "action_digest");
+    return toBlobDigest(resolveFunction(fnField), d.hash, d.sizeBytes, "action_digest");
   }
 
   async function getActionResult(req: GetActionResultRequest): Promise<ActionResult> {

@@ -103,6 +103,7 @@ export function byteStreamService(ctx: ServerContext) {
     const firstOffset = Number(first.value.writeOffset);
     const upload = await startUpload(name, res, firstOffset);
     let finished = false;
+    let endedEarly = false;
     let expectedOffset = firstOffset;
     async function* payload(): AsyncGenerator<Uint8Array> {
       let msg: WriteRequest | undefined = first.value;
@@ -136,7 +137,10 @@ export function byteStreamService(ctx: ServerContext) {
           throw new StatusError(Code.INVALID_ARGUMENT, `zstd data of ${name} does not decompress: ${err.message}`);
         });
       }
-      if (!finished) throw new StatusError(Code.INVALID_ARGUMENT, "Write stream ended without finish_write");
+      if (!finished) {
+        endedEarly = true;
+        throw new StatusError(Code.INVALID_ARGUMENT, "Write stream ended without finish_write");
+      }
       await upload.writer.commit();
       dropPartial(name);
       log.debug(`stored ${formatDigest(d)} (${res.compression})`);
@@ -147,8 +151,10 @@ export function byteStreamService(ctx: ServerContext) {
         await upload.writer.abort();
         return earlyFinish();
       }
-      // A broken plain upload stays resumable for a while; anything else is discarded.
-      const resumable = res.compression === "identity" && !(err instanceof StatusError && err.code === Code.INVALID_ARGUMENT);
+      // A plain upload the client broke off stays resumable for a while; on any other failure
+      // (bad content, full disk) nothing of it is kept.
+      const clientGone = call.cancelled || endedEarly || (err instanceof StatusError && err.code === Code.CANCELLED);
+      const resumable = res.compression === "identity" && clientGone;
       if (resumable && partials.get(name) === upload) {
         upload.busy = false;
         upload.expiry = setTimeout(() => partials.get(name) === upload && dropPartial(name), PARTIAL_UPLOAD_TTL_MS);

@@ -22,10 +22,6 @@ import type { ServerContext } from "./context";
 import { send, serverStreaming, unary } from "./grpc-service";
 import { Code, StatusError, asStatusError, okStatus } from "./status";
 
-/** The digest function of a request: its field, else inferred from the first hash. */
-function requestFunction(fn: number, digests: (Digest | undefined)[]): DigestFunctionName {
-  return resolveFunction(fn, digests.find((d) => d)?.hash);
-}
 
 function parseDigest(fn: DigestFunctionName, d: Digest | undefined, what: string): BlobDigest {
   if (!d) throw new StatusError(Code.INVALID_ARGUMENT, `${what}: digest is missing`);
@@ -36,7 +32,7 @@ export function casService(ctx: ServerContext) {
   const { cas, log } = ctx;
 
   async function findMissingBlobs(req: FindMissingBlobsRequest) {
-    const fn = requestFunction(req.digestFunction, req.blobDigests);
+    const fn = resolveFunction(req.digestFunction);
     const missing: Digest[] = [];
     for (const [i, d] of req.blobDigests.entries()) {
       if (!cas.has(parseDigest(fn, d, `blob_digests[${i}]`))) missing.push(d);
@@ -45,7 +41,7 @@ export function casService(ctx: ServerContext) {
   }
 
   async function batchUpdateBlobs(req: BatchUpdateBlobsRequest) {
-    const fn = requestFunction(req.digestFunction, req.requests.map((r) => r.digest));
+    const fn = resolveFunction(req.digestFunction);
     let total = 0;
     for (const r of req.requests) total += r.data.length;
     if (total > ctx.maxBatchBytes) {
@@ -71,7 +67,7 @@ export function casService(ctx: ServerContext) {
   }
 
   async function batchReadBlobs(req: BatchReadBlobsRequest) {
-    const fn = requestFunction(req.digestFunction, req.digests);
+    const fn = resolveFunction(req.digestFunction);
     const digests = req.digests.map((d, i) => parseDigest(fn, d, `digests[${i}]`));
     const total = digests.reduce((n, d) => n + d.size, 0);
     if (total > ctx.maxBatchBytes) {
@@ -90,7 +86,7 @@ export function casService(ctx: ServerContext) {
   }
 
   async function getTree(req: GetTreeRequest, call: ServerWritableStream<GetTreeRequest, GetTreeResponse>) {
-    const fn = requestFunction(req.digestFunction, [req.rootDigest]);
+    const fn = resolveFunction(req.digestFunction);
     const root = parseDigest(fn, req.rootDigest, "root_digest");
     // Stream every page from the token on; each page but the last names where the next begins.
     for await (const page of treePages(cas, root, req.pageSize, req.pageToken, ctx.maxBatchBytes)) {

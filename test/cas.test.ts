@@ -1,0 +1,199 @@
+// ContentAddressableStorage and Capabilities over real gRPC against a real `actiond serve`.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  BatchReadBlobsRequestSchema,
+  BatchUpdateBlobsRequestSchema,
+  Compressor_Value as Compressor,
+  DigestFunction_Value as DigestFunction,
+  DirectorySchema,
+  FindMissingBlobsRequestSchema,
+  GetCapabilitiesRequestSchema,
+  GetTreeRequestSchema,
+  type Directory,
+  type Digest,
+} from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { ReapiClient, RpcError, digestOf, grpc, sha256 } from "./support/client";
+import { startServer, type ServerProcess } from "./support/server";
+
+const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+const enc = (s: string) => new TextEncoder().encode(s);
+
+let server: ServerProcess;
+let c: ReapiClient;
+beforeAll(async () => {
+  server = await startServer();
+  c = new ReapiClient(server.address);
+});
+afterAll(async () => {
+  c.close();
+  expect(await server.stop()).toBe(0);
+});
+
+async function rejects(p: Promise<unknown>): Promise<RpcError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof RpcError) return err;
+    throw err;
+  }
+  throw new Error("expected the call to fail");
+}
+
+const findMissing = (digests: Digest[], instanceName = "", digestFunction = DigestFunction.UNKNOWN) =>
+  c.unary(c.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { instanceName, blobDigests: digests, digestFunction });
+const batchUpdate = (requests: { digest: Digest; data: Uint8Array; compressor?: Compressor }[], instanceName = "") =>
+  c.unary(c.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, { instanceName, requests });
+const batchRead = (digests: Digest[]) => c.unary(c.cas, "batchReadBlobs", BatchReadBlobsRequestSchema, { digests });
+
+describe("Capabilities", () => {
+  test("advertises a cache Bazel 4.2 accepts: SHA256 and BLAKE3, updates, batch limit, zstd, API 2.0+", async () => {
+    const caps = await c.unary(c.caps, "getCapabilities", GetCapabilitiesRequestSchema, { instanceName: "any/thing" });
+    const cache = caps.cacheCapabilities;
+    expect(cache.digestFunctions).toEqual([DigestFunction.SHA256, DigestFunction.BLAKE3]);
+    expect(cache.actionCacheUpdateCapabilities.updateEnabled).toBe(true);
+    expect(cache.maxBatchTotalSizeBytes).toBe(BigInt(4 * 1024 * 1024 - 1024));
+    expect(cache.supportedCompressors).toEqual([Compressor.ZSTD]);
+    expect(caps.lowApiVersion).toMatchObject({ major: 2, minor: 0 });
+    expect(caps.highApiVersion.major).toBe(2);
+    // Nothing runs actions yet, so no execution capabilities are claimed.
+    expect(caps.executionCapabilities).toBeUndefined();
+  });
+});
+
+describe("FindMissingBlobs", () => {
+  test("the empty blob is never missing; unknown blobs are; stored ones are not", async () => {
+    const stored = sha256("stored for find-missing");
+    await batchUpdate([{ digest: stored, data: enc("stored for find-missing") }]);
+    const absent = sha256("never uploaded");
+    const res = await findMissing([digestOf(EMPTY_SHA256, 0), absent, stored]);
+    expect(res.missingBlobDigests.map((d: Digest) => d.hash)).toEqual([absent.hash]);
+  });
+
+  test("the right hash with the wrong size is missing", async () => {
+    const d = sha256("size matters");
+    await batchUpdate([{ digest: d, data: enc("size matters") }]);
+    const res = await findMissing([digestOf(d.hash, 999)]);
+    expect(res.missingBlobDigests).toHaveLength(1);
+  });
+
+  test("instance names (with slashes) share one store", async () => {
+    const d = sha256("shared across instances");
+    await batchUpdate([{ digest: d, data: enc("shared across instances") }], "team/a");
+    expect((await findMissing([d], "team/b/c")).missingBlobDigests).toHaveLength(0);
+  });
+
+  test("a malformed digest is INVALID_ARGUMENT naming it", async () => {
+    const e1 = await rejects(findMissing([digestOf("XYZ", 3)]));
+    expect(e1.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(e1.details).toContain("blob_digests[0]");
+    const e2 = await rejects(findMissing([digestOf("a".repeat(64), -1)]));
+    expect(e2.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const e3 = await rejects(findMissing([digestOf(EMPTY_SHA256, 5)]));
+    expect(e3.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
+  test("an unsupported digest function is INVALID_ARGUMENT", async () => {
+    const e = await rejects(findMissing([digestOf("a".repeat(40), 1)], "", DigestFunction.SHA1));
+    expect(e.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(e.details).toContain("SHA1");
+  });
+});
+
+describe("BatchUpdateBlobs and BatchReadBlobs", () => {
+  test("round trip, with per-item statuses", async () => {
+    const a = enc("alpha blob");
+    const b = new Uint8Array(100_000).map((_, i) => i % 251);
+    const res = await batchUpdate([
+      { digest: sha256(a), data: a },
+      { digest: sha256(b), data: b },
+    ]);
+    expect(res.responses.map((r: any) => r.status.code)).toEqual([0, 0]);
+    const missing = sha256("not there");
+    const read = await batchRead([sha256(a), missing, sha256(b), digestOf(EMPTY_SHA256, 0)]);
+    expect(read.responses.map((r: any) => r.status.code)).toEqual([0, grpc.status.NOT_FOUND, 0, 0]);
+    expect(Buffer.from(read.responses[0].data).toString()).toBe("alpha blob");
+    expect(Buffer.compare(read.responses[2].data, b)).toBe(0);
+    expect(read.responses[3].data).toHaveLength(0);
+  });
+
+  test("a digest mismatch fails that item with INVALID_ARGUMENT and stores nothing", async () => {
+    const claimed = sha256("what the digest says");
+    const good = enc("a good neighbour");
+    const res = await batchUpdate([
+      { digest: claimed, data: enc("something else entirely!") },
+      { digest: sha256(good), data: good },
+    ]);
+    expect(res.responses[0].status.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(res.responses[0].status.message).toMatch(/digest mismatch|bytes/);
+    expect(res.responses[1].status.code).toBe(0);
+    expect((await findMissing([claimed])).missingBlobDigests).toHaveLength(1);
+  });
+
+  test("zstd-compressed batch items are decompressed and verified", async () => {
+    const data = enc("compress me ".repeat(1000));
+    const res = await batchUpdate([{ digest: sha256(data), data: Bun.zstdCompressSync(data), compressor: Compressor.ZSTD }]);
+    expect(res.responses[0].status.code).toBe(0);
+    const read = await batchRead([sha256(data)]);
+    expect(Buffer.compare(read.responses[0].data, data)).toBe(0);
+  });
+
+  test("a batch over max_batch_total_size_bytes fails as a whole with INVALID_ARGUMENT", async () => {
+    const big = new Uint8Array(3 * 1024 * 1024);
+    const big2 = new Uint8Array(3 * 1024 * 1024).fill(1);
+    const e = await rejects(batchUpdate([
+      { digest: sha256(big), data: big },
+      { digest: sha256(big2), data: big2 },
+    ]));
+    expect(e.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(e.details).toContain("max_batch_total_size_bytes");
+    expect((await findMissing([sha256(big), sha256(big2)])).missingBlobDigests).toHaveLength(2);
+    const e2 = await rejects(batchRead([digestOf("b".repeat(64), 5 * 1024 * 1024)]));
+    expect(e2.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+});
+
+describe("GetTree", () => {
+  /** Stores a Directory and returns its digest. */
+  async function putDir(dir: Partial<Directory>): Promise<Digest> {
+    const bytes = toBinary(DirectorySchema, create(DirectorySchema, dir as any));
+    const d = sha256(bytes);
+    await batchUpdate([{ digest: d, data: bytes }]);
+    return d;
+  }
+
+  test("walks the whole tree, paging with page_size and page_token, deduplicating shared subtrees", async () => {
+    const file = enc("leaf file");
+    await batchUpdate([{ digest: sha256(file), data: file }]);
+    const leaf = await putDir({ files: [{ name: "f", digest: sha256(file), isExecutable: true } as any] });
+    const mids: Digest[] = [];
+    for (let i = 0; i < 5; i++) mids.push(await putDir({ directories: [{ name: "leaf", digest: leaf } as any], files: [{ name: `m${i}`, digest: sha256(file) } as any] }));
+    const root = await putDir({ directories: mids.map((d, i) => ({ name: `mid${i}`, digest: d }) as any) });
+
+    const all = await c.collect(c.cas, "getTree", GetTreeRequestSchema, { rootDigest: root });
+    const dirs = all.flatMap((r: any) => r.directories);
+    expect(dirs).toHaveLength(1 + 5 + 1); // root, five mids, one shared leaf
+    expect(all.at(-1).nextPageToken).toBe("");
+
+    const paged = await c.collect(c.cas, "getTree", GetTreeRequestSchema, { rootDigest: root, pageSize: 3 });
+    expect(paged.map((r: any) => r.directories.length)).toEqual([3, 3, 1]);
+    expect(paged[0].nextPageToken).not.toBe("");
+    // Resuming from a token returns the rest, in the same order.
+    const rest = await c.collect(c.cas, "getTree", GetTreeRequestSchema, { rootDigest: root, pageSize: 3, pageToken: paged[0].nextPageToken });
+    expect(rest.flatMap((r: any) => r.directories)).toEqual(dirs.slice(3));
+  });
+
+  test("a missing root is NOT_FOUND; a missing subtree is left out", async () => {
+    const e = await rejects(c.collect(c.cas, "getTree", GetTreeRequestSchema, { rootDigest: sha256("no such dir") }));
+    expect(e.code).toBe(grpc.status.NOT_FOUND);
+    const root = await putDir({ directories: [{ name: "gone", digest: sha256("never stored directory") } as any] });
+    const res = await c.collect(c.cas, "getTree", GetTreeRequestSchema, { rootDigest: root });
+    expect(res.flatMap((r: any) => r.directories)).toHaveLength(1);
+  });
+
+  test("a bad page token is INVALID_ARGUMENT", async () => {
+    const root = await putDir({});
+    const e = await rejects(c.collect(c.cas, "getTree", GetTreeRequestSchema, { rootDigest: root, pageToken: "bogus" }));
+    expect(e.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+});

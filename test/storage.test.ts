@@ -1,0 +1,183 @@
+// Durability, eviction and full-disk behaviour of the on-disk store, through real server processes.
+import { describe, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  FindMissingBlobsRequestSchema,
+  GetActionResultRequestSchema,
+  UpdateActionResultRequestSchema,
+  type Digest,
+} from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { ReadRequestSchema, WriteRequestSchema } from "../src/gen/google/bytestream/bytestream_pb";
+import { ReapiClient, RpcError, grpc, sha256 } from "./support/client";
+import { startServer, tempDir } from "./support/server";
+
+let seed = 1000;
+function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed++ * 2654435761;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+async function rejects(p: Promise<unknown>): Promise<RpcError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof RpcError) return err;
+    throw err;
+  }
+  throw new Error("expected the call to fail");
+}
+
+const up = (d: Digest) => `uploads/${crypto.randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`;
+const blob = (d: Digest) => `blobs/${d.hash}/${d.sizeBytes}`;
+async function missing(c: ReapiClient, ds: Digest[]): Promise<string[]> {
+  const res = await c.unary(c.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { blobDigests: ds });
+  return res.missingBlobDigests.map((d: Digest) => d.hash);
+}
+
+describe("restarts", () => {
+  test("blobs and action results survive a clean restart", async () => {
+    const root = tempDir();
+    const data = randomBytes(200_000);
+    const d = sha256(data);
+    let s = await startServer({ root });
+    let c = new ReapiClient(s.address);
+    await c.upload(up(d), data);
+    await c.unary(c.ac, "updateActionResult", UpdateActionResultRequestSchema, { actionDigest: sha256("act"), actionResult: { outputFiles: [{ path: "o", digest: d }] } });
+    c.close();
+    expect(await s.stop()).toBe(0);
+
+    s = await startServer({ root });
+    c = new ReapiClient(s.address);
+    expect(Buffer.compare((await c.read(blob(d))).data, data)).toBe(0);
+    const r = await c.unary(c.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: sha256("act") });
+    expect(r.outputFiles[0].digest.hash).toBe(d.hash);
+    c.close();
+    await s.stop();
+  });
+
+  test("kill -9 mid-upload: every earlier blob intact, the partial one invisible, temp files gone", async () => {
+    const root = tempDir();
+    let s = await startServer({ root });
+    let c = new ReapiClient(s.address);
+    const kept = Array.from({ length: 5 }, () => randomBytes(300_000));
+    for (const k of kept) await c.upload(up(sha256(k)), k);
+
+    const partial = randomBytes(8 * 1024 * 1024);
+    const pd = sha256(partial);
+    const call = c.bs.write(() => {});
+    call.on("error", () => {});
+    call.write(create(WriteRequestSchema, { resourceName: up(pd), writeOffset: 0n, data: partial.subarray(0, 1 << 20) }));
+    for (let off = 1 << 20; off < 4 << 20; off += 1 << 20) {
+      call.write(create(WriteRequestSchema, { writeOffset: BigInt(off), data: partial.subarray(off, off + (1 << 20)) }));
+    }
+    // Wait until the server has bytes of it in a temporary file, then kill it without warning.
+    for (let i = 0; i < 100 && readdirSync(join(root, "tmp")).length === 0; i++) await Bun.sleep(20);
+    expect(readdirSync(join(root, "tmp")).length).toBeGreaterThan(0);
+    await s.kill();
+    c.close();
+
+    s = await startServer({ root });
+    c = new ReapiClient(s.address);
+    expect(await missing(c, [pd])).toEqual([pd.hash]);
+    for (const k of kept) expect(Buffer.compare((await c.read(blob(sha256(k)))).data, k)).toBe(0);
+    expect(readdirSync(join(root, "tmp"))).toEqual([]);
+    c.close();
+    await s.stop();
+  });
+});
+
+describe("eviction (--max-cas-size)", () => {
+  test("least recently used blobs go first; an action result whose blob was evicted becomes a miss", async () => {
+    const s = await startServer({ args: ["--max-cas-size", "1M"] });
+    const c = new ReapiClient(s.address);
+    const [a, b, cc, d] = [0, 1, 2, 3].map(() => randomBytes(300 * 1024));
+    const [da, db, dc, dd] = [a!, b!, cc!, d!].map((x) => sha256(x));
+    await c.upload(up(da!), a!);
+    await c.upload(up(db!), b!);
+    await c.unary(c.ac, "updateActionResult", UpdateActionResultRequestSchema, { actionDigest: sha256("uses b"), actionResult: { outputFiles: [{ path: "b", digest: db }] } });
+    await c.upload(up(dc!), cc!);
+    expect(await missing(c, [da!])).toEqual([]); // touch a: now b is the oldest
+    await c.upload(up(dd!), d!); // 1.2 MiB > 1 MiB: one blob must go
+    expect(await missing(c, [da!, db!, dc!, dd!])).toEqual([db!.hash]);
+    const e = await rejects(c.unary(c.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: sha256("uses b") }));
+    expect(e.code).toBe(grpc.status.NOT_FOUND);
+    c.close();
+    await s.stop();
+  });
+
+  test("a blob being read is never evicted; an upload that would need it gets RESOURCE_EXHAUSTED", async () => {
+    const s = await startServer({ args: ["--max-cas-size", "48M"] });
+    const c = new ReapiClient(s.address);
+    // Big enough that the server cannot buffer it all in the transport: its Read stays in progress.
+    const big = randomBytes(40 * 1024 * 1024);
+    const bd = sha256(big);
+    await c.upload(up(bd), big);
+    // Start reading, then stop consuming so the server's stream stays open (flow control).
+    const chunks: Uint8Array[] = [];
+    const call = c.bs.read(create(ReadRequestSchema, { resourceName: blob(bd) }));
+    const ended = new Promise((r) => call.on("end", r));
+    call.on("data", (m: any) => {
+      chunks.push(m.data);
+      call.pause();
+    });
+    await Bun.sleep(300);
+    const other = randomBytes(10 * 1024 * 1024);
+    const e = await rejects(c.upload(up(sha256(other)), other));
+    expect(e.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    // Finish the read: the bytes are intact.
+    call.on("data", () => call.resume());
+    call.resume();
+    await ended;
+    expect(Buffer.compare(Buffer.concat(chunks), big)).toBe(0);
+    // Once nobody uses it, it can be evicted to make room.
+    expect(await c.upload(up(sha256(other)), other)).toBe(BigInt(other.length));
+    expect(await missing(c, [bd])).toEqual([bd.hash]);
+    c.close();
+    await s.stop();
+  });
+
+  test("a blob larger than the whole CAS is RESOURCE_EXHAUSTED", async () => {
+    const s = await startServer({ args: ["--max-cas-size", "1M"] });
+    const c = new ReapiClient(s.address);
+    const data = randomBytes(2 * 1024 * 1024);
+    const e = await rejects(c.upload(up(sha256(data)), data));
+    expect(e.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(e.details).toContain("--max-cas-size");
+    c.close();
+    await s.stop();
+  });
+});
+
+describe("full disk", () => {
+  const isRoot = process.getuid?.() === 0;
+  test.skipIf(!isRoot)("ENOSPC is RESOURCE_EXHAUSTED, leaves nothing partial, and the server keeps serving", async () => {
+    const root = tempDir();
+    const mount = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", root]);
+    expect(mount.exitCode).toBe(0);
+    try {
+      const s = await startServer({ root });
+      const c = new ReapiClient(s.address);
+      const data = randomBytes(3 * 1024 * 1024);
+      const d = sha256(data);
+      const e = await rejects(c.upload(up(d), data));
+      expect(e.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(await missing(c, [d])).toEqual([d.hash]);
+      expect(readdirSync(join(root, "tmp"))).toEqual([]);
+      const small = randomBytes(1000);
+      expect(await c.upload(up(sha256(small)), small)).toBe(1000n);
+      c.close();
+      expect(await s.stop()).toBe(0);
+    } finally {
+      Bun.spawnSync(["umount", root]);
+    }
+  });
+});

@@ -1,0 +1,70 @@
+// Starts a real `actiond serve` process for a test and stops it afterwards.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+
+export const REPO = resolve(import.meta.dir, "../..");
+export const MAIN = join(REPO, "src/main.ts");
+
+export interface ServerProcess {
+  port: number;
+  address: string;
+  root: string;
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  /** Everything the server printed to stderr so far. */
+  log(): string;
+  /** SIGTERM, then wait for exit; returns the exit code. */
+  stop(): Promise<number>;
+  /** SIGKILL, no chance to clean up. */
+  kill(): Promise<void>;
+}
+
+export function tempDir(prefix = "actiond-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function startServer(opts: { root?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<ServerProcess> {
+  const root = opts.root ?? tempDir();
+  const proc = Bun.spawn([process.execPath, MAIN, "serve", "--listen", "127.0.0.1:0", "--root", root, ...(opts.args ?? [])], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, ...opts.env },
+  });
+  let text = "";
+  const decoder = new TextDecoder();
+  let onLine: (() => void) | undefined;
+  (async () => {
+    for await (const chunk of proc.stderr) {
+      text += decoder.decode(chunk);
+      onLine?.();
+    }
+  })();
+  const port = await new Promise<number>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`server did not start:\n${text}`)), 15_000);
+    onLine = () => {
+      const m = /serving REAPI on [^\s]+:(\d+)/.exec(text);
+      if (m) {
+        clearTimeout(timer);
+        res(Number(m[1]));
+      }
+    };
+    proc.exited.then((code) => rej(new Error(`server exited with ${code}:\n${text}`)));
+  });
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    root,
+    proc,
+    log: () => text,
+    async stop() {
+      proc.kill("SIGTERM");
+      return await proc.exited;
+    },
+    async kill() {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    },
+  };
+}
