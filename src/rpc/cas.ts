@@ -28,6 +28,23 @@ function parseDigest(fn: DigestFunctionName, d: Digest | undefined, what: string
   return toBlobDigest(fn, d.hash, d.sizeBytes, what);
 }
 
+/** Batch items handled at once: enough to overlap disk waits, few enough to keep file handles in check. */
+const BATCH_PARALLELISM = 16;
+
+/** Like Promise.all over items.map(fn), with at most `limit` calls in flight; results keep their order. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
 export function casService(ctx: ServerContext) {
   const { cas, log } = ctx;
 
@@ -47,8 +64,10 @@ export function casService(ctx: ServerContext) {
     if (total > ctx.maxBatchBytes) {
       throw new StatusError(Code.INVALID_ARGUMENT, `batch carries ${total} bytes, over max_batch_total_size_bytes ${ctx.maxBatchBytes}; use ByteStream Write`);
     }
-    const responses = await Promise.all(
-      req.requests.map(async (r, i) => {
+    const responses = await mapLimit(
+      req.requests,
+      BATCH_PARALLELISM,
+      async (r, i) => {
         try {
           const d = parseDigest(fn, r.digest, `requests[${i}]`);
           let data = r.data;
@@ -61,7 +80,7 @@ export function casService(ctx: ServerContext) {
         } catch (err) {
           return { digest: r.digest, status: asStatusError(err).toStatus() };
         }
-      }),
+      },
     );
     return create(BatchUpdateBlobsResponseSchema, { responses });
   }
@@ -73,14 +92,16 @@ export function casService(ctx: ServerContext) {
     if (total > ctx.maxBatchBytes) {
       throw new StatusError(Code.INVALID_ARGUMENT, `batch asks for ${total} bytes, over max_batch_total_size_bytes ${ctx.maxBatchBytes}; use ByteStream Read`);
     }
-    const responses = await Promise.all(
-      digests.map(async (d, i) => {
+    const responses = await mapLimit(
+      digests,
+      BATCH_PARALLELISM,
+      async (d, i) => {
         const data = await cas.read(d);
         if (!data) {
           return { digest: req.digests[i], status: new StatusError(Code.NOT_FOUND, `blob ${d.hash}/${d.size} is not in the CAS`).toStatus() };
         }
         return { digest: req.digests[i], data, compressor: Compressor.IDENTITY, status: okStatus() };
-      }),
+      },
     );
     return create(BatchReadBlobsResponseSchema, { responses });
   }
