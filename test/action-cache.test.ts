@@ -1,5 +1,5 @@
 // ActionCache over real gRPC against a real `actiond serve`.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
   BatchUpdateBlobsRequestSchema,
@@ -13,29 +13,12 @@ import {
 import { PreconditionFailureSchema } from "../src/gen/google/rpc/error_details_pb";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { ReapiClient, RpcError, grpc, sha256 } from "./support/client";
-import { startServer, type ServerProcess } from "./support/server";
+import { randomBytes, rejects, suiteServer } from "./support/helpers";
 
 const enc = (s: string) => new TextEncoder().encode(s);
-let server: ServerProcess;
+const suite = suiteServer();
 let c: ReapiClient;
-beforeAll(async () => {
-  server = await startServer();
-  c = new ReapiClient(server.address);
-});
-afterAll(async () => {
-  c.close();
-  expect(await server.stop()).toBe(0);
-});
-
-async function rejects(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RpcError) return err;
-    throw err;
-  }
-  throw new Error("expected the call to fail");
-}
+beforeAll(() => void (c = suite.client));
 
 async function put(...blobs: Uint8Array[]): Promise<Digest[]> {
   const digests = blobs.map((b) => sha256(b));

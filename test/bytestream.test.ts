@@ -1,5 +1,5 @@
 // ByteStream Read/Write/QueryWriteStatus over real gRPC against a real `actiond serve`.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { createBLAKE3 } from "hash-wasm";
 import {
   DigestFunction_Value as DigestFunction,
@@ -8,42 +8,11 @@ import {
 } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { QueryWriteStatusRequestSchema } from "../src/gen/google/bytestream/bytestream_pb";
 import { ReapiClient, RpcError, digestOf, grpc, sha256 } from "./support/client";
-import { startServer, type ServerProcess } from "./support/server";
+import { randomBytes, rejects, suiteServer } from "./support/helpers";
 
-let server: ServerProcess;
+const suite = suiteServer();
 let c: ReapiClient;
-beforeAll(async () => {
-  server = await startServer();
-  c = new ReapiClient(server.address);
-});
-afterAll(async () => {
-  c.close();
-  expect(await server.stop()).toBe(0);
-});
-
-let seed = 1;
-/** Distinct pseudo-random bytes for every call, so no test sees another's blob. */
-function randomBytes(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed++ * 2654435761;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
-async function rejects(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RpcError) return err;
-    throw err;
-  }
-  throw new Error("expected the call to fail");
-}
+beforeAll(() => void (c = suite.client));
 
 async function isStored(d: Digest, digestFunction = DigestFunction.UNKNOWN): Promise<boolean> {
   const res = await c.unary(c.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { blobDigests: [d], digestFunction });
@@ -133,7 +102,7 @@ describe("Write and Read, plain", () => {
   test("many clients uploading the same blob at once all succeed", async () => {
     const data = randomBytes(2 * 1024 * 1024);
     const d = sha256(data);
-    const clients = Array.from({ length: 6 }, () => new ReapiClient(server.address));
+    const clients = Array.from({ length: 6 }, () => new ReapiClient(suite.server.address));
     const results = await Promise.all(clients.map((cl) => cl.upload(up(d), data, 16 * 1024)));
     clients.forEach((cl) => cl.close());
     for (const r of results) expect(r).toBe(BigInt(data.length));

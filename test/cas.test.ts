@@ -1,5 +1,5 @@
 // ContentAddressableStorage and Capabilities over real gRPC against a real `actiond serve`.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
   BatchReadBlobsRequestSchema,
@@ -14,31 +14,14 @@ import {
   type Digest,
 } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { ReapiClient, RpcError, digestOf, grpc, sha256 } from "./support/client";
-import { startServer, type ServerProcess } from "./support/server";
+import { randomBytes, rejects, suiteServer } from "./support/helpers";
 
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const enc = (s: string) => new TextEncoder().encode(s);
 
-let server: ServerProcess;
+const suite = suiteServer();
 let c: ReapiClient;
-beforeAll(async () => {
-  server = await startServer();
-  c = new ReapiClient(server.address);
-});
-afterAll(async () => {
-  c.close();
-  expect(await server.stop()).toBe(0);
-});
-
-async function rejects(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RpcError) return err;
-    throw err;
-  }
-  throw new Error("expected the call to fail");
-}
+beforeAll(() => void (c = suite.client));
 
 const findMissing = (digests: Digest[], instanceName = "", digestFunction = DigestFunction.UNKNOWN) =>
   c.unary(c.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { instanceName, blobDigests: digests, digestFunction });

@@ -12,29 +12,7 @@ import {
 import { ReadRequestSchema, WriteRequestSchema } from "../src/gen/google/bytestream/bytestream_pb";
 import { ReapiClient, RpcError, grpc, sha256 } from "./support/client";
 import { startServer, tempDir } from "./support/server";
-
-let seed = 1000;
-function randomBytes(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed++ * 2654435761;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
-async function rejects(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RpcError) return err;
-    throw err;
-  }
-  throw new Error("expected the call to fail");
-}
+import { randomBytes, rejects } from "./support/helpers";
 
 const up = (d: Digest) => `uploads/${crypto.randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`;
 const blob = (d: Digest) => `blobs/${d.hash}/${d.sizeBytes}`;

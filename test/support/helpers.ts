@@ -1,0 +1,43 @@
+// Small helpers shared by the suites.
+import { afterAll, beforeAll, expect } from "bun:test";
+import { ReapiClient, RpcError } from "./client";
+import { startServer, type ServerProcess } from "./server";
+
+/** Awaits a call that must fail with a gRPC status, and returns that failure. */
+export async function rejects(p: Promise<unknown>): Promise<RpcError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof RpcError) return err;
+    throw err;
+  }
+  throw new Error("expected the call to fail");
+}
+
+let seed = Math.floor(Math.random() * 1e9);
+/** Fast pseudo-random bytes, different on every call, so no test sees another's blob. */
+export function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = (seed++ * 2654435761) | 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** One server and one client for a whole suite; the server must stop cleanly (exit 0) at the end. */
+export function suiteServer(): { readonly server: ServerProcess; readonly client: ReapiClient } {
+  const state = {} as { server: ServerProcess; client: ReapiClient };
+  beforeAll(async () => {
+    state.server = await startServer();
+    state.client = new ReapiClient(state.server.address);
+  });
+  afterAll(async () => {
+    state.client.close();
+    expect(await state.server.stop()).toBe(0);
+  });
+  return state;
+}
