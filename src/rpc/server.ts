@@ -1,6 +1,8 @@
 // Wires every service into one grpc-js server and binds it.
 import { Server, ServerCredentials, setLogVerbosity, logVerbosity } from "@grpc/grpc-js";
+import { createServer, type AddressInfo } from "node:net";
 import { actionCacheService } from "./action-cache";
+import { shimConnection } from "./h2-window-shim";
 import { byteStreamService } from "./bytestream";
 import { capabilitiesService } from "./capabilities";
 import { casService } from "./cas";
@@ -25,16 +27,25 @@ export async function startServer(ctx: ServerContext, host: string, port: number
   for (const s of [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx)]) {
     server.addService(grpcServiceDefinition(s.service), s.handlers as any);
   }
-  const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-  const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  // Clients connect to our own listener; each socket reaches grpc-js through the flow-control shim.
+  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  const listener = createServer({ noDelay: true }, (socket) => injector.injectConnection(shimConnection(socket)));
+  const bound = await new Promise<number>((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen({ host, port }, () => {
+      listener.off("error", reject);
+      resolve((listener.address() as AddressInfo).port);
+    });
+  });
   return {
     port: bound,
     async shutdown(graceMs) {
+      listener.close();
+      injector.drain(graceMs);
       const graceful = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), graceMs).unref());
       if ((await Promise.race([graceful, timer])) === "timeout") server.forceShutdown();
+      injector.destroy();
       bytestream.close();
     },
   };

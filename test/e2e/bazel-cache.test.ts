@@ -140,6 +140,7 @@ test.skipIf(SKIP)(
     expect(Object.keys(before).sort()).toEqual([
       "a.txt",
       "b.txt",
+      "big.bin",
       "c.txt",
       "manifest.txt",
       "multi/empty.txt",

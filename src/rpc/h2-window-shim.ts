@@ -1,0 +1,238 @@
+// Works around a flow-control bug in Bun's node:http2 (1.4.5; oven-sh/bun PR #41329, still open):
+// when a client raises SETTINGS_INITIAL_WINDOW_SIZE while streams are open, Bun resets those
+// streams' send windows instead of adding the difference, so a server stream stalls for good.
+// gRPC clients in Go and C++ raise it mid-download (BDP window tuning): remotetool hung on any
+// ByteStream read over a few MiB.
+//
+// The shim sits between each client socket and the HTTP/2 server and keeps Bun from ever seeing a
+// change: it rewrites a changed INITIAL_WINDOW_SIZE back to the first value the client announced,
+// and grants the difference with explicit WINDOW_UPDATE frames instead, to every open stream at
+// once and to each new stream as it opens. Bun handles WINDOW_UPDATE correctly, and the client's
+// and server's idea of every window stays the same as without the shim. Only frame headers are
+// inspected; DATA passes through as slices of the bytes read, uncopied.
+
+import { Duplex } from "node:stream";
+import type { Socket } from "node:net";
+
+const PREFACE_LENGTH = 24; // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+const HEADER_LENGTH = 9;
+const DEFAULT_WINDOW = 65_535;
+
+const enum FrameType {
+  DATA = 0x0,
+  HEADERS = 0x1,
+  RST_STREAM = 0x3,
+  SETTINGS = 0x4,
+  CONTINUATION = 0x9,
+}
+const FLAG_END_STREAM = 0x1;
+const FLAG_ACK = 0x1;
+const FLAG_END_HEADERS = 0x4;
+const SETTINGS_INITIAL_WINDOW_SIZE = 0x4;
+
+interface FrameHeader {
+  length: number;
+  type: number;
+  flags: number;
+  stream: number;
+}
+
+/** Splits a byte stream into frame headers and payload pieces, across chunk boundaries. */
+class FrameSplitter {
+  private skipPreface: number;
+  private header: Buffer = Buffer.alloc(0);
+  private current: FrameHeader | undefined;
+  private remaining = 0;
+
+  constructor(hasPreface: boolean) {
+    this.skipPreface = hasPreface ? PREFACE_LENGTH : 0;
+  }
+
+  /**
+   * Calls onHeader for each frame header (with its raw 9 bytes) and onPayload for each payload
+   * piece, and onRaw for preface bytes, in stream order.
+   */
+  feed(
+    chunk: Buffer,
+    on: {
+      raw(bytes: Buffer): void;
+      header(h: FrameHeader, raw: Buffer): void;
+      payload(h: FrameHeader, piece: Buffer, last: boolean): void;
+    },
+  ): void {
+    let off = 0;
+    if (this.skipPreface > 0) {
+      const n = Math.min(this.skipPreface, chunk.length);
+      on.raw(chunk.subarray(0, n));
+      this.skipPreface -= n;
+      off = n;
+    }
+    while (off < chunk.length) {
+      if (this.current && this.remaining > 0) {
+        const n = Math.min(this.remaining, chunk.length - off);
+        this.remaining -= n;
+        on.payload(this.current, chunk.subarray(off, off + n), this.remaining === 0);
+        off += n;
+        if (this.remaining === 0) this.current = undefined;
+        continue;
+      }
+      const need = HEADER_LENGTH - this.header.length;
+      const take = chunk.subarray(off, off + need);
+      this.header = this.header.length === 0 ? take : Buffer.concat([this.header, take]);
+      off += take.length;
+      if (this.header.length < HEADER_LENGTH) return;
+      const raw = this.header;
+      this.header = Buffer.alloc(0);
+      const h: FrameHeader = {
+        length: raw.readUIntBE(0, 3),
+        type: raw[3]!,
+        flags: raw[4]!,
+        stream: raw.readUInt32BE(5) & 0x7fffffff,
+      };
+      on.header(h, raw);
+      if (h.length === 0) on.payload(h, Buffer.alloc(0), true);
+      else {
+        this.current = h;
+        this.remaining = h.length;
+      }
+    }
+  }
+}
+
+function windowUpdate(stream: number, increment: number): Buffer {
+  const f = Buffer.alloc(HEADER_LENGTH + 4);
+  f.writeUIntBE(4, 0, 3);
+  f[3] = 0x8; // WINDOW_UPDATE
+  f.writeUInt32BE(stream, 5);
+  f.writeUInt32BE(increment, 9);
+  return f;
+}
+
+/** The per-connection state: which streams are open, and the window the server was told about. */
+export class WindowSettingsShim {
+  private readonly fromClientFrames = new FrameSplitter(true);
+  private readonly fromServerFrames = new FrameSplitter(false);
+  private readonly open = new Set<number>();
+  /** INITIAL_WINDOW_SIZE as the server knows it: the client's first value. */
+  private announced: number | undefined;
+  /** INITIAL_WINDOW_SIZE as the client last set it. */
+  private actual = DEFAULT_WINDOW;
+  private settingsPayload: Buffer[] = [];
+
+  /** Client→server bytes in; the bytes to hand to the server out (mostly the same slices). */
+  fromClient(chunk: Buffer): Buffer[] {
+    const out: Buffer[] = [];
+    this.fromClientFrames.feed(chunk, {
+      raw: (b) => out.push(b),
+      header: (h, raw) => {
+        if (h.type === FrameType.HEADERS && h.stream !== 0) this.open.add(h.stream);
+        if (h.type === FrameType.RST_STREAM) this.open.delete(h.stream);
+        // SETTINGS are held back until whole, to be rewritten; everything else streams through.
+        if (h.type !== FrameType.SETTINGS || h.flags & FLAG_ACK) out.push(raw);
+        else this.settingsPayload = [raw];
+      },
+      payload: (h, piece, last) => {
+        if (h.type !== FrameType.SETTINGS || h.flags & FLAG_ACK) {
+          if (piece.length > 0) out.push(piece);
+        } else {
+          this.settingsPayload.push(piece);
+          if (last) out.push(...this.rewriteSettings(Buffer.concat(this.settingsPayload)));
+        }
+        // A new stream learns the extra window once its header block is complete.
+        const headerBlockEnd = (h.type === FrameType.HEADERS || h.type === FrameType.CONTINUATION) && h.flags & FLAG_END_HEADERS;
+        if (last && headerBlockEnd && this.open.has(h.stream)) {
+          const extra = this.actual - (this.announced ?? DEFAULT_WINDOW);
+          if (extra > 0) out.push(windowUpdate(h.stream, extra));
+        }
+      },
+    });
+    return out;
+  }
+
+  /** Server→client bytes, observed to learn which streams the server has finished. */
+  fromServer(chunk: Buffer): void {
+    this.fromServerFrames.feed(chunk, {
+      raw: () => {},
+      header: (h) => {
+        const ends = (h.type === FrameType.DATA || h.type === FrameType.HEADERS) && h.flags & FLAG_END_STREAM;
+        if (ends || h.type === FrameType.RST_STREAM) this.open.delete(h.stream);
+      },
+      payload: () => {},
+    });
+  }
+
+  /** Keeps INITIAL_WINDOW_SIZE at its first value and turns any increase into WINDOW_UPDATEs. */
+  private rewriteSettings(frame: Buffer): Buffer[] {
+    const extra: Buffer[] = [];
+    // The client's first SETTINGS fixes the value the server works with (the default if unset).
+    const first = this.announced === undefined;
+    if (first) this.announced = this.actual = DEFAULT_WINDOW;
+    for (let at = HEADER_LENGTH; at + 6 <= frame.length; at += 6) {
+      if (frame.readUInt16BE(at) !== SETTINGS_INITIAL_WINDOW_SIZE) continue;
+      const value = frame.readUInt32BE(at + 2);
+      if (first) {
+        this.announced = this.actual = value;
+        continue;
+      }
+      const delta = value - this.actual;
+      this.actual = value;
+      if (delta > 0) {
+        frame.writeUInt32BE(this.announced!, at + 2);
+        for (const stream of this.open) extra.push(windowUpdate(stream, delta));
+      } else {
+        // A decrease cannot be expressed as credit; pass it on and let the server apply it.
+        this.announced = value;
+      }
+    }
+    return [frame, ...extra];
+  }
+}
+
+/** Wraps a client socket in a Duplex for the HTTP/2 server, with the shim on both directions. */
+export function shimConnection(socket: Socket): Duplex {
+  const shim = new WindowSettingsShim();
+  const conn: Duplex = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      shim.fromServer(chunk);
+      socket.write(chunk, cb);
+    },
+    writev(chunks, cb) {
+      for (const { chunk } of chunks) shim.fromServer(chunk);
+      socket.cork();
+      for (const { chunk } of chunks) socket.write(chunk);
+      socket.uncork();
+      // Report completion once the socket has taken everything (its own backpressure applies).
+      if (socket.writableNeedDrain) socket.once("drain", () => cb());
+      else cb();
+    },
+    final(cb) {
+      socket.end(cb);
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  socket.on("data", (chunk: Buffer) => {
+    let more = true;
+    for (const piece of shim.fromClient(chunk)) more = conn.push(piece) && more;
+    if (!more) socket.pause();
+  });
+  socket.on("end", () => conn.push(null));
+  socket.on("error", (err) => conn.destroy(err));
+  socket.on("close", () => conn.destroy());
+  // Some HTTP/2 code asks the transport about the peer and about timeouts.
+  Object.assign(conn, {
+    remoteAddress: socket.remoteAddress,
+    remotePort: socket.remotePort,
+    localAddress: socket.localAddress,
+    localPort: socket.localPort,
+    setTimeout: (ms: number, fn?: () => void) => (socket.setTimeout(ms, fn), conn),
+    setNoDelay: (v?: boolean) => (socket.setNoDelay(v), conn),
+    setKeepAlive: (v?: boolean, d?: number) => (socket.setKeepAlive(v, d), conn),
+  });
+  return conn;
+}
