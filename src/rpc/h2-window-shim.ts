@@ -122,6 +122,7 @@ export class WindowSettingsShim {
   /** Client→server bytes in; the bytes to hand to the server out (mostly the same slices). */
   fromClient(chunk: Buffer): Buffer[] {
     const out: Buffer[] = [];
+    let changed = false;
     this.fromClientFrames.feed(chunk, {
       raw: (b) => out.push(b),
       header: (h, raw) => {
@@ -129,24 +130,35 @@ export class WindowSettingsShim {
         if (h.type === FrameType.RST_STREAM) this.open.delete(h.stream);
         // SETTINGS are held back until whole, to be rewritten; everything else streams through.
         if (h.type !== FrameType.SETTINGS || h.flags & FLAG_ACK) out.push(raw);
-        else this.settingsPayload = [raw];
+        else {
+          this.settingsPayload = [raw];
+          changed = true;
+        }
       },
       payload: (h, piece, last) => {
         if (h.type !== FrameType.SETTINGS || h.flags & FLAG_ACK) {
           if (piece.length > 0) out.push(piece);
         } else {
           this.settingsPayload.push(piece);
+          changed = true;
           if (last) out.push(...this.rewriteSettings(Buffer.concat(this.settingsPayload)));
         }
         // A new stream learns the extra window once its header block is complete.
         const headerBlockEnd = (h.type === FrameType.HEADERS || h.type === FrameType.CONTINUATION) && h.flags & FLAG_END_HEADERS;
         if (last && headerBlockEnd && this.open.has(h.stream)) {
           const extra = this.actual - (this.announced ?? DEFAULT_WINDOW);
-          if (extra > 0) out.push(windowUpdate(h.stream, extra));
+          if (extra > 0) {
+            out.push(windowUpdate(h.stream, extra));
+            changed = true;
+          }
         }
       },
     });
-    return out;
+    // Most chunks pass through whole, as one buffer (a frame header split across reads does not).
+    if (changed) return out;
+    let total = 0;
+    for (const piece of out) total += piece.length;
+    return total === chunk.length ? [chunk] : out;
   }
 
   /** Server→client bytes, observed to learn which streams the server has finished. */
@@ -195,16 +207,17 @@ export function shimConnection(socket: Socket): Duplex {
     read() {
       socket.resume();
     },
+    // Done as soon as the socket has taken the bytes, unless it asks us to wait (its backpressure).
     write(chunk: Buffer, _enc, cb) {
       shim.fromServer(chunk);
-      socket.write(chunk, cb);
+      if (socket.write(chunk)) cb();
+      else socket.once("drain", () => cb());
     },
     writev(chunks, cb) {
       for (const { chunk } of chunks) shim.fromServer(chunk);
       socket.cork();
       for (const { chunk } of chunks) socket.write(chunk);
       socket.uncork();
-      // Report completion once the socket has taken everything (its own backpressure applies).
       if (socket.writableNeedDrain) socket.once("drain", () => cb());
       else cb();
     },
