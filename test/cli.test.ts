@@ -1,5 +1,9 @@
 // The command line: help, refusals (exit 2), a busy port, and a clean stop on SIGTERM/SIGINT.
 import { describe, expect, test } from "bun:test";
+import { create } from "@bufbuild/protobuf";
+import { WriteRequestSchema } from "../src/gen/google/bytestream/bytestream_pb";
+import { ReapiClient, sha256 } from "./support/client";
+import { randomBytes } from "./support/helpers";
 import { MAIN, startServer, tempDir } from "./support/server";
 
 function run(...args: string[]) {
@@ -50,4 +54,30 @@ describe("actiond CLI", () => {
     expect(await b.proc.exited).toBe(0);
     expect(b.log()).toContain("SIGINT: shutting down");
   });
+
+  test("on SIGTERM an upload in flight still completes, then the server exits 0", async () => {
+    const s = await startServer();
+    const c = new ReapiClient(s.address);
+    const data = randomBytes(512 * 1024);
+    const d = sha256(data);
+    let sent = false;
+    const done = new Promise<bigint>((res, rej) => {
+      const call = c.bs.write((err: Error | null, out: { committedSize: bigint }) => (err ? rej(err) : res(out.committedSize)));
+      const name = `uploads/${crypto.randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`;
+      call.write(create(WriteRequestSchema, { resourceName: name, data: data.subarray(0, 256 * 1024) }));
+      // The rest goes out only after the server was told to stop.
+      setTimeout(() => {
+        call.write(create(WriteRequestSchema, { writeOffset: BigInt(256 * 1024), data: data.subarray(256 * 1024), finishWrite: true }));
+        call.end();
+        sent = true;
+      }, 500);
+    });
+    await Bun.sleep(100);
+    s.proc.kill("SIGTERM");
+    expect(await done).toBe(BigInt(data.length));
+    expect(sent).toBe(true);
+    expect(await s.proc.exited).toBe(0);
+    c.close();
+  });
 });
+

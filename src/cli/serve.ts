@@ -6,6 +6,7 @@ import { ActionCache } from "../cas/action-cache";
 import { DiskCas } from "../cas/disk-cas";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../log";
 import { DEFAULT_MAX_BATCH_BYTES, type ServerContext } from "../rpc/context";
+import { CallTracker } from "../rpc/grpc-service";
 import { startServer } from "../rpc/server";
 import { formatSize, parseSize } from "./sizes";
 import { FatalError, UsageError, parseFlags } from "./usage";
@@ -81,6 +82,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     cas,
     ac: new ActionCache(opts.root, cas, log),
     log,
+    calls: new CallTracker(),
     maxBatchBytes: DEFAULT_MAX_BATCH_BYTES,
   };
   let server;

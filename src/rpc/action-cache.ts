@@ -57,8 +57,8 @@ export function actionCacheService(ctx: ServerContext) {
   return {
     service: ActionCacheService,
     handlers: {
-      getActionResult: unary(log, "GetActionResult", getActionResult),
-      updateActionResult: unary(log, "UpdateActionResult", updateActionResult),
+      getActionResult: unary(ctx, "GetActionResult", getActionResult),
+      updateActionResult: unary(ctx, "UpdateActionResult", updateActionResult),
     },
   };
 }

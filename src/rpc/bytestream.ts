@@ -201,9 +201,9 @@ export function byteStreamService(ctx: ServerContext) {
   return {
     service: ByteStream,
     handlers: {
-      read: serverStreaming(log, "Read", read),
-      write: clientStreaming(log, "Write", write),
-      queryWriteStatus: unary(log, "QueryWriteStatus", queryWriteStatus),
+      read: serverStreaming(ctx, "Read", read),
+      write: clientStreaming(ctx, "Write", write),
+      queryWriteStatus: unary(ctx, "QueryWriteStatus", queryWriteStatus),
     },
     close: () => [...partials.keys()].forEach(dropPartial),
   };

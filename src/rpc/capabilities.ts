@@ -27,7 +27,7 @@ export function capabilitiesService(ctx: ServerContext) {
   return {
     service: Capabilities,
     handlers: {
-      getCapabilities: unary(ctx.log, "GetCapabilities", async () => caps),
+      getCapabilities: unary(ctx, "GetCapabilities", async () => caps),
     },
   };
 }

@@ -119,10 +119,10 @@ export function casService(ctx: ServerContext) {
   return {
     service: ContentAddressableStorage,
     handlers: {
-      findMissingBlobs: unary(log, "FindMissingBlobs", findMissingBlobs),
-      batchUpdateBlobs: unary(log, "BatchUpdateBlobs", batchUpdateBlobs),
-      batchReadBlobs: unary(log, "BatchReadBlobs", batchReadBlobs),
-      getTree: serverStreaming(log, "GetTree", getTree),
+      findMissingBlobs: unary(ctx, "FindMissingBlobs", findMissingBlobs),
+      batchUpdateBlobs: unary(ctx, "BatchUpdateBlobs", batchUpdateBlobs),
+      batchReadBlobs: unary(ctx, "BatchReadBlobs", batchReadBlobs),
+      getTree: serverStreaming(ctx, "GetTree", getTree),
     },
   };
 }

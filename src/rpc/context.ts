@@ -2,11 +2,14 @@
 import type { ActionCache } from "../cas/action-cache";
 import type { DiskCas } from "../cas/disk-cas";
 import type { Logger } from "../log";
+import type { CallTracker } from "./grpc-service";
 
 export interface ServerContext {
   cas: DiskCas;
   ac: ActionCache;
   log: Logger;
+  /** Calls in progress, for a graceful shutdown. */
+  calls: CallTracker;
   /** Advertised max_batch_total_size_bytes: the sum of blob sizes one batch call may carry. */
   maxBatchBytes: number;
 }

@@ -11,6 +11,33 @@ import type {
 import { toServiceError } from "./status";
 import type { Logger } from "../log";
 
+/**
+ * Counts calls in progress, so shutdown can wait for them: Bun's HTTP/2 reports a session closed
+ * as soon as close() is called, so grpc-js's own tryShutdown does not wait for streams in flight.
+ */
+export class CallTracker {
+  private active = 0;
+  private waiters: (() => void)[] = [];
+
+  track<T>(work: Promise<T>): Promise<T> {
+    this.active++;
+    return work.finally(() => {
+      if (--this.active === 0) this.waiters.splice(0).forEach((w) => w());
+    });
+  }
+
+  /** Resolves when no call is in progress. */
+  idle(): Promise<void> {
+    return this.active === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
+/** What the handler wrappers need from the server. */
+export interface HandlerEnv {
+  log: Logger;
+  calls: CallTracker;
+}
+
 export function grpcServiceDefinition(service: DescService): ServiceDefinition {
   const def: Record<string, ServiceDefinition[string]> = {};
   for (const m of service.methods) {
@@ -36,30 +63,30 @@ function logFailure(log: Logger, method: string, err: unknown) {
   return e;
 }
 
-export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
+export function unary<Req, Res>(env: HandlerEnv, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-    fn(call.request, call).then(
+    env.calls.track(fn(call.request, call)).then(
       (res) => callback(null, res),
-      (err) => callback(logFailure(log, method, err)),
+      (err) => callback(logFailure(env.log, method, err)),
     );
   };
 }
 
-export function clientStreaming<Req, Res>(log: Logger, method: string, fn: (call: ServerReadableStream<Req, Res>) => Promise<Res>) {
+export function clientStreaming<Req, Res>(env: HandlerEnv, method: string, fn: (call: ServerReadableStream<Req, Res>) => Promise<Res>) {
   return (call: ServerReadableStream<Req, Res>, callback: sendUnaryData<Res>) => {
-    fn(call).then(
+    env.calls.track(fn(call)).then(
       (res) => callback(null, res),
-      (err) => callback(logFailure(log, method, err)),
+      (err) => callback(logFailure(env.log, method, err)),
     );
   };
 }
 
-export function serverStreaming<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerWritableStream<Req, Res>) => Promise<void>) {
+export function serverStreaming<Req, Res>(env: HandlerEnv, method: string, fn: (req: Req, call: ServerWritableStream<Req, Res>) => Promise<void>) {
   return (call: ServerWritableStream<Req, Res>) => {
-    fn(call.request, call).then(
+    env.calls.track(fn(call.request, call)).then(
       () => call.end(),
       (err) => {
-        if (!call.cancelled) call.emit("error", logFailure(log, method, err));
+        if (!call.cancelled) call.emit("error", logFailure(env.log, method, err));
       },
     );
   };

@@ -1,6 +1,6 @@
 // Wires every service into one grpc-js server and binds it.
 import { Server, ServerCredentials, setLogVerbosity, logVerbosity } from "@grpc/grpc-js";
-import { createServer, type AddressInfo } from "node:net";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { actionCacheService } from "./action-cache";
 import { shimConnection } from "./h2-window-shim";
 import { byteStreamService } from "./bytestream";
@@ -29,7 +29,12 @@ export async function startServer(ctx: ServerContext, host: string, port: number
   }
   // Clients connect to our own listener; each socket reaches grpc-js through the flow-control shim.
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-  const listener = createServer({ noDelay: true }, (socket) => injector.injectConnection(shimConnection(socket)));
+  const sockets = new Set<Socket>();
+  const listener = createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    injector.injectConnection(shimConnection(socket));
+  });
   const bound = await new Promise<number>((resolve, reject) => {
     listener.once("error", reject);
     listener.listen({ host, port }, () => {
@@ -41,10 +46,18 @@ export async function startServer(ctx: ServerContext, host: string, port: number
     port: bound,
     async shutdown(graceMs) {
       listener.close();
+      // GOAWAY to every client: no new calls; those in flight may finish within the grace period.
       injector.drain(graceMs);
-      const graceful = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-      const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), graceMs).unref());
-      if ((await Promise.race([graceful, timer])) === "timeout") server.forceShutdown();
+      const deadline = Date.now() + graceMs;
+      const timer = (ms: number) => new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), ms).unref());
+      if ((await Promise.race([ctx.calls.idle(), timer(graceMs)])) === "timeout") {
+        ctx.log.warn(`calls still in flight after ${graceMs} ms; cancelling them`);
+      } else {
+        // The last responses are on their way; clients hang up once they have them (after GOAWAY).
+        const hungUp = Promise.all([...sockets].map((s) => new Promise((resolve) => s.once("close", resolve))));
+        await Promise.race([hungUp, timer(Math.min(1000, Math.max(0, deadline - Date.now())))]);
+      }
+      server.forceShutdown();
       injector.destroy();
       bytestream.close();
     },
