@@ -5,8 +5,8 @@
 // temporary file under <root>/tmp while its hash is computed, then renamed into place, so a blob is
 // visible only when complete and verified; a crash leaves at most a temporary file, removed at start.
 // The size in the name lets the scan drop a file that a power loss left shorter than it should be.
-import { mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from "node:fs/promises";
-import { rmSync, writeFileSync } from "node:fs";
+import { open, rename, unlink, utimes, type FileHandle } from "node:fs/promises";
+import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { Code, StatusError } from "../rpc/status";
@@ -225,39 +225,40 @@ export class DiskCas {
     return undefined;
   }
 
+  /** Rebuilds the index from the directory. Synchronous calls: at start, speed beats concurrency. */
   private async load(): Promise<void> {
-    await rm(this.tmpDir, { recursive: true, force: true });
-    await mkdir(this.tmpDir, { recursive: true });
+    rmSync(this.tmpDir, { recursive: true, force: true });
+    mkdirSync(this.tmpDir, { recursive: true });
     const found: { key: string; size: number; mtime: number }[] = [];
     for (const fn of FUNCTIONS) {
       const fnDir = join(this.root, "cas", fn);
-      await mkdir(fnDir, { recursive: true });
-      const shards = new Set(await readdir(fnDir));
+      mkdirSync(fnDir, { recursive: true });
+      const shards = new Set(readdirSync(fnDir));
       for (let i = 0; i < 256; i++) {
         const shard = i.toString(16).padStart(2, "0");
-        if (!shards.has(shard)) await mkdir(join(fnDir, shard));
+        if (!shards.has(shard)) mkdirSync(join(fnDir, shard));
       }
       for (const shard of shards) {
         const dir = join(fnDir, shard);
-        for (const name of await readdir(dir)) {
+        for (const name of readdirSync(dir)) {
           const m = /^([0-9a-f]{64})-(\d+)$/.exec(name);
           const path = join(dir, name);
-          const st = await stat(path).catch(() => undefined);
+          const st = statSync(path, { throwIfNoEntry: false });
           if (!m || !st?.isFile() || st.size !== Number(m[2]) || m[1]!.slice(0, 2) !== shard) {
             this.log.warn(`removing unexpected file in the CAS: ${path}`);
-            await rm(path, { recursive: true, force: true });
+            rmSync(path, { recursive: true, force: true });
             continue;
           }
           found.push({ key: `${fn}/${m[1]}`, size: st.size, mtime: st.mtimeMs });
         }
       }
       // The empty blob always exists; keep it on disk so reads need no special case.
-      const empty = join(fnDir, EMPTY_HASH[fn].slice(0, 2), `${EMPTY_HASH[fn]}-0`);
-      if (!found.some((f) => f.key === `${fn}/${EMPTY_HASH[fn]}`)) {
-        await Bun.write(empty, "");
-        found.push({ key: `${fn}/${EMPTY_HASH[fn]}`, size: 0, mtime: Date.now() });
+      const emptyKey = `${fn}/${EMPTY_HASH[fn]}`;
+      if (!found.some((f) => f.key === emptyKey)) {
+        writeFileSync(join(fnDir, EMPTY_HASH[fn].slice(0, 2), `${EMPTY_HASH[fn]}-0`), "", { mode: 0o444 });
+        found.push({ key: emptyKey, size: 0, mtime: Date.now() });
       }
-      this.pins.set(`${fn}/${EMPTY_HASH[fn]}`, 1);
+      this.pins.set(emptyKey, 1);
     }
     found.sort((a, b) => a.mtime - b.mtime);
     for (const f of found) {
@@ -265,7 +266,7 @@ export class DiskCas {
       this.storedBytes += f.size;
     }
     this.evictWhileOver(0);
-    this.log.info(`CAS: ${this.index.size} blobs, ${this.storedBytes} bytes, limit ${this.maxBytes} bytes`);
+    this.log.info(`CAS: ${this.index.size - FUNCTIONS.length} blobs, ${this.storedBytes} bytes, limit ${this.maxBytes} bytes`);
   }
 }
 
