@@ -61,11 +61,12 @@ async function bazel(ws: string, ...args: string[]): Promise<string> {
   return text;
 }
 
-function build(ws: string): Promise<string> {
+function build(ws: string, ...extra: string[]): Promise<string> {
   return bazel(
     ws,
     "build",
     "//...",
+    ...extra,
     `--remote_cache=grpc://${server!.address}`,
     "--remote_accept_cached",
     "--remote_upload_local_results",
@@ -125,12 +126,13 @@ test.skipIf(SKIP)(
     cpSync(join(import.meta.dir, "workspace"), ws, { recursive: true });
     mkdirSync(join(tmp, "home"));
 
-    const first = await build(ws);
+    // Instance names do not split the store: the rebuild names another one and still hits.
+    const first = await build(ws, "--remote_instance_name=team/one");
     const firstSummary = processSummary(first);
     const before = snapshot(realpathSync(join(ws, "bazel-bin")));
 
     await bazel(ws, "clean");
-    const second = await build(ws);
+    const second = await build(ws, "--remote_instance_name=team/two");
     const secondSummary = processSummary(second);
     const after = snapshot(realpathSync(join(ws, "bazel-bin")));
 
@@ -163,6 +165,12 @@ test.skipIf(SKIP)(
     expect(actions).toBe(firstSummary.total - (firstSummary.kinds["internal"] ?? 0));
 
     expect(after).toEqual(before);
+
+    // Building without the bytes trusts the cache's results to be complete: all hits again.
+    await bazel(ws, "clean");
+    const minimal = processSummary(await build(ws, "--remote_download_minimal"));
+    console.log(`minimal build: ${minimal.line}`);
+    expect(minimal.kinds["remote cache hit"]).toBe(actions);
 
     // Bazel only warns (and carries on) when the remote cache misbehaves; the server should not complain.
     for (const out of [first, second]) expect(out).not.toMatch(/^WARNING:.*remote/im);
