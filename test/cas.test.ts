@@ -10,9 +10,12 @@ import {
   FindMissingBlobsRequestSchema,
   GetCapabilitiesRequestSchema,
   GetTreeRequestSchema,
+  GetActionResultRequestSchema,
+  UpdateActionResultRequestSchema,
   type Directory,
   type Digest,
 } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { createBLAKE3 } from "hash-wasm";
 import { ReapiClient, RpcError, digestOf, grpc, sha256 } from "./support/client";
 import { randomBytes, rejects, suiteServer } from "./support/helpers";
 
@@ -180,3 +183,39 @@ describe("GetTree", () => {
     expect(e.code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 });
+
+describe("BLAKE3 in every request that names a digest function", () => {
+  async function blake3(data: Uint8Array): Promise<Digest> {
+    const h = await createBLAKE3();
+    h.init();
+    h.update(data);
+    return digestOf(h.digest("hex"), data.length);
+  }
+
+  test("batch upload and read, find missing, GetTree and the action cache", async () => {
+    const fn = { digestFunction: DigestFunction.BLAKE3 };
+    const file = enc("a file hashed with BLAKE3");
+    const fd = await blake3(file);
+    const dirBytes = toBinary(DirectorySchema, create(DirectorySchema, { files: [{ name: "f", digest: fd }] }));
+    const dd = await blake3(dirBytes);
+    const up = await c.unary(c.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, { ...fn, requests: [{ digest: fd, data: file }, { digest: dd, data: dirBytes }] });
+    expect(up.responses.map((r: any) => r.status.code)).toEqual([0, 0]);
+    // A SHA-256 claim for the same bytes under BLAKE3 is a mismatch.
+    const wrong = await c.unary(c.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, { ...fn, requests: [{ digest: sha256(file), data: file }] });
+    expect(wrong.responses[0].status.code).toBe(grpc.status.INVALID_ARGUMENT);
+
+    expect((await c.unary(c.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { ...fn, blobDigests: [fd, dd] })).missingBlobDigests).toHaveLength(0);
+    const read = await c.unary(c.cas, "batchReadBlobs", BatchReadBlobsRequestSchema, { ...fn, digests: [fd] });
+    expect(Buffer.from(read.responses[0].data).toString()).toBe("a file hashed with BLAKE3");
+    const tree = await c.collect(c.cas, "getTree", GetTreeRequestSchema, { ...fn, rootDigest: dd });
+    expect(tree.flatMap((r: any) => r.directories)[0].files[0].name).toBe("f");
+
+    const action = await blake3(enc("a BLAKE3 action"));
+    await c.unary(c.ac, "updateActionResult", UpdateActionResultRequestSchema, { ...fn, actionDigest: action, actionResult: { outputFiles: [{ path: "out", digest: fd }] } });
+    const got = await c.unary(c.ac, "getActionResult", GetActionResultRequestSchema, { ...fn, actionDigest: action });
+    expect(got.outputFiles[0].digest.hash).toBe(fd.hash);
+    // The same action digest read as SHA-256 is a different key: a miss.
+    expect((await rejects(c.unary(c.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: action }))).code).toBe(grpc.status.NOT_FOUND);
+  });
+});
+
