@@ -12,8 +12,8 @@ import {
 } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { PreconditionFailureSchema } from "../src/gen/google/rpc/error_details_pb";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
-import { ReapiClient, RpcError, grpc, sha256 } from "./support/client";
-import { randomBytes, rejects, suiteServer } from "./support/helpers";
+import { ReapiClient, grpc, sha256 } from "./support/client";
+import { rejects, suiteServer } from "./support/helpers";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const suite = suiteServer();

@@ -7,7 +7,7 @@ import {
   type Digest,
 } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { QueryWriteStatusRequestSchema } from "../src/gen/google/bytestream/bytestream_pb";
-import { ReapiClient, RpcError, digestOf, grpc, sha256 } from "./support/client";
+import { ReapiClient, digestOf, grpc, sha256 } from "./support/client";
 import { randomBytes, rejects, suiteServer } from "./support/helpers";
 
 const suite = suiteServer();

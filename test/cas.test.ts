@@ -16,8 +16,8 @@ import {
   type Digest,
 } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { createBLAKE3 } from "hash-wasm";
-import { ReapiClient, RpcError, digestOf, grpc, sha256 } from "./support/client";
-import { randomBytes, rejects, suiteServer } from "./support/helpers";
+import { ReapiClient, digestOf, grpc, sha256 } from "./support/client";
+import { rejects, suiteServer } from "./support/helpers";
 
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const enc = (s: string) => new TextEncoder().encode(s);

@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import {
   BatchUpdateBlobsRequestSchema,
   FindMissingBlobsRequestSchema,
@@ -11,7 +11,7 @@ import {
   type Digest,
 } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { ReadRequestSchema, WriteRequestSchema } from "../src/gen/google/bytestream/bytestream_pb";
-import { ReapiClient, RpcError, grpc, sha256 } from "./support/client";
+import { ReapiClient, grpc, sha256 } from "./support/client";
 import { startServer, tempDir } from "./support/server";
 import { randomBytes, rejects } from "./support/helpers";
 

@@ -15,7 +15,7 @@ import { Code, StatusError } from "./status";
 const MAX_INLINE_BYTES = 1024 * 1024;
 
 export function actionCacheService(ctx: ServerContext) {
-  const { ac, cas, log } = ctx;
+  const { ac, cas } = ctx;
 
   function actionDigest(fnField: number, d: { hash: string; sizeBytes: bigint } | undefined): BlobDigest {
     if (!d) throw new StatusError(Code.INVALID_ARGUMENT, "action_digest is missing");

@@ -46,7 +46,7 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, 
 }
 
 export function casService(ctx: ServerContext) {
-  const { cas, log } = ctx;
+  const { cas } = ctx;
 
   async function findMissingBlobs(req: FindMissingBlobsRequest) {
     const fn = resolveFunction(req.digestFunction);
