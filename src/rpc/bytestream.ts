@@ -146,7 +146,9 @@ export function byteStreamService(ctx: ServerContext) {
       log.debug(`stored ${formatDigest(d)} (${res.compression})`);
       return create(WriteResponseSchema, { committedSize: BigInt(res.compression === "identity" ? d.size : expectedOffset) });
     } catch (err) {
-      if (err instanceof AlreadyStored || cas.has(d)) {
+      // The blob arrived by another upload meanwhile: success, unless this client's own bytes were wrong.
+      const badContent = err instanceof StatusError && err.code === Code.INVALID_ARGUMENT && !endedEarly;
+      if (err instanceof AlreadyStored || (cas.has(d) && !badContent)) {
         dropPartial(name);
         await upload.writer.abort();
         return earlyFinish();
