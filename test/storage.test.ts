@@ -1,6 +1,6 @@
 // Durability, eviction and full-disk behaviour of the on-disk store, through real server processes.
 import { describe, expect, test } from "bun:test";
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import {
@@ -39,6 +39,25 @@ describe("restarts", () => {
     expect(Buffer.compare((await c.read(blob(d))).data, data)).toBe(0);
     const r = await c.unary(c.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: sha256("act") });
     expect(r.outputFiles[0].digest.hash).toBe(d.hash);
+    c.close();
+    await s.stop();
+  });
+
+  test("an action cache entry damaged on disk (say, cut short by a power loss) is a miss, not an empty hit", async () => {
+    const root = tempDir();
+    const s = await startServer({ root });
+    const c = new ReapiClient(s.address);
+    const data = randomBytes(100);
+    const d = sha256(data);
+    await c.upload(up(d), data);
+    const action = sha256("damaged entry");
+    await c.unary(c.ac, "updateActionResult", UpdateActionResultRequestSchema, { actionDigest: action, actionResult: { outputFiles: [{ path: "o", digest: d }] } });
+    const entry = join(root, "ac", "sha256", action.hash.slice(0, 2), `${action.hash}-${action.sizeBytes}`);
+    truncateSync(entry, 0);
+    const e = await rejects(c.unary(c.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: action }));
+    expect(e.code).toBe(grpc.status.NOT_FOUND);
+    expect(existsSync(entry)).toBe(false);
+    expect(s.log()).toContain("removing damaged AC entry");
     c.close();
     await s.stop();
   });

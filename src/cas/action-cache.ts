@@ -23,14 +23,16 @@ export class ActionCache {
     return join(this.root, "ac", d.fn, d.hash.slice(0, 2), `${d.hash}-${d.size}`);
   }
 
-  /** The stored result, or undefined on a miss (absent, unreadable, or referencing evicted blobs). */
+  /** The stored result, or undefined on a miss (absent, damaged, or referencing evicted blobs). */
   async get(action: BlobDigest): Promise<ActionResult | undefined> {
-    const file = Bun.file(this.pathOf(action));
+    const path = this.pathOf(action);
     let result: ActionResult;
     try {
-      result = fromBinary(ActionResultSchema, new Uint8Array(await file.arrayBuffer()));
+      result = decodeEntry(new Uint8Array(await Bun.file(path).arrayBuffer()));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn(`dropping unreadable AC entry ${formatDigest(action)}: ${err}`);
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      this.log.warn(`removing damaged AC entry ${formatDigest(action)}: ${(err as Error).message}`);
+      await unlink(path).catch(() => {});
       return undefined;
     }
     const missing = await this.missingBlobs(action, result).catch(() => ["(unreadable)"]);
@@ -51,7 +53,7 @@ export class ActionCache {
     await mkdir(dirname(dest), { recursive: true });
     const tmp = join(this.cas.tmpDir, `ac-${randomUUID()}`);
     try {
-      await Bun.write(tmp, toBinary(ActionResultSchema, result));
+      await Bun.write(tmp, encodeEntry(result));
       await rename(tmp, dest);
     } catch (err) {
       await unlink(tmp).catch(() => {});
@@ -86,3 +88,25 @@ export class ActionCache {
     return [...missing];
   }
 }
+
+/**
+ * An entry on disk is the SHA-256 of the serialized ActionResult, then the result. An empty or cut
+ * file (a power loss before the data reached the disk) would otherwise decode as an empty result,
+ * a hit with no outputs.
+ */
+function encodeEntry(result: ActionResult): Uint8Array {
+  const payload = toBinary(ActionResultSchema, result);
+  const sum = new Bun.CryptoHasher("sha256").update(payload).digest();
+  const out = new Uint8Array(sum.length + payload.length);
+  out.set(sum, 0);
+  out.set(payload, sum.length);
+  return out;
+}
+
+function decodeEntry(bytes: Uint8Array): ActionResult {
+  const payload = bytes.subarray(32);
+  const sum = new Bun.CryptoHasher("sha256").update(payload).digest();
+  if (bytes.length < 32 || !sum.equals(bytes.subarray(0, 32))) throw new Error("checksum mismatch");
+  return fromBinary(ActionResultSchema, payload);
+}
+
