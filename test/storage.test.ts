@@ -1,9 +1,10 @@
 // Durability, eviction and full-disk behaviour of the on-disk store, through real server processes.
 import { describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, truncateSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import {
+  BatchReadBlobsRequestSchema,
   BatchUpdateBlobsRequestSchema,
   FindMissingBlobsRequestSchema,
   GetActionResultRequestSchema,
@@ -58,6 +59,35 @@ describe("restarts", () => {
     expect(e.code).toBe(grpc.status.NOT_FOUND);
     expect(existsSync(entry)).toBe(false);
     expect(s.log()).toContain("removing damaged AC entry");
+    c.close();
+    await s.stop();
+  });
+
+  test("a blob damaged on disk is never served: reads fail or miss, it is removed, and can be uploaded again", async () => {
+    const root = tempDir();
+    const s = await startServer({ root });
+    const c = new ReapiClient(s.address);
+    const small = randomBytes(1000);
+    const big = randomBytes(3 * 1024 * 1024);
+    for (const data of [small, big]) await c.upload(up(sha256(data)), data);
+    // Flip one byte of each file, keeping its size (bit rot, a bad disk).
+    for (const data of [small, big]) {
+      const d = sha256(data);
+      const path = join(root, "cas", "sha256", d.hash.slice(0, 2), `${d.hash}-${d.sizeBytes}`);
+      chmodSync(path, 0o644);
+      const bytes = readFileSync(path);
+      bytes[bytes.length >> 1]! ^= 0xff;
+      writeFileSync(path, bytes);
+    }
+    const batch = await c.unary(c.cas, "batchReadBlobs", BatchReadBlobsRequestSchema, { digests: [sha256(small)] });
+    expect(batch.responses[0].status.code).toBe(grpc.status.NOT_FOUND);
+    const e = await rejects(c.read(blob(sha256(big))));
+    expect(e.code).toBe(grpc.status.DATA_LOSS);
+    expect(await missing(c, [sha256(small), sha256(big)])).toEqual([sha256(small).hash, sha256(big).hash]);
+    expect(s.log()).toContain("is damaged on disk");
+    // Uploading again repairs it.
+    await c.upload(up(sha256(big)), big);
+    expect(Buffer.compare((await c.read(blob(sha256(big)))).data, big)).toBe(0);
     c.close();
     await s.stop();
   });

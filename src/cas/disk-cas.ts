@@ -92,12 +92,22 @@ export class DiskCas {
   /** Reads a whole blob; for small blobs (batch reads, Directory and Tree messages). */
   async read(d: BlobDigest): Promise<Uint8Array | undefined> {
     if (!this.has(d)) return undefined;
+    let data: Uint8Array;
     try {
-      return new Uint8Array(await Bun.file(this.pathOf(d)).arrayBuffer());
+      data = new Uint8Array(await Bun.file(this.pathOf(d)).arrayBuffer());
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return this.forget(d);
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return this.forget(d, "vanished from disk");
       throw err;
     }
+    // Verified on every read: a damaged blob is removed (so it can be uploaded again), never served.
+    if (data.length !== d.size || (await hashBytes(d.fn, data)) !== d.hash) return this.discardDamaged(d);
+    return data;
+  }
+
+  /** Removes a blob whose bytes on disk no longer match its digest. */
+  discardDamaged(d: BlobDigest): undefined {
+    unlink(this.pathOf(d)).catch(() => {});
+    return this.forget(d, "is damaged on disk (content does not match its digest); removed");
   }
 
   /** Opens a stored blob for streaming; the caller closes the handle. undefined when missing. */
@@ -106,7 +116,7 @@ export class DiskCas {
     try {
       return await open(this.pathOf(d), "r");
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return this.forget(d);
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return this.forget(d, "vanished from disk");
       throw err;
     }
   }
@@ -213,14 +223,14 @@ export class DiskCas {
     }
   }
 
-  /** Drops an index entry whose file disappeared behind our back. */
-  private forget(d: BlobDigest): undefined {
+  /** Drops an index entry whose file disappeared or was found damaged. */
+  private forget(d: BlobDigest, why: string): undefined {
     const key = digestKey(d);
     const e = this.index.get(key);
     if (e) {
       this.index.delete(key);
       this.storedBytes -= e.size;
-      this.log.warn(`blob ${formatDigest(d)} vanished from disk; forgotten`);
+      this.log.warn(`blob ${formatDigest(d)} ${why}`);
     }
     return undefined;
   }

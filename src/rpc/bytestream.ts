@@ -17,7 +17,7 @@ import {
 } from "../gen/google/bytestream/bytestream_pb";
 import { parseReadResource, parseWriteResource, type BlobResource } from "../cas/resource-name";
 import type { BlobWriter } from "../cas/disk-cas";
-import { formatDigest } from "../cas/digest";
+import { formatDigest, newHasher } from "../cas/digest";
 import { READ_CHUNK_BYTES, type ServerContext } from "./context";
 import { clientStreaming, send, serverStreaming, unary } from "./grpc-service";
 import { Code, StatusError } from "./status";
@@ -73,13 +73,24 @@ export function byteStreamService(ctx: ServerContext) {
         end > start
           ? fh.createReadStream({ start, end: end - 1, highWaterMark: READ_CHUNK_BYTES, autoClose: false })
           : Readable.from([]);
-      const chunks: AsyncIterable<Uint8Array> = res.compression === "zstd" ? source.pipe(createZstdCompress()) : source;
+      // A whole-blob read is checked against its digest on the way; damage is DATA_LOSS, not silence.
+      const hasher = start === 0 && end === d.size ? await newHasher(d.fn) : undefined;
+      let chunks: AsyncIterable<Uint8Array> = source;
+      if (res.compression === "zstd") {
+        if (hasher) source.on("data", (chunk: Uint8Array) => hasher.update(chunk));
+        chunks = source.pipe(createZstdCompress());
+      }
       for await (const chunk of rechunk(chunks, READ_CHUNK_BYTES)) {
         if (call.cancelled) {
           source.destroy();
           return;
         }
+        if (hasher && res.compression === "identity") hasher.update(chunk);
         await send(call, create(ReadResponseSchema, { data: chunk }));
+      }
+      if (hasher && hasher.digestHex() !== d.hash) {
+        cas.discardDamaged(d);
+        throw new StatusError(Code.DATA_LOSS, `blob ${formatDigest(d)} was damaged on disk and has been removed; upload it again`);
       }
     } finally {
       await fh.close();
