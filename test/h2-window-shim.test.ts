@@ -83,4 +83,15 @@ describe("WindowSettingsShim", () => {
     }
     expect(parse(once.subarray(PREFACE.length)).map((f) => f.type)).toEqual([0x4, 0x1, 0x0, 0x4, 0x8, 0x0]);
   });
+
+  test("chunks that cut frame headers at the same offset at both ends are reassembled, not passed through", () => {
+    // Frames of 109 bytes read in 109-byte chunks shifted by 4: every chunk starts with the last
+    // 5 bytes of one header and ends with the first 4 of the next (a pattern real reads produce).
+    const frames = Buffer.concat(Array.from({ length: 20 }, (_, i) => data(1, 100, i === 19)));
+    const whole = Buffer.concat([PREFACE, settings(), headers(1), frames]);
+    const start = PREFACE.length + settings().length + headers(1).length + 4;
+    const chunks = [whole.subarray(0, start)];
+    for (let i = start; i < whole.length; i += 109) chunks.push(whole.subarray(i, i + 109));
+    expect(run(new WindowSettingsShim(), ...chunks).equals(whole)).toBe(true);
+  });
 });

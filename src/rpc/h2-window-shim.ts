@@ -48,6 +48,11 @@ class FrameSplitter {
     this.skipPreface = hasPreface ? PREFACE_LENGTH : 0;
   }
 
+  /** Bytes of a frame header received but not yet complete (the preface passes straight through). */
+  get partialHeaderBytes(): number {
+    return this.header.length;
+  }
+
   /**
    * Calls onHeader for each frame header (with its raw 9 bytes) and onPayload for each payload
    * piece, and onRaw for preface bytes, in stream order.
@@ -123,6 +128,7 @@ export class WindowSettingsShim {
   fromClient(chunk: Buffer): Buffer[] {
     const out: Buffer[] = [];
     let changed = false;
+    const carriedIn = this.fromClientFrames.partialHeaderBytes;
     this.fromClientFrames.feed(chunk, {
       raw: (b) => out.push(b),
       header: (h, raw) => {
@@ -154,11 +160,10 @@ export class WindowSettingsShim {
         }
       },
     });
-    // Most chunks pass through whole, as one buffer (a frame header split across reads does not).
-    if (changed) return out;
-    let total = 0;
-    for (const piece of out) total += piece.length;
-    return total === chunk.length ? [chunk] : out;
+    // Most chunks pass through whole, as one buffer: those with nothing rewritten, and no frame
+    // header cut at either end (such a header is re-assembled, so the pieces differ from the chunk).
+    const headerCut = carriedIn > 0 || this.fromClientFrames.partialHeaderBytes > 0;
+    return changed || headerCut ? out : [chunk];
   }
 
   /** Server→client bytes, observed to learn which streams the server has finished. */
