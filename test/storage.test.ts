@@ -142,6 +142,31 @@ describe("eviction (--max-cas-size)", () => {
     await s.stop();
   });
 
+  test("action cache entries count against the limit too, and the oldest go first", async () => {
+    const root = tempDir();
+    // 64 KiB: 16 blocks of 4 KiB, and every file takes at least one.
+    const s = await startServer({ root, args: ["--max-cas-size", "64K"] });
+    const c = new ReapiClient(s.address);
+    const out = randomBytes(100);
+    await c.upload(up(sha256(out)), out);
+    const actions = Array.from({ length: 30 }, (_, i) => sha256(`action ${i}`));
+    for (const a of actions) {
+      await c.unary(c.ac, "updateActionResult", UpdateActionResultRequestSchema, { actionDigest: a, actionResult: { outputFiles: [{ path: "o", digest: sha256(out) }] } });
+    }
+    const hits = [];
+    for (const a of actions) {
+      const r = await c.unary(c.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: a }).then(() => true, () => false);
+      hits.push(r);
+    }
+    // The newest entries (and the blob they share, used by each) survive; the oldest were evicted.
+    expect(hits.slice(-10)).toEqual(Array(10).fill(true));
+    expect(hits.slice(0, 10)).toEqual(Array(10).fill(false));
+    const acFiles = readdirSync(join(root, "ac", "sha256"), { recursive: true }).filter((p) => String(p).includes("-"));
+    expect(acFiles.length).toBeLessThanOrEqual(15);
+    c.close();
+    await s.stop();
+  });
+
   test("a blob being read is never evicted; an upload that would need it gets RESOURCE_EXHAUSTED", async () => {
     const s = await startServer({ args: ["--max-cas-size", "48M"] });
     const c = new ReapiClient(s.address);

@@ -1,9 +1,10 @@
-// The action cache on disk: <root>/ac/<fn>/<hash[0:2]>/<hash>-<size> holds a serialized ActionResult,
-// written to a temporary file and renamed into place. An entry is only ever served when every blob it
-// references is still in the CAS, so eviction turns a hit into a miss, never into a broken hit.
-import { mkdir, rename, unlink } from "node:fs/promises";
+// The action cache: one file per action (DiskCas.acPath), written to a temporary file and renamed
+// into place, and charged to the same disk budget as the blobs. An entry is only ever served when
+// every blob it references is still in the CAS, so eviction turns a hit into a miss, never into a
+// broken hit.
+import { rename, unlink } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ActionResultSchema, type ActionResult, type Digest } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Code, StatusError, missingBlobsError } from "../rpc/status";
@@ -14,27 +15,24 @@ import type { Logger } from "../log";
 
 export class ActionCache {
   constructor(
-    private readonly root: string,
     private readonly cas: DiskCas,
     private readonly log: Logger,
   ) {}
 
-  private pathOf(d: BlobDigest): string {
-    return join(this.root, "ac", d.fn, d.hash.slice(0, 2), `${d.hash}-${d.size}`);
-  }
-
   /** The stored result, or undefined on a miss (absent, damaged, or referencing evicted blobs). */
   async get(action: BlobDigest): Promise<ActionResult | undefined> {
-    const path = this.pathOf(action);
+    const path = this.cas.acPath(action);
     let result: ActionResult;
     try {
       result = decodeEntry(new Uint8Array(await Bun.file(path).arrayBuffer()));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       this.log.warn(`removing damaged AC entry ${formatDigest(action)}: ${(err as Error).message}`);
+      this.cas.acRemoved(action);
       await unlink(path).catch(() => {});
       return undefined;
     }
+    this.cas.acUsed(action);
     const missing = await this.missingBlobs(action, result).catch(() => ["(unreadable)"]);
     if (missing.length > 0) {
       this.log.debug(`AC entry ${formatDigest(action)} references ${missing.length} evicted blobs; a miss`);
@@ -49,16 +47,16 @@ export class ActionCache {
     if (missing.length > 0) {
       throw missingBlobsError(`the action result references ${missing.length} blobs that are not in the CAS`, missing.map((m) => `blobs/${m}`));
     }
-    const dest = this.pathOf(action);
-    await mkdir(dirname(dest), { recursive: true });
     const tmp = join(this.cas.tmpDir, `ac-${randomUUID()}`);
+    const entry = encodeEntry(result);
     try {
-      await Bun.write(tmp, encodeEntry(result));
-      await rename(tmp, dest);
+      await Bun.write(tmp, entry);
+      await rename(tmp, this.cas.acPath(action));
     } catch (err) {
       await unlink(tmp).catch(() => {});
       throw err;
     }
+    this.cas.acStored(action, entry.length);
   }
 
   /** formatDigest() of each referenced blob that is not in the CAS (the same function as the action). */

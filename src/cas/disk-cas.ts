@@ -1,20 +1,24 @@
-// The content-addressable store on disk.
+// The content-addressable store on disk, and the disk budget it shares with the action cache.
 //
-// Layout: <root>/cas/<fn>/<hash[0:2]>/<hash>-<size>, each a read-only file. The directory is the
-// source of truth: at start it is scanned into an in-memory LRU index. A blob is written to a
-// temporary file under <root>/tmp while its hash is computed, then renamed into place, so a blob is
-// visible only when complete and verified; a crash leaves at most a temporary file, removed at start.
-// The size in the name lets the scan drop a file that a power loss left shorter than it should be.
+// Layout under --root: cas/<fn>/<hash[0:2]>/<hash>-<size>, each a read-only blob, and
+// ac/<fn>/<hash[0:2]>/<hash>-<size>, each an action cache entry (written by ActionCache). The
+// directories are the source of truth: at start they are scanned into one in-memory LRU index of
+// both kinds, keyed by path, so --max-cas-size bounds the whole store and evicts either kind.
+// A blob is written to a temporary file under <root>/tmp while its hash is computed, then renamed
+// into place, so a blob is visible only when complete and verified; a crash leaves at most a
+// temporary file, removed at start. The size in the name lets the scan drop a file that a power
+// loss left shorter than it should be.
 import { open, rename, unlink, utimes, type FileHandle } from "node:fs/promises";
 import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { Code, StatusError } from "../rpc/status";
-import { EMPTY_HASH, digestKey, formatDigest, hashBytes, newHasher, type BlobDigest, type DigestFunctionName, type Hasher } from "./digest";
+import { EMPTY_HASH, formatDigest, hashBytes, newHasher, type BlobDigest, type DigestFunctionName, type Hasher } from "./digest";
 import type { Logger } from "../log";
 
 interface Entry {
-  size: number;
+  /** Bytes charged against the limit: the file's size rounded up to whole disk blocks. */
+  charged: number;
   /** When the file's mtime was last set; mtime orders eviction across restarts. */
   persistedMs: number;
 }
@@ -28,11 +32,22 @@ export interface DiskCasOptions {
 const FUNCTIONS: DigestFunctionName[] = ["sha256", "blake3"];
 /** Uploads reach the disk in writes of about this size. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
-/** Persist recency (mtime) for a touched blob at most this often. */
+/** Persist recency (mtime) for a touched file at most this often. */
 const TOUCH_PERSIST_MS = 60 * 60 * 1000;
+/** A file takes whole blocks on disk; charging that keeps --max-cas-size close to real usage. */
+const BLOCK = 4096;
+
+/** A file's place in the store, relative to the root: "cas/..." or "ac/...". */
+function relativePath(kind: "cas" | "ac", d: BlobDigest): string {
+  return `${kind}/${d.fn}/${d.hash.slice(0, 2)}/${d.hash}-${d.size}`;
+}
+
+function charge(size: number): number {
+  return Math.ceil(size / BLOCK) * BLOCK;
+}
 
 export class DiskCas {
-  /** Keys in least-recently-used order (Map keeps insertion order; a touch re-inserts). */
+  /** Relative paths in least-recently-used order (Map keeps insertion order; a touch re-inserts). */
   private readonly index = new Map<string, Entry>();
   private readonly pins = new Map<string, number>();
   private storedBytes = 0;
@@ -46,7 +61,7 @@ export class DiskCas {
 
   static async open(opts: DiskCasOptions): Promise<DiskCas> {
     const cas = new DiskCas(opts.root, opts.maxBytes, opts.log);
-    await cas.load();
+    cas.load();
     return cas;
   }
 
@@ -54,30 +69,18 @@ export class DiskCas {
     return join(this.root, "tmp");
   }
 
-  get usedBytes(): number {
-    return this.storedBytes;
-  }
-
-  get blobCount(): number {
-    return this.index.size;
-  }
-
   pathOf(d: BlobDigest): string {
-    return join(this.root, "cas", d.fn, d.hash.slice(0, 2), `${d.hash}-${d.size}`);
+    return join(this.root, relativePath("cas", d));
   }
 
   /** True when the blob is stored (the empty blob always is). Marks it recently used. */
   has(d: BlobDigest): boolean {
-    const key = digestKey(d);
-    const e = this.index.get(key);
-    if (!e || e.size !== d.size) return false;
-    this.touch(key, e, d);
-    return true;
+    return this.use(relativePath("cas", d));
   }
 
   /** Keeps a blob from eviction until the returned function is called. */
   pin(d: BlobDigest): () => void {
-    const key = digestKey(d);
+    const key = relativePath("cas", d);
     this.pins.set(key, (this.pins.get(key) ?? 0) + 1);
     let released = false;
     return () => {
@@ -96,7 +99,7 @@ export class DiskCas {
     try {
       data = new Uint8Array(await Bun.file(this.pathOf(d)).arrayBuffer());
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return this.forget(d, "vanished from disk");
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return this.forget(relativePath("cas", d), "vanished from disk");
       throw err;
     }
     // Verified on every read: a damaged blob is removed (so it can be uploaded again), never served.
@@ -107,7 +110,7 @@ export class DiskCas {
   /** Removes a blob whose bytes on disk no longer match its digest. */
   discardDamaged(d: BlobDigest): undefined {
     unlink(this.pathOf(d)).catch(() => {});
-    return this.forget(d, "is damaged on disk (content does not match its digest); removed");
+    return this.forget(relativePath("cas", d), "is damaged on disk (content does not match its digest); removed");
   }
 
   /** Opens a stored blob for streaming; the caller closes the handle. undefined when missing. */
@@ -116,7 +119,7 @@ export class DiskCas {
     try {
       return await open(this.pathOf(d), "r");
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return this.forget(d, "vanished from disk");
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return this.forget(relativePath("cas", d), "vanished from disk");
       throw err;
     }
   }
@@ -158,38 +161,61 @@ export class DiskCas {
       const fh = await open(tmp, "wx", 0o600);
       return new BlobWriter(this, d, tmp, fh, await newHasher(d.fn));
     } catch (err) {
-      this.reservedBytes -= d.size;
+      this.reservedBytes -= charge(d.size);
       throw err;
     }
   }
 
   /** Called by BlobWriter once its temporary file holds the verified blob. */
   async publish(d: BlobDigest, tmp: string): Promise<void> {
-    const dest = this.pathOf(d);
-    await rename(tmp, dest);
-    const key = digestKey(d);
-    if (!this.index.has(key)) {
-      this.index.set(key, { size: d.size, persistedMs: Date.now() });
-      this.storedBytes += d.size;
-    }
+    await rename(tmp, this.pathOf(d));
+    this.add(relativePath("cas", d), d.size);
   }
 
   /** Gives back the space reserved by beginWrite, then evicts if over the limit. */
   release(d: BlobDigest): void {
-    this.reservedBytes -= d.size;
-    this.evictWhileOver(0);
+    this.reservedBytes -= charge(d.size);
+    this.evictWhileOver();
+  }
+
+  /** Where the action cache keeps the entry for this action. */
+  acPath(action: BlobDigest): string {
+    return join(this.root, relativePath("ac", action));
+  }
+
+  /** The action cache wrote (or replaced) an entry of this many bytes. */
+  acStored(action: BlobDigest, bytes: number): void {
+    this.forget(relativePath("ac", action));
+    this.add(relativePath("ac", action), bytes);
+    this.evictWhileOver();
+  }
+
+  /** The action cache read an entry: it counts as recently used. */
+  acUsed(action: BlobDigest): void {
+    this.use(relativePath("ac", action));
+  }
+
+  /** The action cache removed an entry. */
+  acRemoved(action: BlobDigest): void {
+    this.forget(relativePath("ac", action));
+  }
+
+  private add(key: string, size: number): void {
+    if (this.index.has(key)) return;
+    this.index.set(key, { charged: charge(size), persistedMs: Date.now() });
+    this.storedBytes += charge(size);
   }
 
   private reserve(d: BlobDigest): void {
-    if (d.size > this.maxBytes) {
+    if (charge(d.size) > this.maxBytes) {
       throw new StatusError(
         Code.RESOURCE_EXHAUSTED,
         `blob ${formatDigest(d)} is larger than the whole CAS (--max-cas-size ${this.maxBytes} bytes)`,
       );
     }
-    this.reservedBytes += d.size;
-    if (!this.evictWhileOver(0)) {
-      this.reservedBytes -= d.size;
+    this.reservedBytes += charge(d.size);
+    if (!this.evictWhileOver()) {
+      this.reservedBytes -= charge(d.size);
       throw new StatusError(
         Code.RESOURCE_EXHAUSTED,
         `no room for blob ${formatDigest(d)}: the CAS is full of blobs in use (--max-cas-size ${this.maxBytes} bytes)`,
@@ -197,86 +223,97 @@ export class DiskCas {
     }
   }
 
-  /** Evicts least-recently-used unpinned blobs until stored + reserved + extra fits. */
-  private evictWhileOver(extra: number): boolean {
-    if (this.storedBytes + this.reservedBytes + extra <= this.maxBytes) return true;
+  /** Evicts least-recently-used unpinned files until stored + reserved fits the limit. */
+  private evictWhileOver(): boolean {
+    const fits = () => this.storedBytes + this.reservedBytes <= this.maxBytes;
+    if (fits()) return true;
     for (const [key, e] of this.index) {
-      if (this.storedBytes + this.reservedBytes + extra <= this.maxBytes) break;
+      if (fits()) break;
       if (this.pins.has(key)) continue;
-      const [fn, hash] = key.split("/") as [DigestFunctionName, string];
       this.index.delete(key);
-      this.storedBytes -= e.size;
-      const path = this.pathOf({ fn, hash, size: e.size });
+      this.storedBytes -= e.charged;
+      const path = join(this.root, key);
       unlink(path).catch((err) => this.log.warn(`evicting ${path}: ${err.message}`));
     }
-    return this.storedBytes + this.reservedBytes + extra <= this.maxBytes;
+    return fits();
   }
 
-  private touch(key: string, e: Entry, d: BlobDigest): void {
+  /** Marks a file recently used; false when it is not in the store. */
+  private use(key: string): boolean {
+    const e = this.index.get(key);
+    if (!e) return false;
     this.index.delete(key);
     this.index.set(key, e);
     const now = Date.now();
     if (now - e.persistedMs > TOUCH_PERSIST_MS) {
       e.persistedMs = now;
       const t = new Date(now);
-      utimes(this.pathOf(d), t, t).catch(() => {});
+      utimes(join(this.root, key), t, t).catch(() => {});
     }
+    return true;
   }
 
-  /** Drops an index entry whose file disappeared or was found damaged. */
-  private forget(d: BlobDigest, why: string): undefined {
-    const key = digestKey(d);
+  /** Drops an index entry (its file is gone or going); logs why when given a reason. */
+  private forget(key: string, why?: string): undefined {
     const e = this.index.get(key);
     if (e) {
       this.index.delete(key);
-      this.storedBytes -= e.size;
-      this.log.warn(`blob ${formatDigest(d)} ${why}`);
+      this.storedBytes -= e.charged;
+      if (why) this.log.warn(`${key} ${why}`);
     }
     return undefined;
   }
 
-  /** Rebuilds the index from the directory. Synchronous calls: at start, speed beats concurrency. */
-  private async load(): Promise<void> {
+  /** Rebuilds the index from the directories. Synchronous calls: at start, speed beats concurrency. */
+  private load(): void {
     rmSync(this.tmpDir, { recursive: true, force: true });
     mkdirSync(this.tmpDir, { recursive: true });
     const found: { key: string; size: number; mtime: number }[] = [];
-    for (const fn of FUNCTIONS) {
-      const fnDir = join(this.root, "cas", fn);
-      mkdirSync(fnDir, { recursive: true });
-      const shards = new Set(readdirSync(fnDir));
-      for (let i = 0; i < 256; i++) {
-        const shard = i.toString(16).padStart(2, "0");
-        if (!shards.has(shard)) mkdirSync(join(fnDir, shard));
-      }
-      for (const shard of shards) {
-        const dir = join(fnDir, shard);
-        for (const name of readdirSync(dir)) {
-          const m = /^([0-9a-f]{64})-(\d+)$/.exec(name);
-          const path = join(dir, name);
-          const st = statSync(path, { throwIfNoEntry: false });
-          if (!m || !st?.isFile() || st.size !== Number(m[2]) || m[1]!.slice(0, 2) !== shard) {
-            this.log.warn(`removing unexpected file in the CAS: ${path}`);
-            rmSync(path, { recursive: true, force: true });
-            continue;
+    let blobs = 0;
+    for (const kind of ["cas", "ac"] as const) {
+      for (const fn of FUNCTIONS) {
+        const fnDir = join(this.root, kind, fn);
+        mkdirSync(fnDir, { recursive: true });
+        const shards = new Set(readdirSync(fnDir));
+        for (let i = 0; i < 256; i++) {
+          const shard = i.toString(16).padStart(2, "0");
+          if (!shards.has(shard)) mkdirSync(join(fnDir, shard));
+        }
+        for (const shard of shards) {
+          for (const name of readdirSync(join(fnDir, shard))) {
+            const key = `${kind}/${fn}/${shard}/${name}`;
+            const m = /^([0-9a-f]{64})-(\d+)$/.exec(name);
+            const st = statSync(join(this.root, key), { throwIfNoEntry: false });
+            // A blob's size is in its name; an AC entry's name carries the action's size instead.
+            const sizeOk = kind === "ac" || st?.size === Number(m?.[2]);
+            if (!m || !st?.isFile() || !sizeOk || m[1]!.slice(0, 2) !== shard) {
+              this.log.warn(`removing unexpected file in the store: ${key}`);
+              rmSync(join(this.root, key), { recursive: true, force: true });
+              continue;
+            }
+            found.push({ key, size: st.size, mtime: st.mtimeMs });
+            if (kind === "cas") blobs++;
           }
-          found.push({ key: `${fn}/${m[1]}`, size: st.size, mtime: st.mtimeMs });
+        }
+        if (kind === "cas") {
+          // The empty blob always exists; keep it on disk so reads need no special case.
+          const empty = relativePath("cas", { fn, hash: EMPTY_HASH[fn], size: 0 });
+          if (!found.some((f) => f.key === empty)) {
+            writeFileSync(join(this.root, empty), "", { mode: 0o444 });
+            found.push({ key: empty, size: 0, mtime: Date.now() });
+          } else blobs--;
+          this.pins.set(empty, 1);
         }
       }
-      // The empty blob always exists; keep it on disk so reads need no special case.
-      const emptyKey = `${fn}/${EMPTY_HASH[fn]}`;
-      if (!found.some((f) => f.key === emptyKey)) {
-        writeFileSync(join(fnDir, EMPTY_HASH[fn].slice(0, 2), `${EMPTY_HASH[fn]}-0`), "", { mode: 0o444 });
-        found.push({ key: emptyKey, size: 0, mtime: Date.now() });
-      }
-      this.pins.set(emptyKey, 1);
     }
     found.sort((a, b) => a.mtime - b.mtime);
     for (const f of found) {
-      this.index.set(f.key, { size: f.size, persistedMs: f.mtime });
-      this.storedBytes += f.size;
+      this.index.set(f.key, { charged: charge(f.size), persistedMs: f.mtime });
+      this.storedBytes += charge(f.size);
     }
-    this.evictWhileOver(0);
-    this.log.info(`CAS: ${this.index.size - FUNCTIONS.length} blobs, ${this.storedBytes} bytes, limit ${this.maxBytes} bytes`);
+    this.evictWhileOver();
+    const entries = found.length - blobs - FUNCTIONS.length;
+    this.log.info(`store: ${blobs} blobs and ${entries} action results, ${this.storedBytes} bytes of ${this.maxBytes} (--max-cas-size)`);
   }
 }
 

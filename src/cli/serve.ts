@@ -28,7 +28,8 @@ Serve the Remote Execution API (CAS, ActionCache, ByteStream, Capabilities) for 
 Flags:
   --listen HOST:PORT     address to listen on (default ${DEFAULT_LISTEN}; port 0 picks a free one)
   --root DIR             where the CAS and action cache live (default ${defaultRoot()})
-  --max-cas-size SIZE    evict least-recently-used blobs beyond this size, e.g. 500M, 50G
+  --max-cas-size SIZE    disk budget for blobs and action results; the least recently used
+                         are evicted beyond it, e.g. 500M, 50G
                          (default ${formatSize(DEFAULT_MAX_CAS_SIZE)})
   --log-level LEVEL      ${LOG_LEVELS.join(", ")} (default info)
   -h, --help             show this help
@@ -80,7 +81,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const cas = await DiskCas.open({ root: opts.root, maxBytes: opts.maxCasBytes, log });
   const ctx: ServerContext = {
     cas,
-    ac: new ActionCache(opts.root, cas, log),
+    ac: new ActionCache(cas, log),
     log,
     calls: new CallTracker(),
     maxBatchBytes: DEFAULT_MAX_BATCH_BYTES,
