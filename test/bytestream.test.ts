@@ -109,6 +109,16 @@ describe("Write and Read, plain", () => {
     expect(Buffer.compare((await c.read(res(d))).data, data)).toBe(0);
   });
 
+  test("rounds of concurrent uploads of one blob over a shared connection all succeed (no dropped connection)", async () => {
+    // Frame headers cut at the same offset at both ends of a read once broke the HTTP/2 shim here.
+    for (let round = 0; round < 12; round++) {
+      const data = randomBytes(2 * 1024 * 1024 + round * 4099);
+      const d = sha256(data);
+      const results = await Promise.all(Array.from({ length: 6 }, () => c.upload(up(d), data, 16 * 1024)));
+      for (const r of results) expect(r).toBe(BigInt(data.length));
+    }
+  });
+
   test("an interrupted upload resumes at QueryWriteStatus's committed_size", async () => {
     const data = randomBytes(300_000);
     const d = sha256(data);
