@@ -8,7 +8,7 @@ import type {
   ServerReadableStream,
   ServerWritableStream,
 } from "@grpc/grpc-js";
-import { toServiceError } from "./status";
+import { Code, toServiceError } from "./status";
 import type { Logger } from "../log";
 
 /**
@@ -57,8 +57,8 @@ export function grpcServiceDefinition(service: DescService): ServiceDefinition {
 
 function logFailure(log: Logger, method: string, err: unknown) {
   const e = toServiceError(err);
-  // Client mistakes and misses are routine; anything else deserves attention.
-  const routine = [3, 5, 9, 11].includes(e.code ?? 2);
+  // Clients going away, client mistakes and misses are routine; anything else deserves attention.
+  const routine = [Code.CANCELLED, Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.OUT_OF_RANGE].includes(e.code ?? Code.UNKNOWN);
   (routine ? log.debug : log.warn)(`${method}: ${e.details}`);
   return e;
 }
