@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { WriteRequestSchema } from "../src/gen/google/bytestream/bytestream_pb";
+import { GetActionResultRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { ReapiClient, sha256 } from "./support/client";
 import { randomBytes } from "./support/helpers";
 import { MAIN, startServer, tempDir } from "./support/server";
@@ -78,6 +79,20 @@ describe("actiond CLI", () => {
     expect(sent).toBe(true);
     expect(await s.proc.exited).toBe(0);
     c.close();
+  });
+
+  test("the log tells how to use the server and, at shutdown, what it served", async () => {
+    const s = await startServer();
+    expect(s.log()).toContain(`use it with: bazel build --remote_cache=grpc://${s.address}`);
+    const c = new ReapiClient(s.address);
+    const data = randomBytes(2048);
+    const d = sha256(data);
+    await c.upload(`uploads/${crypto.randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`, data);
+    await c.read(`blobs/${d.hash}/${d.sizeBytes}`);
+    await c.unary(c.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: sha256("never run") }).catch(() => {});
+    c.close();
+    expect(await s.stop()).toBe(0);
+    expect(s.log()).toContain("since start: action cache 0 hits, 1 misses, 0 updates; blobs 1 stored (0.0 MiB), 1 read (0.0 MiB)");
   });
 });
 

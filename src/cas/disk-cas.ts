@@ -125,14 +125,15 @@ export class DiskCas {
   }
 
   /**
-   * Stores a blob held in memory, after checking its digest. Small blobs (batch uploads) dominate
+   * Stores a blob held in memory, after checking its digest; true when it was not stored before.
+   * Small blobs (batch uploads) dominate
    * by count, so this path is one hash and one synchronous create-write-rename, no streaming.
    */
-  async put(d: BlobDigest, data: Uint8Array): Promise<void> {
+  async put(d: BlobDigest, data: Uint8Array): Promise<boolean> {
     if (data.length !== d.size) {
       throw new StatusError(Code.INVALID_ARGUMENT, `blob ${formatDigest(d)}: got ${data.length} bytes, digest says ${d.size}`);
     }
-    if (this.has(d)) return;
+    if (this.has(d)) return false;
     const actual = await hashBytes(d.fn, data);
     if (actual !== d.hash) {
       throw new StatusError(Code.INVALID_ARGUMENT, `digest mismatch: content hashes to ${actual} (${d.fn}), not ${d.hash}`);
@@ -142,6 +143,7 @@ export class DiskCas {
     try {
       writeFileSync(tmp, data, { mode: 0o444, flag: "wx" });
       await this.publish(d, tmp);
+      return true;
     } catch (err) {
       rmSync(tmp, { force: true });
       throw err;

@@ -8,12 +8,14 @@ import { createLogger, LOG_LEVELS, type LogLevel } from "../log";
 import { DEFAULT_MAX_BATCH_BYTES, type ServerContext } from "../rpc/context";
 import { CallTracker } from "../rpc/grpc-service";
 import { startServer } from "../rpc/server";
+import { Stats } from "../rpc/stats";
 import { formatSize, parseSize } from "./sizes";
 import { FatalError, UsageError, parseFlags } from "./usage";
 
 export const DEFAULT_LISTEN = "127.0.0.1:8980";
 export const DEFAULT_MAX_CAS_SIZE = 20 * 2 ** 30;
 const SHUTDOWN_GRACE_MS = 10_000;
+const STATS_INTERVAL_MS = 60_000;
 
 export function defaultRoot(): string {
   const cache = process.env.XDG_CACHE_HOME || join(homedir(), ".cache");
@@ -84,6 +86,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     ac: new ActionCache(cas, log),
     log,
     calls: new CallTracker(),
+    stats: new Stats(),
     maxBatchBytes: DEFAULT_MAX_BATCH_BYTES,
   };
   let server;
@@ -94,11 +97,15 @@ export async function serve(opts: ServeOptions): Promise<void> {
     if (msg.includes("EADDRINUSE")) throw new FatalError(`cannot listen on ${opts.host}:${opts.port}: the address is already in use`);
     throw new FatalError(`cannot listen on ${opts.host}:${opts.port}: ${msg}`);
   }
-  // Tests and scripts read this line to learn the port (useful with --listen HOST:0).
+  log.info(`use it with: bazel build --remote_cache=grpc://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${server.port} ...`);
+  // Tests and scripts wait for this line, the last of start-up, to learn the port (useful with --listen HOST:0).
   log.info(`actiond serving REAPI on ${opts.host}:${server.port} (root ${opts.root}, worker ${hostname()})`);
+  const stopReports = ctx.stats.every(log, STATS_INTERVAL_MS);
 
   const signal = await stopSignal;
   log.info(`${signal}: shutting down`);
   await server.shutdown(SHUTDOWN_GRACE_MS);
+  stopReports();
+  ctx.stats.reportTotals(log);
   log.info("stopped");
 }

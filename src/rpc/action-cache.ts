@@ -25,6 +25,7 @@ export function actionCacheService(ctx: ServerContext) {
   async function getActionResult(req: GetActionResultRequest): Promise<ActionResult> {
     const action = actionDigest(req.digestFunction, req.actionDigest);
     const result = await ac.get(action);
+    ctx.stats.count(result ? "acHits" : "acMisses");
     if (!result) throw new StatusError(Code.NOT_FOUND, `no cached result for action ${formatDigest(action)}`);
     await inlineRequested(result, action, req);
     return result;
@@ -51,6 +52,7 @@ export function actionCacheService(ctx: ServerContext) {
     const action = actionDigest(req.digestFunction, req.actionDigest);
     if (!req.actionResult) throw new StatusError(Code.INVALID_ARGUMENT, "action_result is missing");
     await ac.put(action, req.actionResult);
+    ctx.stats.count("acUpdates");
     return req.actionResult;
   }
 

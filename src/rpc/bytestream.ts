@@ -87,7 +87,9 @@ export function byteStreamService(ctx: ServerContext) {
         }
         if (hasher && res.compression === "identity") hasher.update(chunk);
         await send(call, create(ReadResponseSchema, { data: chunk }));
+        ctx.stats.count("bytesRead", chunk.length);
       }
+      ctx.stats.count("blobsRead");
       if (hasher && hasher.digestHex() !== d.hash) {
         cas.discardDamaged(d);
         throw new StatusError(Code.DATA_LOSS, `blob ${formatDigest(d)} was damaged on disk and has been removed; upload it again`);
@@ -153,6 +155,8 @@ export function byteStreamService(ctx: ServerContext) {
         throw new StatusError(Code.INVALID_ARGUMENT, "Write stream ended without finish_write");
       }
       await upload.writer.commit();
+      ctx.stats.count("blobsStored");
+      ctx.stats.count("bytesStored", d.size);
       dropPartial(name);
       log.debug(`stored ${formatDigest(d)} (${res.compression})`);
       return create(WriteResponseSchema, { committedSize: BigInt(res.compression === "identity" ? d.size : expectedOffset) });

@@ -75,7 +75,10 @@ export function casService(ctx: ServerContext) {
           else if (r.compressor !== Compressor.IDENTITY) {
             throw new StatusError(Code.INVALID_ARGUMENT, `compressor ${Compressor[r.compressor] ?? r.compressor} is not supported`);
           }
-          await cas.put(d, data);
+          if (await cas.put(d, data)) {
+            ctx.stats.count("blobsStored");
+            ctx.stats.count("bytesStored", d.size);
+          }
           return { digest: r.digest, status: okStatus() };
         } catch (err) {
           return { digest: r.digest, status: asStatusError(err).toStatus() };
@@ -100,6 +103,8 @@ export function casService(ctx: ServerContext) {
         if (!data) {
           return { digest: req.digests[i], status: new StatusError(Code.NOT_FOUND, `blob ${d.hash}/${d.size} is not in the CAS`).toStatus() };
         }
+        ctx.stats.count("blobsRead");
+        ctx.stats.count("bytesRead", data.length);
         return { digest: req.digests[i], data, compressor: Compressor.IDENTITY, status: okStatus() };
       },
     );

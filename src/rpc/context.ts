@@ -3,6 +3,7 @@ import type { ActionCache } from "../cas/action-cache";
 import type { DiskCas } from "../cas/disk-cas";
 import type { Logger } from "../log";
 import type { CallTracker } from "./grpc-service";
+import type { Stats } from "./stats";
 
 export interface ServerContext {
   cas: DiskCas;
@@ -10,6 +11,8 @@ export interface ServerContext {
   log: Logger;
   /** Calls in progress, for a graceful shutdown. */
   calls: CallTracker;
+  /** Traffic counters for the periodic log summary. */
+  stats: Stats;
   /** Advertised max_batch_total_size_bytes: the sum of blob sizes one batch call may carry. */
   maxBatchBytes: number;
 }

@@ -1,0 +1,42 @@
+// Traffic counters, summarised in the log once a minute while there is traffic, and at shutdown,
+// so a user can see the cache at work without debug logging.
+import type { Logger } from "../log";
+
+const COUNTERS = ["acHits", "acMisses", "acUpdates", "blobsStored", "bytesStored", "blobsRead", "bytesRead"] as const;
+type Counter = (typeof COUNTERS)[number];
+
+export class Stats {
+  private readonly now: Record<Counter, number> = Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Record<Counter, number>;
+  private readonly reported = { ...this.now };
+
+  count(counter: Counter, n = 1): void {
+    this.now[counter] += n;
+  }
+
+  /** Logs what happened since the last report, if anything did. */
+  report(log: Logger, label: string, since: Record<Counter, number> = this.reported): void {
+    const d = Object.fromEntries(COUNTERS.map((c) => [c, this.now[c] - since[c]])) as Record<Counter, number>;
+    if (COUNTERS.every((c) => d[c] === 0)) return;
+    log.info(
+      `${label}: action cache ${d.acHits} hits, ${d.acMisses} misses, ${d.acUpdates} updates; ` +
+        `blobs ${d.blobsStored} stored (${mib(d.bytesStored)}), ${d.blobsRead} read (${mib(d.bytesRead)})`,
+    );
+    Object.assign(this.reported, this.now);
+  }
+
+  /** Reports every intervalMs while there is traffic; returns a function that stops it. */
+  every(log: Logger, intervalMs: number): () => void {
+    const timer = setInterval(() => this.report(log, `last ${intervalMs / 1000}s`), intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  /** Logs the totals since start. */
+  reportTotals(log: Logger): void {
+    this.report(log, "since start", Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Record<Counter, number>);
+  }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
