@@ -225,6 +225,14 @@ describe("full disk", () => {
       expect(e.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
       expect(await missing(c, [d])).toEqual([d.hash]);
       expect(readdirSync(join(root, "tmp"))).toEqual([]);
+      // The same through a batch: the item that does not fit fails alone.
+      const [b1, b2] = [randomBytes(1_200_000), randomBytes(1_200_000)];
+      const batch = await c.unary(c.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, {
+        requests: [b1, b2].map((data) => ({ digest: sha256(data), data })),
+      });
+      expect(batch.responses.map((r: any) => r.status.code)).toEqual([0, grpc.status.RESOURCE_EXHAUSTED]);
+      expect(await missing(c, [sha256(b1!), sha256(b2!)])).toEqual([sha256(b2!).hash]);
+      expect(readdirSync(join(root, "tmp"))).toEqual([]);
       const small = randomBytes(1000);
       expect(await c.upload(up(sha256(small)), small)).toBe(1000n);
       c.close();
