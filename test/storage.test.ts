@@ -1,6 +1,6 @@
 // Durability, eviction and full-disk behaviour of the on-disk store, through real server processes.
 import { describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import {
@@ -138,6 +138,38 @@ describe("eviction (--max-cas-size)", () => {
     expect(await missing(c, [da!, db!, dc!, dd!])).toEqual([db!.hash]);
     const e = await rejects(c.unary(c.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: sha256("uses b") }));
     expect(e.code).toBe(grpc.status.NOT_FOUND);
+    c.close();
+    await s.stop();
+  });
+
+  test("recency survives a restart: files keep their last use in mtime, and the oldest go first", async () => {
+    const root = tempDir();
+    const blobs = Array.from({ length: 8 }, () => randomBytes(100 * 1024));
+    const digests = blobs.map((b) => sha256(b));
+    const limit = ["--max-cas-size", String(8 * 100 * 1024)];
+    let s = await startServer({ root, args: limit });
+    let c = new ReapiClient(s.address);
+    for (const [i, b] of blobs.entries()) await c.upload(up(digests[i]!), b);
+    c.close();
+    await s.stop();
+    // Give them last-use times in a shuffled order, unrelated to upload or directory order.
+    const path = (d: Digest) => join(root, "cas", "sha256", d.hash.slice(0, 2), `${d.hash}-${d.sizeBytes}`);
+    const order = [5, 2, 7, 0, 3, 6, 1, 4]; // order[k] was used k hours before the others
+    order.forEach((i, k) => utimesSync(path(digests[i]!), new Date(Date.now() - (10 - k) * 3600e3), new Date(Date.now() - (10 - k) * 3600e3)));
+
+    s = await startServer({ root, args: limit });
+    c = new ReapiClient(s.address);
+    for (let n = 0; n < 3; n++) {
+      const extra = randomBytes(100 * 1024);
+      await c.upload(up(sha256(extra)), extra); // each needs one eviction
+    }
+    // Exactly the three used longest ago are gone (by chance from directory order: 1 in 56).
+    const gone = (await missing(c, digests)).sort();
+    expect(gone).toEqual([5, 2, 7].map((i) => digests[i]!.hash).sort());
+    // That FindMissingBlobs was a use: it reaches the files' mtimes, for the next restart.
+    const kept = digests[4]!;
+    for (let i = 0; i < 50 && statSync(path(kept)).mtimeMs < Date.now() - 60e3; i++) await Bun.sleep(20);
+    expect(statSync(path(kept)).mtimeMs).toBeGreaterThan(Date.now() - 60e3);
     c.close();
     await s.stop();
   });

@@ -34,6 +34,8 @@ const FUNCTIONS: DigestFunctionName[] = ["sha256", "blake3"];
 const WRITE_BATCH_BYTES = 1024 * 1024;
 /** Persist recency (mtime) for a touched file at most this often. */
 const TOUCH_PERSIST_MS = 60 * 60 * 1000;
+/** mtime updates in flight at once when persisting recency. */
+const RECENCY_BATCH = 32;
 /** A file takes whole blocks on disk; charging that keeps --max-cas-size close to real usage. */
 const BLOCK = 4096;
 
@@ -52,6 +54,8 @@ export class DiskCas {
   private readonly pins = new Map<string, number>();
   private storedBytes = 0;
   private reservedBytes = 0;
+  private readonly recencyToPersist = new Set<string>();
+  private recencyFlush: Timer | undefined;
 
   private constructor(
     readonly root: string,
@@ -249,10 +253,29 @@ export class DiskCas {
     const now = Date.now();
     if (now - e.persistedMs > TOUCH_PERSIST_MS) {
       e.persistedMs = now;
-      const t = new Date(now);
-      utimes(join(this.root, key), t, t).catch(() => {});
+      this.recencyToPersist.add(key);
+      this.recencyFlush ??= setTimeout(() => void this.persistRecency(), 0);
     }
     return true;
+  }
+
+  /**
+   * Sets mtimes of recently used files, a batch at a time in the background: after a restart one
+   * FindMissingBlobs can touch thousands of old blobs, and one utimes each at once would flood the
+   * I/O thread pool that uploads and reads share.
+   */
+  private async persistRecency(): Promise<void> {
+    while (this.recencyToPersist.size > 0) {
+      const batch: string[] = [];
+      for (const key of this.recencyToPersist) {
+        batch.push(key);
+        if (batch.length === RECENCY_BATCH) break;
+      }
+      for (const key of batch) this.recencyToPersist.delete(key);
+      const t = new Date();
+      await Promise.all(batch.map((key) => utimes(join(this.root, key), t, t).catch(() => {})));
+    }
+    this.recencyFlush = undefined;
   }
 
   /** Drops an index entry (its file is gone or going); logs why when given a reason. */
