@@ -22,7 +22,6 @@ import type { ServerContext } from "./context";
 import { send, serverStreaming, unary } from "./grpc-service";
 import { Code, StatusError, asStatusError, okStatus } from "./status";
 
-
 function parseDigest(fn: DigestFunctionName, d: Digest | undefined, what: string): BlobDigest {
   if (!d) throw new StatusError(Code.INVALID_ARGUMENT, `${what}: digest is missing`);
   return toBlobDigest(fn, d.hash, d.sizeBytes, what);
