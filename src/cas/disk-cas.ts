@@ -82,6 +82,11 @@ export class DiskCas {
     return this.use(relativePath("cas", d));
   }
 
+  /** True when the blob is stored, without counting as a use (for cheap checks on every chunk). */
+  contains(d: BlobDigest): boolean {
+    return this.index.has(relativePath("cas", d));
+  }
+
   /** Keeps a blob from eviction until the returned function is called. */
   pin(d: BlobDigest): () => void {
     const key = relativePath("cas", d);

@@ -132,7 +132,7 @@ export function byteStreamService(ctx: ServerContext) {
         finished = msg.finishWrite;
         if (msg.data.length > 0) yield msg.data;
         // Another upload of the same blob may have completed meanwhile: stop early, successfully.
-        if (!finished && cas.has(d)) throw new AlreadyStored();
+        if (!finished && cas.contains(d)) throw new AlreadyStored();
         const next = await messages.next();
         msg = next.done ? undefined : next.value;
       }
