@@ -23,18 +23,13 @@ export interface Hasher {
   digestHex(): string;
 }
 
-// hash-wasm's BLAKE3 instances are cheap to create once the module is compiled; warm it at import.
-const blake3Ready = createBLAKE3();
-let blake3Factory: typeof createBLAKE3 | undefined;
-blake3Ready.then(() => (blake3Factory = createBLAKE3));
-
+/** SHA-256 is built into Bun; BLAKE3 comes from hash-wasm (which compiles its module once). */
 export async function newHasher(fn: DigestFunctionName): Promise<Hasher> {
   if (fn === "sha256") {
     const h = new Bun.CryptoHasher("sha256");
     return { update: (d) => void h.update(d), digestHex: () => h.digest("hex") };
   }
-  await blake3Ready;
-  const h = await (blake3Factory ?? createBLAKE3)();
+  const h = await createBLAKE3();
   h.init();
   return { update: (d) => void h.update(d), digestHex: () => h.digest("hex") };
 }
