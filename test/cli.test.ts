@@ -39,6 +39,12 @@ describe("actiond CLI", () => {
     }
   });
 
+  test("a --root that cannot be used is a clear one-line error", () => {
+    const r = run("serve", "--listen", "127.0.0.1:0", "--root", "/proc/actiond-cannot-live-here");
+    expect(r.code).toBe(1);
+    expect(r.err.trim().split("\n")).toEqual([expect.stringMatching(/^actiond: cannot use --root \/proc\/actiond-cannot-live-here: /)]);
+  });
+
   test("a port already in use is a clear one-line error", async () => {
     const s = await startServer();
     const r = run("serve", "--listen", s.address, "--root", tempDir());

@@ -80,7 +80,12 @@ export async function serve(opts: ServeOptions): Promise<void> {
   } catch (err) {
     throw new FatalError(`cannot use --root ${opts.root}: ${(err as Error).message}`);
   }
-  const cas = await DiskCas.open({ root: opts.root, maxBytes: opts.maxCasBytes, log });
+  let cas: DiskCas;
+  try {
+    cas = await DiskCas.open({ root: opts.root, maxBytes: opts.maxCasBytes, log });
+  } catch (err) {
+    throw new FatalError(`cannot open the store in --root ${opts.root}: ${(err as Error).message}`);
+  }
   const ctx: ServerContext = {
     cas,
     ac: new ActionCache(cas, log),
