@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ActionResultSchema, type ActionResult, type Digest } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Code, StatusError, missingBlobsError } from "../rpc/status";
-import { formatDigest, isEmptyBlob, toBlobDigest, type BlobDigest } from "./digest";
+import { formatDigest, toBlobDigest, type BlobDigest } from "./digest";
 import type { DiskCas } from "./disk-cas";
 import { treeFileDigests } from "./tree";
 import type { Logger } from "../log";
@@ -72,17 +72,15 @@ export class ActionCache {
     add(r.stdoutDigest, "stdout_digest");
     add(r.stderrDigest, "stderr_digest");
     const missing = new Set<string>();
-    for (const d of direct) if (!isEmptyBlob(d) && !this.cas.has(d)) missing.add(formatDigest(d));
     for (const dir of r.outputDirectories) {
       if (!dir.treeDigest) throw new StatusError(Code.INVALID_ARGUMENT, `output directory "${dir.path}" has no tree_digest`);
       const tree = toBlobDigest(action.fn, dir.treeDigest.hash, dir.treeDigest.sizeBytes, `output directory "${dir.path}"`);
       const files = await treeFileDigests(this.cas, tree);
-      if (!files) {
-        missing.add(formatDigest(tree));
-        continue;
-      }
-      for (const f of files) if (!isEmptyBlob(f) && !this.cas.has(f)) missing.add(formatDigest(f));
+      if (files) direct.push(...files);
+      else missing.add(formatDigest(tree));
     }
+    // The empty blob is always in the store, so has() answers for it too.
+    for (const d of direct) if (!this.cas.has(d)) missing.add(formatDigest(d));
     return [...missing];
   }
 }

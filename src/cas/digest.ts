@@ -46,10 +46,6 @@ export const EMPTY_HASH: Record<DigestFunctionName, string> = {
   blake3: "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
 };
 
-export function isEmptyBlob(d: BlobDigest): boolean {
-  return d.size === 0 && d.hash === EMPTY_HASH[d.fn];
-}
-
 const HEX64 = /^[0-9a-f]{64}$/;
 
 export function functionName(fn: DigestFunction): DigestFunctionName {

@@ -4,18 +4,23 @@ import type { Logger } from "../log";
 
 const COUNTERS = ["acHits", "acMisses", "acUpdates", "blobsStored", "bytesStored", "blobsRead", "bytesRead"] as const;
 type Counter = (typeof COUNTERS)[number];
+type Counts = Record<Counter, number>;
+
+function zeroCounts(): Counts {
+  return Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Counts;
+}
 
 export class Stats {
-  private readonly now: Record<Counter, number> = Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Record<Counter, number>;
-  private readonly reported = { ...this.now };
+  private readonly now = zeroCounts();
+  private readonly reported = zeroCounts();
 
   count(counter: Counter, n = 1): void {
     this.now[counter] += n;
   }
 
   /** Logs what happened since the last report, if anything did. */
-  report(log: Logger, label: string, since: Record<Counter, number> = this.reported): void {
-    const d = Object.fromEntries(COUNTERS.map((c) => [c, this.now[c] - since[c]])) as Record<Counter, number>;
+  report(log: Logger, label: string, since: Counts = this.reported): void {
+    const d = Object.fromEntries(COUNTERS.map((c) => [c, this.now[c] - since[c]])) as Counts;
     if (COUNTERS.every((c) => d[c] === 0)) return;
     log.info(
       `${label}: action cache ${d.acHits} hits, ${d.acMisses} misses, ${d.acUpdates} updates; ` +
@@ -33,7 +38,7 @@ export class Stats {
 
   /** Logs the totals since start. */
   reportTotals(log: Logger): void {
-    this.report(log, "since start", Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Record<Counter, number>);
+    this.report(log, "since start", zeroCounts());
   }
 }
 
