@@ -18,6 +18,8 @@ import { randomBytes, rejects } from "./support/helpers";
 
 const up = (d: Digest) => `uploads/${crypto.randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`;
 const blob = (d: Digest) => `blobs/${d.hash}/${d.sizeBytes}`;
+/** Where the server keeps a SHA-256 blob ("cas") or action result ("ac") under its root. */
+const stored = (root: string, kind: "cas" | "ac", d: Digest) => join(root, kind, "sha256", d.hash.slice(0, 2), `${d.hash}-${d.sizeBytes}`);
 async function missing(c: ReapiClient, ds: Digest[]): Promise<string[]> {
   const res = await c.unary(c.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { blobDigests: ds });
   return res.missingBlobDigests.map((d: Digest) => d.hash);
@@ -53,7 +55,7 @@ describe("restarts", () => {
     await c.upload(up(d), data);
     const action = sha256("damaged entry");
     await c.unary(c.ac, "updateActionResult", UpdateActionResultRequestSchema, { actionDigest: action, actionResult: { outputFiles: [{ path: "o", digest: d }] } });
-    const entry = join(root, "ac", "sha256", action.hash.slice(0, 2), `${action.hash}-${action.sizeBytes}`);
+    const entry = stored(root, "ac", action);
     truncateSync(entry, 0);
     const e = await rejects(c.unary(c.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: action }));
     expect(e.code).toBe(grpc.status.NOT_FOUND);
@@ -73,7 +75,7 @@ describe("restarts", () => {
     // Flip one byte of each file, keeping its size (bit rot, a bad disk).
     for (const data of [small, big]) {
       const d = sha256(data);
-      const path = join(root, "cas", "sha256", d.hash.slice(0, 2), `${d.hash}-${d.sizeBytes}`);
+      const path = stored(root, "cas", d);
       chmodSync(path, 0o644);
       const bytes = readFileSync(path);
       bytes[bytes.length >> 1]! ^= 0xff;
@@ -153,7 +155,7 @@ describe("eviction (--max-cas-size)", () => {
     c.close();
     await s.stop();
     // Give them last-use times in a shuffled order, unrelated to upload or directory order.
-    const path = (d: Digest) => join(root, "cas", "sha256", d.hash.slice(0, 2), `${d.hash}-${d.sizeBytes}`);
+    const path = (d: Digest) => stored(root, "cas", d);
     const order = [5, 2, 7, 0, 3, 6, 1, 4]; // order[k] was used k hours before the others
     order.forEach((i, k) => utimesSync(path(digests[i]!), new Date(Date.now() - (10 - k) * 3600e3), new Date(Date.now() - (10 - k) * 3600e3)));
 
