@@ -1,0 +1,227 @@
+// Making a runtime SquashFS image available as a host directory, by the first way that works here:
+// the kernel's squashfs (root), squashfuse (FUSE, any user), or unpacking it once with unsquashfs.
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, realpathSync, renameSync, rmdirSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { which } from "bun";
+import type { Logger } from "../log";
+
+export type MountMethod = "kernel" | "squashfuse" | "extract";
+export const MOUNT_METHODS: readonly MountMethod[] = ["kernel", "squashfuse", "extract"];
+
+export interface AvailableImage {
+  /** The image's root directory on the host. */
+  root: string;
+  method: MountMethod;
+  /** Undoes the mount (an extraction is kept for the next start). */
+  release(): Promise<void>;
+}
+
+/** Fails with a plain message unless `path` is an existing SquashFS file (magic "hsqs"). */
+export function checkSquashfsImage(path: string): void {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new Error(`runtime image ${path} does not exist (build one with \`bun runtimes/build.ts\`)`);
+  }
+  if (!st.isFile()) throw new Error(`runtime image ${path} is not a file`);
+  const magic = Buffer.alloc(4);
+  const fd = openSync(path, "r");
+  try {
+    readSync(fd, magic, 0, 4, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (magic.toString("latin1") !== "hsqs") throw new Error(`runtime image ${path} is not a SquashFS image`);
+}
+
+/** Looks `cmd` up on the current PATH (Bun's which() alone keeps the PATH the process started with). */
+function onPath(cmd: string): boolean {
+  return which(cmd, { PATH: process.env.PATH ?? "" }) !== null;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = new Bun.CryptoHasher("sha256");
+  for await (const chunk of Bun.file(path).stream()) h.update(chunk);
+  return h.digest("hex");
+}
+
+/**
+ * Tries each method in order and returns the first that works; throws one message listing why
+ * each failed and what to install. Mount points and extractions are named by the image's content
+ * hash under `stateDir`, so a mount or extraction left by an earlier run of the same image is reused.
+ */
+export async function makeImageAvailable(image: string, stateDir: string, methods: readonly MountMethod[], log: Logger): Promise<AvailableImage> {
+  checkSquashfsImage(image);
+  const sha = await sha256File(image);
+  const reasons: string[] = [];
+  for (const method of methods) {
+    const attempt = method === "kernel" ? kernelMount : method === "squashfuse" ? fuseMount : extract;
+    const got = await attempt(image, sha, stateDir, log);
+    if (typeof got !== "string") return got;
+    reasons.push(`${method}: ${got}`);
+    log.debug(`runtime image ${image}: ${method} not used: ${got}`);
+  }
+  throw new Error(
+    `cannot make the runtime image ${image} available as a directory:\n  ${reasons.join("\n  ")}\n` +
+      "Run as root, or install squashfuse (apt-get install squashfuse) or squashfs-tools, or unpack the image " +
+      "yourself (unsquashfs -d DIR IMAGE) and pass --runtime-root DIR.",
+  );
+}
+
+/** Each attempt returns the image, or a one-line reason why this method cannot be used here. */
+type Attempt = (image: string, sha: string, stateDir: string, log: Logger) => Promise<AvailableImage | string>;
+
+const kernelMount: Attempt = async (image, sha, stateDir, log) => {
+  if (process.getuid?.() !== 0) return "needs root";
+  const mnt = mountPoint(stateDir, sha);
+  const existing = mountAt(mnt);
+  if (existing?.fstype === "squashfs") {
+    log.info(`runtime image ${image}: reusing the kernel squashfs mount at ${mnt}`);
+  } else if (existing) {
+    return `${mnt} already has a ${existing.fstype} mount`;
+  } else {
+    const failed = await tryRun(["mount", "-t", "squashfs", "-o", "ro,loop,nodev,nosuid", image, mnt]);
+    if (failed) {
+      removeEmptyDir(mnt);
+      return failed;
+    }
+    log.info(`runtime image ${image}: mounted with the kernel's squashfs at ${mnt}`);
+  }
+  return { root: mnt, method: "kernel", release: () => unmount(mnt, [["umount", mnt], ["umount", "-l", mnt]], log) };
+};
+
+const fuseMount: Attempt = async (image, sha, stateDir, log) => {
+  if (!onPath("squashfuse")) return "squashfuse is not installed (apt-get install squashfuse)";
+  const mnt = mountPoint(stateDir, sha);
+  const release = () => unmount(mnt, [["fusermount3", "-u", mnt], ["fusermount", "-u", mnt], ["umount", mnt], ["fusermount3", "-uz", mnt], ["fusermount", "-uz", mnt]], log);
+  const existing = mountAt(mnt);
+  if (existing?.fstype.startsWith("fuse") && readable(mnt)) {
+    log.info(`runtime image ${image}: reusing the squashfuse mount at ${mnt}`);
+    return { root: mnt, method: "squashfuse", release };
+  }
+  if (existing?.fstype.startsWith("fuse")) await release(); // its daemon died: "Transport endpoint is not connected"
+  else if (existing) return `${mnt} already has a ${existing.fstype} mount`;
+  // Root's sandboxed actions run as nobody, who may enter a FUSE mount only with allow_other.
+  const opts = process.getuid?.() === 0 ? ["-o", "allow_other"] : [];
+  const failed = await tryRun(["squashfuse", ...opts, image, mnt]);
+  if (failed) {
+    removeEmptyDir(mnt);
+    return failed;
+  }
+  log.info(`runtime image ${image}: mounted with squashfuse at ${mnt}`);
+  return { root: mnt, method: "squashfuse", release };
+};
+
+const extract: Attempt = async (image, sha, stateDir, log) => {
+  if (!onPath("unsquashfs")) return "unsquashfs is not installed (apt-get install squashfs-tools)";
+  const base = join(stateDir, "extracted");
+  const dir = join(base, sha);
+  const kept = { root: dir, method: "extract" as const, release: async () => {} };
+  // A finished extraction only ever appears by rename, so its presence means it is complete.
+  if (existsSync(dir)) {
+    log.info(`runtime image ${image}: reusing the extraction at ${dir}`);
+    return kept;
+  }
+  mkdirSync(base, { recursive: true });
+  removeDeadTemps(base);
+  const tmp = join(base, `.tmp-${sha.slice(0, 16)}-${process.pid}-${crypto.randomUUID().slice(0, 8)}`);
+  const failed = await tryRun(["unsquashfs", "-no-progress", "-quiet", "-no-xattrs", "-d", tmp, image]);
+  if (failed) {
+    rmSync(tmp, { recursive: true, force: true });
+    return failed;
+  }
+  try {
+    renameSync(tmp, dir);
+    log.info(`runtime image ${image}: unpacked with unsquashfs to ${dir}`);
+  } catch (err) {
+    // Another process starting at the same moment got there first: use its copy.
+    rmSync(tmp, { recursive: true, force: true });
+    if (!existsSync(dir)) throw err;
+    log.info(`runtime image ${image}: reusing the extraction at ${dir}`);
+  }
+  return kept;
+};
+
+/** Temp extractions of processes that are gone (killed mid-extraction). */
+function removeDeadTemps(base: string): void {
+  for (const name of readdirSync(base)) {
+    const pid = Number(/^\.tmp-[0-9a-f]+-(\d+)-/.exec(name)?.[1]);
+    if (pid && !alive(pid)) rmSync(join(base, name), { recursive: true, force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function mountPoint(stateDir: string, sha: string): string {
+  const mnt = join(stateDir, "mnt", sha.slice(0, 16));
+  mkdirSync(mnt, { recursive: true });
+  return realpathSync(mnt); // as /proc/self/mountinfo spells it
+}
+
+/** The topmost mount at exactly `path`, from /proc/self/mountinfo. */
+function mountAt(path: string): { fstype: string } | undefined {
+  let found: { fstype: string } | undefined;
+  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    // id parent dev root MOUNTPOINT options [optional…] - FSTYPE source superoptions
+    const fields = line.split(" ");
+    const dash = fields.indexOf("-");
+    const mountpoint = fields[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (mountpoint === path && dash > 0) found = { fstype: fields[dash + 1] ?? "" };
+  }
+  return found;
+}
+
+function readable(dir: string): boolean {
+  try {
+    readdirSync(dir);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Undefined when the command succeeded, else its first line of complaint. */
+async function tryRun(cmd: string[]): Promise<string | undefined> {
+  let proc;
+  try {
+    proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  } catch (err) {
+    return `${cmd[0]}: ${(err as Error).message}`;
+  }
+  const [err, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+  if (code === 0) return undefined;
+  return `${cmd[0]} exited ${code}: ${err.trim().split("\n")[0] ?? ""}`;
+}
+
+/** Tries each unmount command until the mount is gone, then removes the empty mount point. */
+async function unmount(mnt: string, commands: string[][], log: Logger): Promise<void> {
+  for (const cmd of commands) {
+    if (!mountAt(mnt)) break;
+    if (!onPath(cmd[0] as string)) continue;
+    const failed = await tryRun(cmd);
+    if (failed) log.debug(`runtime: ${cmd.join(" ")}: ${failed}`);
+  }
+  if (mountAt(mnt)) {
+    log.warn(`runtime: could not unmount ${mnt}; it stays mounted`);
+    return;
+  }
+  removeEmptyDir(mnt);
+  log.debug(`runtime: unmounted ${mnt}`);
+}
+
+/** Removes a mount point we no longer use, if it is still an empty directory. */
+function removeEmptyDir(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not empty, or already gone: leave it
+  }
+}
