@@ -1,0 +1,3 @@
+#include "cc/greet.h"
+
+const char *greeting(void) { return "hello from c"; }
