@@ -8,8 +8,8 @@
 // into place, so a blob is visible only when complete and verified; a crash leaves at most a
 // temporary file, removed at start. The size in the name lets the scan drop a file that a power
 // loss left shorter than it should be.
-import { open, rename, unlink, utimes, type FileHandle } from "node:fs/promises";
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmod, chown, copyFile, open, rename, unlink, utimes, type FileHandle } from "node:fs/promises";
+import { linkSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { Code, StatusError } from "../rpc/status";
@@ -39,9 +39,13 @@ const RECENCY_BATCH = 32;
 /** A file takes whole blocks on disk; charging that keeps --max-cas-size close to real usage. */
 const BLOCK = 4096;
 
-/** A file's place in the store, relative to the root: "cas/..." or "ac/...". */
-function relativePath(kind: "cas" | "ac", d: BlobDigest): string {
-  return `${kind}/${d.fn}/${d.hash.slice(0, 2)}/${d.hash}-${d.size}`;
+/**
+ * A file's place in the store, relative to the root: "cas/..." or "ac/...". A blob also has an
+ * executable twin ("<name>.x", mode 0555), made on first need: execroots hardlink files from the
+ * store, and a hardlink cannot have its own mode.
+ */
+function relativePath(kind: "cas" | "ac", d: BlobDigest, executable = false): string {
+  return `${kind}/${d.fn}/${d.hash.slice(0, 2)}/${d.hash}-${d.size}${executable ? ".x" : ""}`;
 }
 
 function charge(size: number): number {
@@ -183,6 +187,58 @@ export class DiskCas {
     this.add(relativePath("cas", d), d.size);
   }
 
+  /**
+   * Hardlinks a stored blob (or its executable twin, made on first use) to dst: no data is copied.
+   * The caller pins the blob first. Falls back to a copy where a link is impossible (too many
+   * links to one inode, another filesystem).
+   */
+  async linkTo(d: BlobDigest, dst: string, executable: boolean): Promise<void> {
+    const key = relativePath("cas", d, executable);
+    const src = join(this.root, key);
+    if (executable && !this.use(key)) {
+      this.reserve(d);
+      const tmp = join(this.tmpDir, randomUUID());
+      try {
+        await copyFile(this.pathOf(d), tmp);
+        await chmod(tmp, 0o555);
+        await rename(tmp, src);
+        this.add(key, d.size);
+      } catch (err) {
+        rmSync(tmp, { force: true });
+        throw err;
+      } finally {
+        this.release(d);
+      }
+    }
+    try {
+      // Synchronous from the use() above: eviction cannot run in between.
+      linkSync(src, dst);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "EMLINK" && code !== "EXDEV") throw err;
+      await copyFile(src, dst);
+      await chmod(dst, executable ? 0o555 : 0o444);
+    }
+  }
+
+  /**
+   * Moves a verified file (an action's output, already hashed to d) into the store by rename, no
+   * copy: read-only and owned by us, so no later action can change it. Leaves it where it is when
+   * the blob is already stored.
+   */
+  async adopt(d: BlobDigest, file: string): Promise<void> {
+    if (this.has(d)) return;
+    this.reserve(d);
+    try {
+      const uid = process.getuid?.() ?? 0;
+      if (uid === 0) await chown(file, 0, 0);
+      await chmod(file, 0o444);
+      await this.publish(d, file);
+    } finally {
+      this.release(d);
+    }
+  }
+
   /** Gives back the space reserved by beginWrite, then evicts if over the limit. */
   release(d: BlobDigest): void {
     this.reservedBytes -= charge(d.size);
@@ -312,7 +368,7 @@ export class DiskCas {
         for (const shard of shards) {
           for (const name of readdirSync(join(fnDir, shard))) {
             const key = `${kind}/${fn}/${shard}/${name}`;
-            const m = /^([0-9a-f]{64})-(\d+)$/.exec(name);
+            const m = /^([0-9a-f]{64})-(\d+)(\.x)?$/.exec(name);
             const st = statSync(join(this.root, key), { throwIfNoEntry: false });
             // A blob's size is in its name; an AC entry's name carries the action's size instead.
             const sizeOk = kind === "ac" || st?.size === Number(m?.[2]);
@@ -322,7 +378,7 @@ export class DiskCas {
               continue;
             }
             found.push({ key, size: st.size, mtime: st.mtimeMs });
-            if (kind === "cas") blobs++;
+            if (kind === "cas" && !m[3]) blobs++;
           }
         }
         if (kind === "cas") {

@@ -1,5 +1,5 @@
 // `actiond serve`: the REAPI cache server on this machine.
-import { homedir, hostname } from "node:os";
+import { availableParallelism, homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { mkdir } from "node:fs/promises";
 import { ActionCache } from "../cas/action-cache";
@@ -9,11 +9,13 @@ import { DEFAULT_MAX_BATCH_BYTES, type ServerContext } from "../rpc/context";
 import { CallTracker } from "../rpc/grpc-service";
 import { startServer } from "../rpc/server";
 import { Stats } from "../rpc/stats";
+import { WorkerSetupError, startWorker, type Worker } from "../exec/worker";
 import { formatSize, parseSize } from "./sizes";
 import { FatalError, UsageError, parseFlags } from "./usage";
 
 export const DEFAULT_LISTEN = "127.0.0.1:8980";
 export const DEFAULT_MAX_CAS_SIZE = 20 * 2 ** 30;
+export const DEFAULT_TIMEOUT_S = 3600;
 const SHUTDOWN_GRACE_MS = 10_000;
 const STATS_INTERVAL_MS = 60_000;
 
@@ -24,8 +26,9 @@ export function defaultRoot(): string {
 
 export const SERVE_HELP = `Usage: actiond serve [flags]
 
-Serve the Remote Execution API (CAS, ActionCache, ByteStream, Capabilities) for Bazel:
-  bazel build --remote_cache=grpc://127.0.0.1:8980 //...
+Serve the Remote Execution API for Bazel: the CAS and action cache on disk, and actions run in a
+hermetic Linux sandbox (namespaces, uid 65534, loopback-only network, a Debian runtime userland):
+  bazel build --remote_executor=grpc://127.0.0.1:8980 //...
 
 Flags:
   --listen HOST:PORT     address to listen on (default ${DEFAULT_LISTEN}; port 0 picks a free one)
@@ -33,6 +36,14 @@ Flags:
   --max-cas-size SIZE    disk budget for blobs and action results; the least recently used
                          are evicted beyond it, e.g. 500M, 50G
                          (default ${formatSize(DEFAULT_MAX_CAS_SIZE)})
+  --jobs N               actions run at once; more wait in line (default: CPUs, ${availableParallelism()})
+  --default-timeout SECS for actions that set no timeout (default ${DEFAULT_TIMEOUT_S})
+  --sandbox KIND         namespaces (default), or none to run actions directly on this machine
+                         as this user, without isolation
+  --runtime-image FILE   a runtime SquashFS for actions' userland (repeatable; the first is the
+                         default, the platform property libc picks another)
+  --runtime-root DIR     a runtime already unpacked in a directory (repeatable)
+  --keep-failed          keep the work folder of failed actions under ROOT/exec, for debugging
   --log-level LEVEL      ${LOG_LEVELS.join(", ")} (default info)
   -h, --help             show this help
 
@@ -45,6 +56,12 @@ export interface ServeOptions {
   root: string;
   maxCasBytes: number;
   logLevel: LogLevel;
+  jobs: number;
+  defaultTimeoutMs: number;
+  sandbox: "namespaces" | "none";
+  keepFailed: boolean;
+  runtimeImages: string[];
+  runtimeRoots: string[];
 }
 
 export function parseServeFlags(argv: string[]): ServeOptions | "help" {
@@ -53,6 +70,12 @@ export function parseServeFlags(argv: string[]): ServeOptions | "help" {
     root: { type: "string" },
     "max-cas-size": { type: "string" },
     "log-level": { type: "string" },
+    jobs: { type: "string" },
+    "default-timeout": { type: "string" },
+    sandbox: { type: "string" },
+    "keep-failed": { type: "boolean" },
+    "runtime-image": { type: "string", multiple: true },
+    "runtime-root": { type: "string", multiple: true },
   });
   if (values.help) return "help";
   const listen = values.listen ?? DEFAULT_LISTEN;
@@ -65,7 +88,25 @@ export function parseServeFlags(argv: string[]): ServeOptions | "help" {
   }
   const logLevel = (values["log-level"] ?? "info") as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`serve: --log-level "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
-  return { host: m[1] ?? m[2]!, port, root: resolve(values.root ?? defaultRoot()), maxCasBytes, logLevel };
+  const jobs = Number(values.jobs ?? availableParallelism());
+  if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`serve: --jobs "${values.jobs}" is not a positive whole number`);
+  const timeoutS = Number(values["default-timeout"] ?? DEFAULT_TIMEOUT_S);
+  if (!(timeoutS > 0)) throw new UsageError(`serve: --default-timeout "${values["default-timeout"]}" is not a positive number of seconds`);
+  const sandbox = values.sandbox ?? "namespaces";
+  if (sandbox !== "namespaces" && sandbox !== "none") throw new UsageError(`serve: --sandbox "${sandbox}" is not one of namespaces, none`);
+  return {
+    host: m[1] ?? m[2]!,
+    port,
+    root: resolve(values.root ?? defaultRoot()),
+    maxCasBytes,
+    logLevel,
+    jobs,
+    defaultTimeoutMs: Math.round(timeoutS * 1000),
+    sandbox,
+    keepFailed: values["keep-failed"] ?? false,
+    runtimeImages: (values["runtime-image"] ?? []).map((p) => resolve(p)),
+    runtimeRoots: (values["runtime-root"] ?? []).map((p) => resolve(p)),
+  };
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
@@ -86,9 +127,17 @@ export async function serve(opts: ServeOptions): Promise<void> {
   } catch (err) {
     throw new FatalError(`cannot open the store in --root ${opts.root}: ${(err as Error).message}`);
   }
+  const ac = new ActionCache(cas, log);
+  let worker: Worker;
+  try {
+    worker = await startWorker(opts, cas, ac, log);
+  } catch (err) {
+    if (err instanceof WorkerSetupError) throw new FatalError(err.message);
+    throw err;
+  }
   const ctx: ServerContext = {
     cas,
-    ac: new ActionCache(cas, log),
+    ac,
     log,
     calls: new CallTracker(),
     stats: new Stats(),
@@ -96,13 +145,13 @@ export async function serve(opts: ServeOptions): Promise<void> {
   };
   let server;
   try {
-    server = await startServer(ctx, opts.host, opts.port);
+    server = await startServer(ctx, opts.host, opts.port, worker);
   } catch (err) {
     const msg = String((err as Error).message);
     if (msg.includes("EADDRINUSE")) throw new FatalError(`cannot listen on ${opts.host}:${opts.port}: the address is already in use`);
     throw new FatalError(`cannot listen on ${opts.host}:${opts.port}: ${msg}`);
   }
-  log.info(`use it with: bazel build --remote_cache=grpc://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${server.port} ...`);
+  log.info(`use it with: bazel build --remote_executor=grpc://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${server.port} ...`);
   // Tests and scripts wait for this line, the last of start-up, to learn the port (useful with --listen HOST:0).
   log.info(`actiond serving REAPI on ${opts.host}:${server.port} (root ${opts.root}, worker ${hostname()})`);
   const stopReports = ctx.stats.every(log, STATS_INTERVAL_MS);
@@ -110,7 +159,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const signal = await stopSignal;
   log.info(`${signal}: shutting down`);
   await server.shutdown(SHUTDOWN_GRACE_MS);
+  await worker.close();
   stopReports();
   ctx.stats.reportTotals(log);
+  worker.timings.report(log);
   log.info("stopped");
 }

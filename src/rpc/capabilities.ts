@@ -1,4 +1,4 @@
-// GetCapabilities: advertise exactly what works today (cache only: no execution yet).
+// GetCapabilities: advertise exactly what works: the cache, and execution.
 import { create } from "@bufbuild/protobuf";
 import {
   Capabilities,
@@ -6,7 +6,7 @@ import {
   ServerCapabilitiesSchema,
   SymlinkAbsolutePathStrategy_Value as SymlinkStrategy,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { SUPPORTED_FUNCTIONS } from "../cas/digest";
+import { DigestFunction, SUPPORTED_FUNCTIONS } from "../cas/digest";
 import type { ServerContext } from "./context";
 import { unary } from "./grpc-service";
 
@@ -20,8 +20,14 @@ export function capabilitiesService(ctx: ServerContext) {
       supportedCompressors: [Compressor.ZSTD],
       supportedBatchUpdateCompressors: [Compressor.ZSTD],
     },
+    executionCapabilities: {
+      // The legacy single value must be what Bazel uses by default; digest_functions lists all.
+      digestFunction: DigestFunction.SHA256,
+      digestFunctions: [...SUPPORTED_FUNCTIONS],
+      execEnabled: true,
+    },
     lowApiVersion: { major: 2 },
-    // 2.3: digest_function fields and compressed-blobs are real; output_paths waits for execution.
+    // 2.3: output_paths (2.1), Action.platform (2.2), compressed-blobs and argv[0] via PATH (2.3).
     highApiVersion: { major: 2, minor: 3 },
   });
   return {

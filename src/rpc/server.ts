@@ -6,6 +6,7 @@ import { shimConnection } from "./h2-window-shim";
 import { byteStreamService } from "./bytestream";
 import { capabilitiesService } from "./capabilities";
 import { casService } from "./cas";
+import { executionService, type ExecutionDeps } from "./execution";
 import type { ServerContext } from "./context";
 import { grpcServiceDefinition } from "./grpc-service";
 
@@ -15,7 +16,7 @@ export interface RunningServer {
   shutdown(graceMs: number): Promise<void>;
 }
 
-export async function startServer(ctx: ServerContext, host: string, port: number): Promise<RunningServer> {
+export async function startServer(ctx: ServerContext, host: string, port: number, execution: ExecutionDeps): Promise<RunningServer> {
   // grpc-js would print its own unstructured errors (e.g. on a busy port); ours say it better.
   setLogVerbosity(logVerbosity.NONE);
   const server = new Server({
@@ -24,7 +25,7 @@ export async function startServer(ctx: ServerContext, host: string, port: number
     "grpc.max_send_message_length": 16 * 1024 * 1024,
   });
   const bytestream = byteStreamService(ctx);
-  for (const s of [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx)]) {
+  for (const s of [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx, execution)]) {
     server.addService(grpcServiceDefinition(s.service), s.handlers as any);
   }
   // Clients connect to our own listener; each socket reaches grpc-js through the flow-control shim.

@@ -1,0 +1,92 @@
+// cgroup v2 limits (memory, pids, cpu) for actions that ask for them, where the host delegates a
+// cgroup to us. The layout under our own cgroup B:
+//   B/actiond-server   the server moves itself here (v2 allows controllers only in cgroups with no processes)
+//   B/actiond/<action> one per limited action; the helper joins it before creating namespaces
+// Where that cannot be set up, actions still run; the log says once why their limits do not apply.
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "../log";
+import type { ResourceLimits } from "./platform";
+
+const CONTROLLERS = ["memory", "pids", "cpu"];
+const CPU_PERIOD_US = 100_000;
+
+export class CgroupLimiter {
+  private seq = 0;
+  private warned = false;
+
+  private constructor(
+    /** B/actiond, or undefined when limits cannot be applied. */
+    private readonly parent: string | undefined,
+    readonly unavailableReason: string | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  /** Works out whether limits can be applied here, and prepares the cgroups if so. */
+  static setUp(log: Logger): CgroupLimiter {
+    try {
+      const base = ownCgroup();
+      const missing = CONTROLLERS.filter((c) => !readWords(join(base, "cgroup.controllers")).includes(c));
+      if (missing.length > 0) throw new Error(`the controllers ${missing.join(", ")} are not available in ${base} (a cgroup v1 or hybrid host, or not delegated)`);
+      const server = join(base, "actiond-server");
+      mkdirSync(server, { recursive: true });
+      writeFileSync(join(server, "cgroup.procs"), String(process.pid));
+      writeFileSync(join(base, "cgroup.subtree_control"), CONTROLLERS.map((c) => `+${c}`).join(" "));
+      const parent = join(base, "actiond");
+      mkdirSync(parent, { recursive: true });
+      writeFileSync(join(parent, "cgroup.subtree_control"), CONTROLLERS.map((c) => `+${c}`).join(" "));
+      log.info(`cgroup v2 limits (memory, pids, cpu) apply to actions, under ${parent}`);
+      return new CgroupLimiter(parent, undefined, log);
+    } catch (err) {
+      const reason = (err as Error).message;
+      log.info(`cgroup v2 limits cannot be applied on this host: ${reason}`);
+      return new CgroupLimiter(undefined, reason, log);
+    }
+  }
+
+  /** A cgroup holding the limits, for the sandbox to join; undefined when there are none to apply. */
+  create(limits: ResourceLimits): string | undefined {
+    if (limits.memoryBytes === undefined && limits.cpuCores === undefined && limits.pids === undefined) return undefined;
+    if (!this.parent) {
+      if (!this.warned) this.log.warn(`an action asked for resource limits, which cannot be applied here (${this.unavailableReason}); running it without them`);
+      this.warned = true;
+      return undefined;
+    }
+    const dir = join(this.parent, `action-${process.pid}-${++this.seq}`);
+    mkdirSync(dir);
+    if (limits.memoryBytes !== undefined) {
+      writeFileSync(join(dir, "memory.max"), String(limits.memoryBytes));
+      // No swap: a limit the action can escape by swapping is no limit.
+      if (existsSync(join(dir, "memory.swap.max"))) writeFileSync(join(dir, "memory.swap.max"), "0");
+    }
+    if (limits.pids !== undefined) writeFileSync(join(dir, "pids.max"), String(limits.pids));
+    if (limits.cpuCores !== undefined) writeFileSync(join(dir, "cpu.max"), `${Math.max(1000, Math.round(limits.cpuCores * CPU_PERIOD_US))} ${CPU_PERIOD_US}`);
+    return dir;
+  }
+
+  /** Kills whatever is left in the cgroup and removes it. */
+  remove(dir: string): void {
+    try {
+      if (existsSync(join(dir, "cgroup.kill"))) writeFileSync(join(dir, "cgroup.kill"), "1");
+      rmdirSync(dir);
+    } catch (err) {
+      this.log.warn(`cannot remove cgroup ${dir}: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** This process's cgroup v2 directory: the mount point of cgroup2 plus our path in it. */
+function ownCgroup(): string {
+  const line = readFileSync("/proc/self/cgroup", "utf8").split("\n").find((l) => l.startsWith("0::"));
+  if (!line) throw new Error("this process is in no cgroup v2 hierarchy");
+  const mount = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((l) => l.split(" "))
+    .find((f) => f[f.indexOf("-") + 1] === "cgroup2");
+  if (!mount) throw new Error("no cgroup2 filesystem is mounted");
+  return join(mount[4]!, line.slice(3));
+}
+
+function readWords(path: string): string[] {
+  return readFileSync(path, "utf8").trim().split(/\s+/);
+}

@@ -1,0 +1,69 @@
+// Builds an action's execroot on disk from its checked input tree: directories, files hardlinked
+// from the CAS (no data copies), symlinks, the working directory and every output's parent.
+import { chmodSync, mkdirSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import type { DiskCas } from "../cas/disk-cas";
+import { Code, StatusError } from "../rpc/status";
+import type { InputTree } from "./input-tree";
+
+/**
+ * Materialises tree under dir (which exists and is empty). Directories are writable by everyone:
+ * the action (uid 65534) creates its outputs next to its inputs, and the work folder above is
+ * private to the server. Input files stay read-only.
+ */
+export async function buildExecroot(cas: DiskCas, tree: InputTree, dir: string): Promise<void> {
+  chmodSync(dir, 0o777);
+  for (const d of tree.dirs) makeDir(join(dir, d));
+  const unpin = tree.files.map((f) => cas.pin(f.digest));
+  try {
+    for (const f of tree.files) {
+      // The blob was present when the tree was read; eviction since then is a missing input.
+      if (!cas.has(f.digest)) {
+        throw new StatusError(Code.FAILED_PRECONDITION, `input "${f.path}" was evicted from the CAS before the action started`);
+      }
+      await cas.linkTo(f.digest, join(dir, f.path), f.executable);
+    }
+  } finally {
+    unpin.forEach((release) => release());
+  }
+  for (const s of tree.symlinks) symlinkSync(s.target, join(dir, s.path));
+}
+
+/** What already occupies each execroot path, for creating directories the inputs did not bring. */
+export class ExecrootPaths {
+  private readonly dirs: Set<string>;
+  private readonly others: Map<string, string>;
+
+  constructor(
+    private readonly root: string,
+    tree: InputTree,
+  ) {
+    this.dirs = new Set(["", ...tree.dirs]);
+    this.others = new Map<string, string>();
+    for (const f of tree.files) this.others.set(f.path, "input file");
+    for (const s of tree.symlinks) this.others.set(s.path, "input symlink");
+  }
+
+  /**
+   * Creates the directories leading to path (and path itself with self), never through a symlink
+   * or a file of the inputs, so nothing is ever created outside the execroot.
+   */
+  makeDirs(path: string, self: boolean, what: string): void {
+    const parts = path === "" ? [] : path.split("/");
+    const upto = self ? parts.length : parts.length - 1;
+    let rel = "";
+    for (let i = 0; i < upto; i++) {
+      rel = rel === "" ? parts[i]! : `${rel}/${parts[i]}`;
+      if (this.dirs.has(rel)) continue;
+      const other = this.others.get(rel);
+      if (other) throw new StatusError(Code.INVALID_ARGUMENT, `${what} "${path}" goes through the ${other} "${rel}"`);
+      makeDir(join(this.root, rel));
+      this.dirs.add(rel);
+    }
+  }
+}
+
+function makeDir(path: string): void {
+  mkdirSync(path);
+  chmodSync(path, 0o777);
+}

@@ -1,0 +1,109 @@
+// Executions in progress and recently finished, by operation name (for WaitExecution) and by action
+// (so identical actions in flight run once). An execution runs while someone watches it: when the
+// last watcher leaves and nobody re-attaches within a short grace period, it is cancelled.
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { ExecuteResponseSchema, ExecutionStage_Value as Stage, type ExecuteResponse } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { digestKey, type BlobDigest } from "../cas/digest";
+import { Code, StatusError, asStatusError } from "../rpc/status";
+
+/** How long a finished execution can still be fetched with WaitExecution. */
+const KEEP_FINISHED_MS = 10 * 60 * 1000;
+
+export type Watcher = (e: Execution) => void;
+
+export class Execution {
+  readonly name = `operations/${randomUUID()}`;
+  stage: Stage = Stage.QUEUED;
+  response: ExecuteResponse | undefined;
+  private readonly watchers = new Set<Watcher>();
+  private readonly controller = new AbortController();
+  private orphanTimer: Timer | undefined;
+
+  constructor(
+    readonly action: BlobDigest,
+    readonly mergeable: boolean,
+    private readonly orphanGraceMs: number,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get done(): boolean {
+    return this.response !== undefined;
+  }
+
+  /** Calls watcher on every change from now on; the returned function detaches it. */
+  watch(watcher: Watcher): () => void {
+    this.watchers.add(watcher);
+    clearTimeout(this.orphanTimer);
+    return () => {
+      if (!this.watchers.delete(watcher) || this.watchers.size > 0 || this.done) return;
+      this.orphanTimer = setTimeout(() => this.cancel("nobody waits for this action any more"), this.orphanGraceMs);
+    };
+  }
+
+  /** Stops the execution: out of the queue, or its processes killed. */
+  cancel(why: string): void {
+    this.controller.abort(new StatusError(Code.CANCELLED, why));
+  }
+
+  setStage(stage: Stage): void {
+    this.stage = stage;
+    this.notify();
+  }
+
+  finish(response: ExecuteResponse): void {
+    clearTimeout(this.orphanTimer);
+    this.stage = Stage.COMPLETED;
+    this.response = response;
+    this.notify();
+  }
+
+  private notify(): void {
+    for (const w of [...this.watchers]) w(this);
+  }
+}
+
+export class Executions {
+  private readonly byName = new Map<string, Execution>();
+  private readonly inFlight = new Map<string, Execution>();
+
+  constructor(private readonly orphanGraceMs = 3000) {}
+
+  /** In-flight executions (not yet finished). */
+  get running(): number {
+    return this.inFlight.size;
+  }
+
+  /**
+   * Joins the identical action already in flight, or starts run for a new execution. Actions with
+   * do_not_cache are never merged (REAPI).
+   */
+  start(action: BlobDigest, mergeable: boolean, run: (e: Execution) => Promise<ExecuteResponse>): Execution {
+    const key = digestKey(action);
+    const existing = mergeable ? this.inFlight.get(key) : undefined;
+    if (existing) return existing;
+    const e = new Execution(action, mergeable, this.orphanGraceMs);
+    this.byName.set(e.name, e);
+    if (mergeable) this.inFlight.set(key, e);
+    run(e)
+      .catch((err) => create(ExecuteResponseSchema, { status: asStatusError(err).toStatus(), message: asStatusError(err).message }))
+      .then((response) => {
+        if (this.inFlight.get(key) === e) this.inFlight.delete(key);
+        e.finish(response);
+        setTimeout(() => this.byName.delete(e.name), KEEP_FINISHED_MS).unref();
+      });
+    return e;
+  }
+
+  get(name: string): Execution | undefined {
+    return this.byName.get(name);
+  }
+
+  /** Cancels everything (at shutdown). */
+  cancelAll(): void {
+    for (const e of this.byName.values()) if (!e.done) e.cancel("the server is shutting down");
+  }
+}

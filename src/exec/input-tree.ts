@@ -1,0 +1,119 @@
+// Reads an action's input root from the CAS into a flat, checked list of what the execroot holds.
+// Every name and symlink is validated here, before anything touches the disk, so that nothing an
+// action sends can make the execroot reach outside itself. Missing blobs are collected, all of
+// them, so one FAILED_PRECONDITION lists everything the client must upload.
+import { fromBinary } from "@bufbuild/protobuf";
+import { DirectorySchema, type Digest, type Directory } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { digestKey, formatDigest, toBlobDigest, type BlobDigest, type DigestFunctionName } from "../cas/digest";
+import type { DiskCas } from "../cas/disk-cas";
+import { Code, StatusError, missingBlobsError } from "../rpc/status";
+
+export interface InputFile {
+  path: string;
+  digest: BlobDigest;
+  executable: boolean;
+}
+
+export interface InputSymlink {
+  path: string;
+  target: string;
+}
+
+export interface InputTree {
+  /** Every directory below the root, parents before children ("a", "a/b", ...). */
+  dirs: string[];
+  files: InputFile[];
+  symlinks: InputSymlink[];
+}
+
+/** A single path segment: not empty, not "." or "..", no "/" and no NUL. */
+export function checkName(name: string, where: string): void {
+  if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) {
+    throw new StatusError(Code.INVALID_ARGUMENT, `${where}: "${name}" is not a valid file name`);
+  }
+}
+
+/**
+ * Normalises a relative path and checks it stays inside the tree: no leading "/", no NUL, and
+ * ".." never climbs above the start. Returns the clean form ("" for the root itself).
+ */
+export function normalizeInside(path: string, what: string, base = ""): string {
+  if (path.startsWith("/") || path.includes("\0")) {
+    throw new StatusError(Code.INVALID_ARGUMENT, `${what} "${path}" must be a relative path inside the execroot`);
+  }
+  const parts: string[] = base === "" ? [] : base.split("/");
+  for (const seg of path.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") {
+      if (parts.length === 0) throw new StatusError(Code.INVALID_ARGUMENT, `${what} "${path}" reaches outside the execroot`);
+      parts.pop();
+    } else parts.push(seg);
+  }
+  return parts.join("/");
+}
+
+export async function readInputTree(cas: DiskCas, fn: DigestFunctionName, root: Digest | undefined): Promise<InputTree> {
+  if (!root) throw new StatusError(Code.INVALID_ARGUMENT, "Action.input_root_digest is missing");
+  const tree: InputTree = { dirs: [], files: [], symlinks: [] };
+  const missing = new Set<string>();
+  const parsed = new Map<string, Directory | undefined>();
+
+  const load = async (d: BlobDigest, where: string): Promise<Directory | undefined> => {
+    const key = digestKey(d);
+    if (parsed.has(key)) return parsed.get(key);
+    const bytes = await cas.read(d);
+    let dir: Directory | undefined;
+    if (!bytes) missing.add(`blobs/${formatDigest(d)}`);
+    else {
+      try {
+        dir = fromBinary(DirectorySchema, bytes);
+      } catch {
+        throw new StatusError(Code.INVALID_ARGUMENT, `${where}: blob ${formatDigest(d)} is not a Directory message`);
+      }
+    }
+    parsed.set(key, dir);
+    return dir;
+  };
+
+  const walk = async (d: BlobDigest, prefix: string) => {
+    const where = prefix === "" ? "input root" : `input directory "${prefix}"`;
+    const dir = await load(d, where);
+    if (!dir) return;
+    const names = new Set<string>();
+    const claim = (name: string) => {
+      checkName(name, where);
+      if (names.has(name)) throw new StatusError(Code.INVALID_ARGUMENT, `${where}: "${name}" appears twice`);
+      names.add(name);
+      return prefix === "" ? name : `${prefix}/${name}`;
+    };
+    for (const f of dir.files) {
+      const path = claim(f.name);
+      const digest = wireDigest(fn, f.digest, `file "${path}"`);
+      if (!cas.has(digest)) missing.add(`blobs/${formatDigest(digest)}`);
+      tree.files.push({ path, digest, executable: f.isExecutable });
+    }
+    for (const s of dir.symlinks) {
+      const path = claim(s.name);
+      // Relative targets only (we advertise DISALLOWED for absolute ones), resolved from the link's
+      // own directory, and never above the execroot.
+      normalizeInside(s.target, `symlink "${path}" target`, prefix);
+      tree.symlinks.push({ path, target: s.target });
+    }
+    for (const sub of dir.directories) {
+      const path = claim(sub.name);
+      tree.dirs.push(path);
+      await walk(wireDigest(fn, sub.digest, `directory "${path}"`), path);
+    }
+  };
+
+  await walk(wireDigest(fn, root, "input_root_digest"), "");
+  if (missing.size > 0) {
+    throw missingBlobsError(`${missing.size} input blobs are not in the CAS`, [...missing]);
+  }
+  return tree;
+}
+
+function wireDigest(fn: DigestFunctionName, d: Digest | undefined, what: string): BlobDigest {
+  if (!d) throw new StatusError(Code.INVALID_ARGUMENT, `${what} has no digest`);
+  return toBlobDigest(fn, d.hash, d.sizeBytes, what);
+}

@@ -1,0 +1,62 @@
+// Platform properties an action may ask for (Action.platform wins over Command.platform), checked
+// and turned into what the runner needs: which runtime, and which cgroup limits.
+import type { Platform } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { Code, StatusError } from "../rpc/status";
+import { parseSize } from "../cli/sizes";
+
+export interface ResourceLimits {
+  memoryBytes?: number;
+  /** CPU cores (fractions allowed), written to cpu.max as cores × period per period. */
+  cpuCores?: number;
+  pids?: number;
+}
+
+export interface PlatformRequest {
+  /** The `libc` property: which runtime; undefined for the default. */
+  libc?: string;
+  limits: ResourceLimits;
+}
+
+const MEMORY_NAMES = ["limits.memory.bytes", "memory", "memory-limit", "mem"];
+const CPU_NAMES = ["limits.cpu.cores", "cpu", "cpus", "cores"];
+const PIDS_NAMES = ["limits.pids.max", "pids", "pids-limit"];
+/** Properties that only describe the platform; we accept them when they describe us. */
+const HOST_ISA: Record<string, string[]> = { x64: ["x86-64", "x86_64", "amd64"], arm64: ["arm-a64", "aarch64", "arm64"] };
+
+export const KNOWN_PROPERTIES = ["libc", "OSFamily", "ISA", ...MEMORY_NAMES, ...CPU_NAMES, ...PIDS_NAMES];
+
+/** Parses the effective platform; any unknown name or bad value is INVALID_ARGUMENT naming it. */
+export function parsePlatform(action: Platform | undefined, command: Platform | undefined): PlatformRequest {
+  // REAPI 2.2: servers should prefer Action.platform; older clients only fill Command.platform.
+  const props = (action?.properties.length ? action : command)?.properties ?? [];
+  const req: PlatformRequest = { limits: {} };
+  const bad = (name: string, value: string, why: string) =>
+    new StatusError(Code.INVALID_ARGUMENT, `platform property ${name}="${value}": ${why}`);
+  for (const { name, value } of props) {
+    if (name === "libc") {
+      req.libc = value === "" ? undefined : value;
+    } else if (name === "OSFamily") {
+      if (value.toLowerCase() !== "linux") throw bad(name, value, "this worker runs Linux actions only");
+    } else if (name === "ISA") {
+      if (!(HOST_ISA[process.arch] ?? []).includes(value)) throw bad(name, value, `this worker is ${process.arch}`);
+    } else if (MEMORY_NAMES.includes(name)) {
+      const bytes = parseSize(value);
+      if (!bytes) throw bad(name, value, "not a size (bytes, or with a K/M/G suffix)");
+      req.limits.memoryBytes = bytes;
+    } else if (CPU_NAMES.includes(name)) {
+      const cores = Number(value);
+      if (!(cores > 0) || !Number.isFinite(cores)) throw bad(name, value, "not a positive number of cores");
+      req.limits.cpuCores = cores;
+    } else if (PIDS_NAMES.includes(name)) {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 1) throw bad(name, value, "not a positive whole number of processes");
+      req.limits.pids = n;
+    } else {
+      throw new StatusError(
+        Code.INVALID_ARGUMENT,
+        `unknown platform property "${name}" (this worker understands ${KNOWN_PROPERTIES.join(", ")})`,
+      );
+    }
+  }
+  return req;
+}

@@ -1,0 +1,192 @@
+// Runs one command in a sandbox: the shim/ helper (namespaces, a root built from the runtime and
+// the execroot, uid 65534), or with --sandbox=none straight on the host. One seam, two kinds.
+import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync, existsSync, lstatSync, openSync, readdirSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
+import type { Runtime } from "./runtime";
+
+/** Where the execroot appears inside the sandbox: fixed, so paths baked into outputs repeat. */
+export const SANDBOX_EXECROOT = "/execroot";
+/** The identity actions run as (nobody/nogroup). */
+export const SANDBOX_UID = 65534;
+
+export interface SandboxRun {
+  argv: string[];
+  env: Record<string, string>;
+  /** Host directory with the inputs; it becomes SANDBOX_EXECROOT. */
+  execroot: string;
+  /**
+   * When set, the execroot is the lower layer of an overlay and writes land here: used when the
+   * action's uid maps to ours (rootless), so hardlinked CAS files cannot be changed in place.
+   */
+  overlay?: { upper: string; work: string };
+  /** Working directory relative to the execroot ("" for the root). */
+  workingDirectory: string;
+  runtime: Runtime;
+  stdoutPath: string;
+  stderrPath: string;
+  /** A prepared cgroup v2 directory the action runs in, if limits apply. */
+  cgroupDir?: string;
+  timeoutMs: number;
+  signal: AbortSignal;
+}
+
+export interface SandboxResult {
+  exitCode: number;
+  /** The signal that killed the command, if any. */
+  signal?: number;
+  timedOut: boolean;
+  cancelled: boolean;
+  /** Set when the sandbox itself could not be set up (a server-side failure, not the action's). */
+  setupError?: string;
+  /** performance.now() when the command was about to start, and when it ended. */
+  startedAt: number;
+  readyAt: number;
+  endedAt: number;
+}
+
+export interface Sandbox {
+  readonly kind: "namespaces" | "none";
+  /** True when writes must go to an overlay (the action's uid is ours, see SandboxRun.overlay). */
+  readonly needsOverlay: boolean;
+  run(r: SandboxRun): Promise<SandboxResult>;
+}
+
+/** Exit status of the helper when it could not set the sandbox up. */
+const SETUP_FAILED = 125;
+/** Top-level names of a runtime that the sandbox provides itself. */
+const PROVIDED = new Set(["dev", "proc", "tmp", "sys", SANDBOX_EXECROOT.slice(1)]);
+
+export class NamespaceSandbox implements Sandbox {
+  readonly kind = "namespaces";
+  readonly needsOverlay: boolean;
+  private readonly rootless: boolean;
+
+  constructor(private readonly helper: string) {
+    this.rootless = (process.getuid?.() ?? 0) !== 0;
+    this.needsOverlay = this.rootless;
+  }
+
+  /** The helper's command line for one run (exported for tests and the start-up probe). */
+  helperArgs(r: Omit<SandboxRun, "signal" | "timeoutMs" | "stdoutPath" | "stderrPath">): string[] {
+    const args: string[] = [];
+    if (this.rootless) args.push("--userns");
+    args.push("--uid", String(SANDBOX_UID), "--gid", String(SANDBOX_UID), "--hostname", "localhost");
+    for (const name of readdirSync(r.runtime.root).sort()) {
+      if (PROVIDED.has(name)) continue;
+      const path = join(r.runtime.root, name);
+      const st = lstatSync(path);
+      if (st.isSymbolicLink()) args.push("--symlink", readlinkSync(path), `/${name}`);
+      else if (st.isDirectory()) args.push("--ro-bind", path, `/${name}`);
+    }
+    args.push("--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp");
+    if (r.overlay) args.push("--overlay", r.execroot, r.overlay.upper, r.overlay.work, SANDBOX_EXECROOT);
+    else args.push("--bind", r.execroot, SANDBOX_EXECROOT);
+    args.push("--chdir", r.workingDirectory === "" ? SANDBOX_EXECROOT : `${SANDBOX_EXECROOT}/${r.workingDirectory}`);
+    if (r.cgroupDir) args.push("--cgroup", r.cgroupDir);
+    args.push("--status-fd", "3", "--", ...r.argv);
+    return args;
+  }
+
+  run(r: SandboxRun): Promise<SandboxResult> {
+    return supervise(this.helper, this.helperArgs(r), r, undefined, true);
+  }
+}
+
+/** --sandbox=none: the command runs on the host, in the execroot, as the server's user. */
+export class HostProcess implements Sandbox {
+  readonly kind = "none";
+  readonly needsOverlay = false;
+
+  run(r: SandboxRun): Promise<SandboxResult> {
+    const [program, ...args] = r.argv;
+    return supervise(program!, args, r, join(r.execroot, r.workingDirectory), false);
+  }
+}
+
+/** Starts a process with the action's stdio and environment, enforcing the timeout and cancellation. */
+function supervise(program: string, args: string[], r: SandboxRun, cwd: string | undefined, statusFd: boolean): Promise<SandboxResult> {
+  const stdout = openSync(r.stdoutPath, "w", 0o600);
+  const stderr = openSync(r.stderrPath, "w", 0o600);
+  const startedAt = performance.now();
+  let readyAt = startedAt;
+  let status: { exit_code?: number; signal?: number; error?: string } = {};
+  let timedOut = false;
+  let cancelled = false;
+  let child: ChildProcess;
+  try {
+    child = spawn(program, args, {
+      cwd,
+      env: r.env,
+      stdio: statusFd ? ["ignore", stdout, stderr, "pipe"] : ["ignore", stdout, stderr],
+      // Its own process group, so --sandbox=none can kill the whole tree.
+      detached: !statusFd,
+    });
+  } finally {
+    closeSync(stdout);
+    closeSync(stderr);
+  }
+  let buffered = "";
+  child.stdio[3]?.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString();
+    let nl: number;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      try {
+        const msg = JSON.parse(line);
+        if (msg.ready) readyAt = performance.now();
+        else status = msg;
+      } catch {
+        status = { error: `unreadable status from the sandbox helper: ${line}` };
+      }
+    }
+  });
+  // Killing the helper (or, without one, the process group) takes every process of the action down.
+  const kill = () => {
+    if (child.pid === undefined) return;
+    try {
+      process.kill(statusFd ? child.pid : -child.pid, "SIGKILL");
+    } catch {}
+  };
+  const timer = setTimeout(() => {
+    timedOut = true;
+    kill();
+  }, r.timeoutMs);
+  const onAbort = () => {
+    cancelled = true;
+    kill();
+  };
+  r.signal.addEventListener("abort", onAbort);
+  if (r.signal.aborted) onAbort();
+
+  return new Promise((resolve) => {
+    let spawnError: string | undefined;
+    child.on("error", (err) => (spawnError = err.message));
+    child.on("close", (code, sig) => {
+      clearTimeout(timer);
+      r.signal.removeEventListener("abort", onAbort);
+      const endedAt = performance.now();
+      const base = { timedOut, cancelled, startedAt, readyAt: statusFd ? readyAt : startedAt, endedAt };
+      if (spawnError) return resolve({ ...base, exitCode: 127, setupError: `cannot start ${program}: ${spawnError}` });
+      if (statusFd) {
+        if (status.error !== undefined && code === SETUP_FAILED) return resolve({ ...base, exitCode: SETUP_FAILED, setupError: status.error });
+        if (status.signal !== undefined) return resolve({ ...base, exitCode: 128 + status.signal, signal: status.signal });
+        if (status.exit_code !== undefined) return resolve({ ...base, exitCode: status.exit_code });
+        if (status.error !== undefined) return resolve({ ...base, exitCode: code ?? 127, setupError: status.error });
+      }
+      const signo = sig ? signalNumber(sig) : undefined;
+      resolve({ ...base, exitCode: signo !== undefined ? 128 + signo : (code ?? 0), signal: signo });
+    });
+  });
+}
+
+function signalNumber(name: NodeJS.Signals): number | undefined {
+  return (require("node:os").constants.signals as Record<string, number>)[name];
+}
+
+/** The sandbox helper of a source checkout (built by `bash shim/build.sh`). */
+export function sourceHelperPath(): string | undefined {
+  const path = join(import.meta.dir, "../../build/shim/actiond-sandbox");
+  return existsSync(path) ? path : undefined;
+}

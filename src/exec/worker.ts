@@ -1,0 +1,134 @@
+// Sets up execution for `serve`: the runtimes, the sandbox (checked by running a real command in
+// it), cgroup limits, job slots, and the runner. A sandbox that cannot be built stops start-up with
+// the reason and what to do, unless the user chose --sandbox=none.
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { ActionCache } from "../cas/action-cache";
+import type { DiskCas } from "../cas/disk-cas";
+import type { Logger } from "../log";
+import { CgroupLimiter } from "./cgroups";
+import { Executions } from "./executions";
+import { JobSlots } from "./job-slots";
+import { ActionRunner, removeTree } from "./runner";
+import { defaultRuntimeImage, openRuntimes, type RuntimeSet } from "./runtime";
+import { HostProcess, NamespaceSandbox, sourceHelperPath, type Sandbox } from "./sandbox";
+import { ExecTimings } from "./timings";
+
+export interface WorkerOptions {
+  root: string;
+  jobs: number;
+  defaultTimeoutMs: number;
+  sandbox: "namespaces" | "none";
+  keepFailed: boolean;
+  runtimeImages: string[];
+  runtimeRoots: string[];
+}
+
+export interface Worker {
+  runner: ActionRunner;
+  executions: Executions;
+  timings: ExecTimings;
+  close(): Promise<void>;
+}
+
+/** A setup problem the user must fix; serve prints it as one line and exits 1. */
+export class WorkerSetupError extends Error {}
+
+export async function startWorker(opts: WorkerOptions, cas: DiskCas, ac: ActionCache, log: Logger): Promise<Worker> {
+  const images = [...opts.runtimeImages];
+  if (images.length === 0 && opts.runtimeRoots.length === 0) {
+    const image = defaultRuntimeImage();
+    if (!image) {
+      throw new WorkerSetupError(
+        "no runtime image for actions: build one with `bun runtimes/build.ts` (needs a Debian-family host), or pass --runtime-image FILE or --runtime-root DIR",
+      );
+    }
+    images.push(image);
+  }
+  let runtimes: RuntimeSet;
+  try {
+    runtimes = await openRuntimes({ images, roots: opts.runtimeRoots, stateDir: join(opts.root, "runtimes"), log });
+  } catch (err) {
+    throw new WorkerSetupError((err as Error).message);
+  }
+  const workRoot = join(opts.root, "exec");
+  // Work folders of a previous run (a crash, or --keep-failed) are not ours to keep forever.
+  removeTree(workRoot, log);
+  mkdirSync(workRoot, { recursive: true, mode: 0o700 });
+
+  const sandbox = opts.sandbox === "none" ? new HostProcess() : namespaceSandbox();
+  if (sandbox instanceof NamespaceSandbox) await probe(sandbox, runtimes, workRoot);
+  else log.warn("--sandbox=none: actions run directly on this machine, as this user, with no isolation");
+
+  const timings = new ExecTimings();
+  const runner = new ActionRunner({
+    cas,
+    ac,
+    log,
+    sandbox,
+    runtimes,
+    slots: new JobSlots(opts.jobs),
+    cgroups: CgroupLimiter.setUp(log),
+    timings,
+    workRoot,
+    defaultTimeoutMs: opts.defaultTimeoutMs,
+    keepFailed: opts.keepFailed,
+  });
+  const names = runtimes.runtimes.map((r) => `${r.name} (${r.libc})`).join(", ");
+  log.info(`executing up to ${opts.jobs} actions at once, sandbox ${sandbox.kind}${sandbox.needsOverlay ? " (rootless)" : ""}, runtimes: ${names}`);
+  const executions = new Executions();
+  return {
+    runner,
+    executions,
+    timings,
+    async close() {
+      executions.cancelAll();
+      await runtimes.close();
+    },
+  };
+}
+
+function namespaceSandbox(): NamespaceSandbox {
+  const helper = process.env.ACTIOND_SANDBOX_HELPER || sourceHelperPath();
+  if (!helper) throw new WorkerSetupError("the sandbox helper is not built: run `bash shim/build.sh` (or pass --sandbox=none to run actions unsandboxed)");
+  return new NamespaceSandbox(helper);
+}
+
+/** Runs `true` in a real sandbox, so a host that cannot build one is found at start, not per action. */
+async function probe(sandbox: Sandbox, runtimes: RuntimeSet, workRoot: string): Promise<void> {
+  const dir = mkdtempSync(join(workRoot, "probe-"));
+  const execroot = join(dir, "execroot");
+  mkdirSync(execroot);
+  const overlay = sandbox.needsOverlay ? { upper: join(dir, "upper"), work: join(dir, "work") } : undefined;
+  if (overlay) {
+    mkdirSync(overlay.upper);
+    mkdirSync(overlay.work);
+  }
+  try {
+    const r = await sandbox.run({
+      argv: ["true"],
+      env: { PATH: "/usr/bin:/bin" },
+      execroot,
+      overlay,
+      workingDirectory: "",
+      runtime: runtimes.default,
+      stdoutPath: join(dir, "stdout"),
+      stderrPath: join(dir, "stderr"),
+      timeoutMs: 30_000,
+      signal: new AbortController().signal,
+    });
+    if (r.setupError !== undefined || r.exitCode !== 0) {
+      const why = r.setupError ?? `exit code ${r.exitCode}: ${await Bun.file(join(dir, "stderr")).text()}`.trim();
+      const rootless = (process.getuid?.() ?? 0) !== 0;
+      throw new WorkerSetupError(
+        `cannot build the action sandbox here: ${why}. ` +
+          (rootless
+            ? "Running as a regular user needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0; in a container: --security-opt seccomp=unconfined or a privileged container). "
+            : "") +
+          "Or pass --sandbox=none to run actions without isolation.",
+      );
+    }
+  } finally {
+    removeTree(dir, { warn() {}, info() {}, debug() {}, error() {} });
+  }
+}
