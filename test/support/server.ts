@@ -24,9 +24,20 @@ export function tempDir(prefix = "actiond-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startServer(opts: { root?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<ServerProcess> {
+export interface StartOptions {
+  root?: string;
+  args?: string[];
+  env?: Record<string, string>;
+  /** Run the server as this (unprivileged) user, e.g. "tester"; the root folder is given to it. */
+  user?: string;
+}
+
+export async function startServer(opts: StartOptions = {}): Promise<ServerProcess> {
   const root = opts.root ?? tempDir();
-  const proc = Bun.spawn([process.execPath, MAIN, "serve", "--listen", "127.0.0.1:0", "--root", root, ...(opts.args ?? [])], {
+  // setpriv execs in place (no extra process), so signals reach the server itself.
+  const asUser = opts.user ? ["setpriv", `--reuid=${opts.user}`, `--regid=${opts.user}`, "--init-groups", "--"] : [];
+  if (opts.user) Bun.spawnSync(["chown", "-R", `${opts.user}:`, root]);
+  const proc = Bun.spawn([...asUser, process.execPath, MAIN, "serve", "--listen", "127.0.0.1:0", "--root", root, ...(opts.args ?? [])], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",

@@ -1,0 +1,348 @@
+// Execute and WaitExecution against a real `actiond serve`: the operation stream, caching, merging,
+// cancellation, timeouts, missing inputs, every output kind, and the refusals of paths that escape.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { status as Code } from "@grpc/grpc-js";
+import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { ExecutionStage_Value as Stage, GetActionResultRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { PreconditionFailureSchema } from "../src/gen/google/rpc/error_details_pb";
+import {
+  buildAction,
+  execute,
+  executionClient,
+  prepareAction,
+  readTree,
+  run,
+  stderr,
+  stdout,
+  text,
+  uploadBlobs,
+  waitExecution,
+} from "./support/actions";
+import { ReapiClient } from "./support/client";
+import { rejects } from "./support/helpers";
+import { startServer, type ServerProcess } from "./support/server";
+
+let server: ServerProcess;
+let client: ReapiClient;
+let exec: ReturnType<typeof executionClient>;
+
+beforeAll(async () => {
+  server = await startServer({ args: ["--jobs", "2"] });
+  client = new ReapiClient(server.address);
+  exec = executionClient(server.address);
+});
+
+afterAll(async () => {
+  exec.close();
+  client.close();
+  expect(await server.stop()).toBe(0);
+});
+
+/** Processes on this machine whose command line contains marker (the sandbox's are visible from here). */
+function processesWith(marker: string): number[] {
+  return readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(marker);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (check()) return true;
+    await Bun.sleep(50);
+  }
+  return check();
+}
+
+function getActionResult(action: { hash: string; sizeBytes: bigint }) {
+  return client.unary(client.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: action });
+}
+
+describe("the operation stream", () => {
+  test("QUEUED, EXECUTING, then COMPLETED with the response; one name; metadata on every message", async () => {
+    const { action, ops, response, result } = await run(client, exec, { args: ["sh", "-c", "echo hello; echo oops >&2; exit 0"], salt: "stream" });
+    expect(ops.map((o) => o.meta.stage)).toEqual([Stage.QUEUED, Stage.EXECUTING, Stage.COMPLETED]);
+    expect(new Set(ops.map((o) => o.op.name)).size).toBe(1);
+    expect(ops.every((o) => o.meta.actionDigest?.hash === action.hash)).toBe(true);
+    expect(ops.map((o) => o.op.done)).toEqual([false, false, true]);
+    expect(ops.at(-1)!.op.result.case).toBe("response");
+    expect(response.status?.code ?? 0).toBe(0);
+    expect(response.cachedResult).toBe(false);
+    expect(result!.exitCode).toBe(0);
+    expect(await stdout(client, result)).toBe("hello\n");
+    expect(await stderr(client, result)).toBe("oops\n");
+    const m = result!.executionMetadata!;
+    expect(m.worker).toStartWith("actiond@");
+    for (const t of [m.queuedTimestamp, m.workerStartTimestamp, m.inputFetchStartTimestamp, m.inputFetchCompletedTimestamp, m.executionStartTimestamp, m.executionCompletedTimestamp, m.outputUploadStartTimestamp, m.outputUploadCompletedTimestamp]) {
+      expect(t?.seconds).toBeGreaterThan(0n);
+    }
+  });
+
+  test("a successful result is cached: the next Execute answers at once from the action cache", async () => {
+    const spec = { args: ["sh", "-c", "echo $$ > out.txt"], outputFiles: ["out.txt"], salt: "cached" };
+    const first = await run(client, exec, spec);
+    const second = await run(client, exec, spec);
+    expect(second.ops.length).toBe(1);
+    expect(second.response.cachedResult).toBe(true);
+    expect(second.result!.outputFiles[0]!.digest).toEqual(first.result!.outputFiles[0]!.digest);
+    const cached = await getActionResult(first.action);
+    expect(cached.outputFiles[0].digest.hash).toBe(first.result!.outputFiles[0]!.digest!.hash);
+  });
+
+  test("skip_cache_lookup runs again and overwrites the cached result", async () => {
+    const spec = { args: ["sh", "-c", "date +%s%N > t"], outputFiles: ["t"], salt: "skip" };
+    const first = await run(client, exec, spec);
+    const again = await run(client, exec, spec, { skipCacheLookup: true });
+    expect(again.response.cachedResult).toBe(false);
+    expect(again.result!.outputFiles[0]!.digest!.hash).not.toBe(first.result!.outputFiles[0]!.digest!.hash);
+    expect((await getActionResult(first.action)).outputFiles[0].digest.hash).toBe(again.result!.outputFiles[0]!.digest!.hash);
+  });
+
+  test("non-zero exits and do_not_cache actions are not cached", async () => {
+    const failing = await run(client, exec, { args: ["sh", "-c", "echo no; exit 3"], salt: "fail" });
+    expect(failing.result!.exitCode).toBe(3);
+    expect(failing.response.status?.code ?? 0).toBe(0);
+    expect((await rejects(getActionResult(failing.action))).code).toBe(Code.NOT_FOUND);
+    const notCached = await run(client, exec, { args: ["true"], doNotCache: true, salt: "dnc" });
+    expect(notCached.result!.exitCode).toBe(0);
+    expect((await rejects(getActionResult(notCached.action))).code).toBe(Code.NOT_FOUND);
+  });
+
+  test("identical actions in flight run once, and every caller gets the result", async () => {
+    const action = await prepareAction(client, { args: ["sh", "-c", "sleep 1; date +%s%N"], salt: `merge-${Math.random()}` });
+    const [a, b, c] = await Promise.all([1, 2, 3].map(() => execute(exec, { actionDigest: action })));
+    const names = new Set([a!, b!, c!].map((ops) => ops.at(-1)!.op.name));
+    expect(names.size).toBe(1);
+    const outs = await Promise.all([a!, b!, c!].map((ops) => stdout(client, ops.at(-1)!.response!.result)));
+    expect(new Set(outs).size).toBe(1);
+  });
+
+  test("WaitExecution re-attaches to a running execution, and to a finished one", async () => {
+    const action = await prepareAction(client, { args: ["sh", "-c", "sleep 1; echo done"], salt: `wait-${Math.random()}` });
+    let name = "";
+    // The client leaves after the first message, as Bazel does when its stream breaks.
+    await execute(exec, { actionDigest: action }, (o, call) => {
+      name = o.op.name;
+      call.cancel();
+    });
+    expect(name).toStartWith("operations/");
+    const ops = await waitExecution(exec, name);
+    expect(ops.at(-1)!.op.done).toBe(true);
+    expect(await stdout(client, ops.at(-1)!.response!.result)).toBe("done\n");
+    const again = await waitExecution(exec, name);
+    expect(again.length).toBe(1);
+    expect(again[0]!.op.done).toBe(true);
+    const unknown = await waitExecution(exec, "operations/nonesuch").catch((e) => e);
+    expect(unknown.code).toBe(Code.NOT_FOUND);
+  });
+
+  test("an action nobody waits for any more is cancelled and its processes killed", async () => {
+    const marker = `${Math.floor(Math.random() * 1e6)}.5`;
+    const action = await prepareAction(client, { args: ["sh", "-c", `sleep ${marker} & sleep ${marker}; wait`] });
+    await execute(exec, { actionDigest: action }, (o, call) => {
+      if (o.meta.stage === Stage.EXECUTING) setTimeout(() => call.cancel(), 300);
+    });
+    expect(await waitUntil(() => processesWith(`sleep\0${marker}`).length === 2, 3000)).toBe(true);
+    // After the short re-attach grace period, the whole process tree is gone.
+    expect(await waitUntil(() => processesWith(`sleep\0${marker}`).length === 0, 8000)).toBe(true);
+  });
+
+  test("a timeout kills the whole tree; DEADLINE_EXCEEDED with the output so far; not cached", async () => {
+    const marker = `${Math.floor(Math.random() * 1e6)}.25`;
+    const started = Date.now();
+    const { action, response, result } = await run(client, exec, {
+      args: ["sh", "-c", `echo before; echo err-before >&2; (sleep ${marker}) & sleep ${marker}`],
+      timeoutSeconds: 1,
+    });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(response.status?.code).toBe(Code.DEADLINE_EXCEEDED);
+    expect(await stdout(client, result)).toBe("before\n");
+    expect(await stderr(client, result)).toBe("err-before\n");
+    expect(processesWith(`sleep\0${marker}`)).toEqual([]);
+    expect((await rejects(getActionResult(action))).code).toBe(Code.NOT_FOUND);
+  });
+
+  test("--jobs bounds how many actions run at once", async () => {
+    const specs = [1, 2, 3].map((i) => ({ args: ["sh", "-c", "sleep 0.5"], salt: `jobs-${i}-${Math.random()}` }));
+    const results = await Promise.all(specs.map((s) => run(client, exec, s)));
+    const spans = results.map((r) => {
+      const m = r.result!.executionMetadata!;
+      const ms = (t: any) => Number(t.seconds) * 1000 + t.nanos / 1e6;
+      return [ms(m.executionStartTimestamp), ms(m.executionCompletedTimestamp)] as const;
+    });
+    // With --jobs 2, at no moment do all three run.
+    const overlapAll = Math.min(...spans.map((s) => s[1])) > Math.max(...spans.map((s) => s[0]));
+    expect(overlapAll).toBe(false);
+  });
+});
+
+describe("missing and malformed actions", () => {
+  function violations(response: any): string[] {
+    const details = response.status?.details ?? [];
+    return details.flatMap((d: any) => anyUnpack(d, PreconditionFailureSchema)?.violations.map((v) => `${v.type} ${v.subject}`) ?? []);
+  }
+
+  test("every missing input blob is listed as MISSING in a FAILED_PRECONDITION response", async () => {
+    const built = buildAction({ args: ["cat", "a", "d/b", "d/e/c"], inputs: { a: "A-missing", "d/b": "B-missing", "d/e/c": "C-present" }, salt: `${Math.random()}` });
+    const missing = ["A-missing", "B-missing"].map((s) => new Bun.CryptoHasher("sha256").update(s).digest("hex"));
+    await uploadBlobs(client, built.blobs, (h) => missing.includes(h));
+    const ops = await execute(exec, { actionDigest: built.action });
+    expect(ops.length).toBe(1);
+    const r = ops[0]!.response!;
+    expect(ops[0]!.op.done).toBe(true);
+    expect(r.status?.code).toBe(Code.FAILED_PRECONDITION);
+    expect(violations(r).sort()).toEqual(missing.map((h) => `MISSING blobs/${h}/9`).sort());
+  });
+
+  test("a missing Action, Command or Directory is MISSING too", async () => {
+    const unique = `${Math.random()}`;
+    const built = buildAction({ args: ["true", unique], inputs: { "sub/x": unique } });
+    let ops = await execute(exec, { actionDigest: built.action });
+    expect(violations(ops[0]!.response)).toEqual([`MISSING blobs/${built.action.hash}/${built.action.sizeBytes}`]);
+    await uploadBlobs(client, built.blobs, (h) => h === built.command.hash);
+    ops = await execute(exec, { actionDigest: built.action });
+    expect(violations(ops[0]!.response)).toEqual([`MISSING blobs/${built.command.hash}/${built.command.sizeBytes}`]);
+  });
+
+  test("an unknown platform property is INVALID_ARGUMENT naming it", async () => {
+    let r = await run(client, exec, { args: ["true"], platform: { "container-image": "docker://x" } });
+    expect(r.response.status?.code).toBe(Code.INVALID_ARGUMENT);
+    expect(r.response.status?.message).toContain("container-image");
+    r = await run(client, exec, { args: ["true"], platform: { libc: "musl9.9" } });
+    expect(r.response.status?.code).toBe(Code.INVALID_ARGUMENT);
+    expect(r.response.status?.message).toContain("musl9.9");
+    r = await run(client, exec, { args: ["true"], platform: { OSFamily: "Linux" }, salt: `${Math.random()}` });
+    expect(r.result!.exitCode).toBe(0);
+    // Only Command.platform (older clients) is honoured too.
+    r = await run(client, exec, { args: ["true"], platform: { pids: "many" }, platformInCommandOnly: true });
+    expect(r.response.status?.code).toBe(Code.INVALID_ARGUMENT);
+  });
+
+  test("names and paths that would escape the execroot are INVALID_ARGUMENT, and nothing outside is touched", async () => {
+    const cases: [string, Parameters<typeof buildAction>[0]][] = [
+      ["input named ..", { args: ["true"], inputs: { "../x": "x" } }],
+      ["symlink out of the execroot", { args: ["true"], inputs: { "d/l": { symlink: "../../etc/passwd" } } }],
+      ["absolute symlink", { args: ["true"], inputs: { l: { symlink: "/etc/passwd" } } }],
+      ["working directory outside", { args: ["true"], workingDirectory: "../.." }],
+      ["output outside", { args: ["true"], outputFiles: ["../../escape"] }],
+      ["absolute output", { args: ["true"], outputPaths: ["/tmp/escape"] }],
+      ["output through an input symlink", { args: ["true"], inputs: { l: { symlink: "." } }, outputFiles: ["l/escape"] }],
+    ];
+    for (const [what, spec] of cases) {
+      const r = await run(client, exec, { ...spec, salt: what });
+      expect({ what, code: r.response.status?.code }).toEqual({ what, code: Code.INVALID_ARGUMENT });
+    }
+    // Names with "/", "." or NUL cannot be built with the helper; encode such a Directory by hand.
+    const { create, toBinary } = await import("@bufbuild/protobuf");
+    const { DirectorySchema, ActionSchema, CommandSchema } = await import("../src/gen/build/bazel/remote/execution/v2/remote_execution_pb");
+    const { sha256 } = await import("./support/client");
+    for (const name of ["a/b", ".", "nul\0"]) {
+      const file = new TextEncoder().encode("x");
+      const dir = toBinary(DirectorySchema, create(DirectorySchema, { files: [{ name, digest: sha256(file) }] }));
+      const cmd = toBinary(CommandSchema, create(CommandSchema, { arguments: ["true"] }));
+      const act = toBinary(ActionSchema, create(ActionSchema, { commandDigest: sha256(cmd), inputRootDigest: sha256(dir) }));
+      await uploadBlobs(client, new Map([[sha256(file).hash, file], [sha256(dir).hash, dir], [sha256(cmd).hash, cmd], [sha256(act).hash, act]]));
+      const ops = await execute(exec, { actionDigest: sha256(act) });
+      expect({ name, code: ops.at(-1)!.response!.status?.code }).toEqual({ name, code: Code.INVALID_ARGUMENT });
+    }
+    expect(existsSync(join(server.root, "escape"))).toBe(false);
+    expect(existsSync("/tmp/escape")).toBe(false);
+  });
+});
+
+describe("outputs", () => {
+  test("files keep their executable bit; missing outputs are left out; parents are created", async () => {
+    const { result } = await run(client, exec, {
+      args: ["sh", "-c", "echo run > out/bin/tool && chmod +x out/bin/tool && echo data > out/data.txt && : > empty"],
+      outputFiles: ["out/bin/tool", "out/data.txt", "empty", "never/made"],
+    });
+    expect(result!.exitCode).toBe(0);
+    const files = Object.fromEntries(result!.outputFiles.map((f) => [f.path, f]));
+    expect(Object.keys(files).sort()).toEqual(["empty", "out/bin/tool", "out/data.txt"]);
+    expect(files["out/bin/tool"]!.isExecutable).toBe(true);
+    expect(files["out/data.txt"]!.isExecutable).toBe(false);
+    expect(await text(client, files["out/data.txt"]!.digest)).toBe("data\n");
+    expect(files["empty"]!.digest!.sizeBytes).toBe(0n);
+  });
+
+  test("an output directory is a Tree: nested dirs, empty dirs kept, symlinks, each Directory once", async () => {
+    const { result } = await run(client, exec, {
+      args: ["sh", "-c", "mkdir -p d/a d/b d/empty && echo same > d/a/f && echo same > d/b/f && chmod +x d/b/f && echo x > d/top && ln -s top d/link"],
+      outputDirectories: ["d"],
+    });
+    expect(result!.outputDirectories.map((d) => d.path)).toEqual(["d"]);
+    const tree = await readTree(client, result!.outputDirectories[0]!.treeDigest);
+    expect(tree.root!.directories.map((d) => d.name)).toEqual(["a", "b", "empty"]);
+    expect(tree.root!.files.map((f) => f.name)).toEqual(["top"]);
+    expect(tree.root!.symlinks.map((s) => [s.name, s.target])).toEqual([["link", "top"]]);
+    // a and b differ only in the executable bit; the empty directory is one more child.
+    expect(tree.children.length).toBe(3);
+    const b = tree.children.find((c) => c.files[0]?.isExecutable);
+    expect(b?.files[0]?.name).toBe("f");
+  });
+
+  test("symlinks are reported as symlinks, in output_symlinks and the legacy lists", async () => {
+    const { result } = await run(client, exec, {
+      args: ["sh", "-c", "echo t > target && ln -s target link && mkdir realdir && ln -s realdir dirlink"],
+      outputFiles: ["link"],
+      outputDirectories: ["dirlink"],
+    });
+    expect(result!.outputFileSymlinks.map((s) => [s.path, s.target])).toEqual([["link", "target"]]);
+    expect(result!.outputDirectorySymlinks.map((s) => [s.path, s.target])).toEqual([["dirlink", "realdir"]]);
+    expect(result!.outputSymlinks.map((s) => s.path).sort()).toEqual(["dirlink", "link"]);
+  });
+
+  test("output_paths: the kind is decided by what the action made; legacy lists are ignored", async () => {
+    const { result } = await run(client, exec, {
+      args: ["sh", "-c", "echo f > f && mkdir -p d/sub && echo g > d/sub/g && ln -s f s && echo legacy > legacy"],
+      outputPaths: ["d", "f", "s"],
+      outputFiles: ["legacy"],
+    });
+    expect(result!.outputFiles.map((f) => f.path)).toEqual(["f"]);
+    expect(result!.outputDirectories.map((d) => d.path)).toEqual(["d"]);
+    expect(result!.outputSymlinks.map((s) => [s.path, s.target])).toEqual([["s", "f"]]);
+    expect(result!.outputFileSymlinks).toEqual([]);
+  });
+
+  test("a legacy output file that is a directory is FAILED_PRECONDITION", async () => {
+    const { response } = await run(client, exec, { args: ["mkdir", "x"], outputFiles: ["x"] });
+    expect(response.status?.code).toBe(Code.FAILED_PRECONDITION);
+  });
+
+  test("the working directory: the command runs there and outputs are relative to it", async () => {
+    const { result } = await run(client, exec, {
+      args: ["sh", "-c", "pwd > out/where; cat ../in.txt >> out/where"],
+      inputs: { "in.txt": "input", "pkg/keep": "" },
+      workingDirectory: "pkg",
+      outputFiles: ["out/where"],
+    });
+    expect(result!.outputFiles[0]!.path).toBe("out/where");
+    expect(await text(client, result!.outputFiles[0]!.digest)).toBe("/execroot/pkg\ninput");
+  });
+
+  test("inputs arrive as given: contents, executable bits, symlinks, empty directories", async () => {
+    const { result } = await run(client, exec, {
+      args: ["sh", "-c", "./tool; cat link; test -d empty && echo empty-dir; test -x tool && test ! -x data && echo modes; cat data"],
+      inputs: { tool: { content: "#!/bin/sh\necho from-tool\n", executable: true }, data: "data\n", link: { symlink: "data" }, empty: { dir: true } },
+    });
+    expect(await stdout(client, result)).toBe("from-tool\ndata\nempty-dir\nmodes\ndata\n");
+  });
+
+  test("argv[0] is found through the action's PATH, or relative to the working directory", async () => {
+    let r = await run(client, exec, { args: ["printf", "%s", "via-path"] });
+    expect(await stdout(client, r.result)).toBe("via-path");
+    r = await run(client, exec, { args: ["./bin/hi"], inputs: { "w/bin/hi": { content: "#!/bin/sh\necho rel\n", executable: true } }, workingDirectory: "w" });
+    expect(await stdout(client, r.result)).toBe("rel\n");
+    r = await run(client, exec, { args: ["no-such-program-here"] });
+    expect(r.result?.exitCode ?? r.response.status?.code).not.toBe(0);
+  });
+});
