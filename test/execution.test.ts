@@ -346,3 +346,20 @@ describe("outputs", () => {
     expect(r.result?.exitCode ?? r.response.status?.code).not.toBe(0);
   });
 });
+
+describe("a server that dies", () => {
+  test("takes its running actions with it (kill -9), so none runs on untimed", async () => {
+    const own = await startServer();
+    const c = new ReapiClient(own.address);
+    const e = executionClient(own.address);
+    const marker = `${Math.floor(Math.random() * 1e6)}.75`;
+    const action = await prepareAction(c, { args: ["sh", "-c", `sleep ${marker} & sleep ${marker}; wait`] });
+    const running = execute(e, { actionDigest: action }).catch(() => []);
+    expect(await waitUntil(() => processesWith(`sleep\0${marker}`).length === 2, 5000)).toBe(true);
+    await own.kill();
+    expect(await waitUntil(() => processesWith(`sleep\0${marker}`).length === 0, 5000)).toBe(true);
+    await running;
+    e.close();
+    c.close();
+  });
+});

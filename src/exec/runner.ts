@@ -4,6 +4,7 @@ import { mkdirSync, rmSync, chmodSync, readdirSync, lstatSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
+import { rm } from "node:fs/promises";
 import { create, fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { timestampNow, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
@@ -200,7 +201,8 @@ export class ActionRunner {
     } finally {
       if (cgroup) ctx.cgroups.remove(cgroup);
       if (failed && ctx.keepFailed) ctx.log.info(`kept the work folder of failed action ${formatDigest(p.digest)}: ${work}`);
-      else removeTree(work, ctx.log);
+      // Off the response's path and off the event loop: the client need not wait for the clean-up.
+      else setImmediate(() => void removeTreeAsync(work, ctx.log));
     }
   }
 }
@@ -208,6 +210,15 @@ export class ActionRunner {
 function wireDigest(action: BlobDigest, d: { hash: string; sizeBytes: bigint } | undefined, what: string): BlobDigest {
   if (!d) throw new StatusError(Code.INVALID_ARGUMENT, `${what} is missing`);
   return toBlobDigest(action.fn, d.hash, d.sizeBytes, what);
+}
+
+/** removeTree in the I/O thread pool; falls back to the synchronous one for read-only leftovers. */
+async function removeTreeAsync(path: string, log: Logger): Promise<void> {
+  try {
+    await rm(path, { recursive: true, force: true });
+  } catch {
+    removeTree(path, log);
+  }
 }
 
 /** rm -rf that also gets through directories the action made read-only. */

@@ -1,7 +1,7 @@
 // Runs one command in a sandbox: the shim/ helper (namespaces, a root built from the runtime and
 // the execroot, uid 65534), or with --sandbox=none straight on the host. One seam, two kinds.
-import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, lstatSync, openSync, readdirSync, readlinkSync } from "node:fs";
+import { constants as osConstants } from "node:os";
 import { join } from "node:path";
 import type { Runtime } from "./runtime";
 
@@ -84,12 +84,13 @@ export class NamespaceSandbox implements Sandbox {
     else args.push("--bind", r.execroot, SANDBOX_EXECROOT);
     args.push("--chdir", r.workingDirectory === "" ? SANDBOX_EXECROOT : `${SANDBOX_EXECROOT}/${r.workingDirectory}`);
     if (r.cgroupDir) args.push("--cgroup", r.cgroupDir);
-    args.push("--status-fd", "3", "--", ...r.argv);
+    // --die-with-parent: if the server dies, its actions die with it rather than run untimed.
+    args.push("--status-fd", "3", "--die-with-parent", "--", ...r.argv);
     return args;
   }
 
   run(r: SandboxRun): Promise<SandboxResult> {
-    return supervise(this.helper, this.helperArgs(r), r, undefined, true);
+    return supervise([this.helper, ...this.helperArgs(r)], r, undefined, true);
   }
 }
 
@@ -99,54 +100,35 @@ export class HostProcess implements Sandbox {
   readonly needsOverlay = false;
 
   run(r: SandboxRun): Promise<SandboxResult> {
-    const [program, ...args] = r.argv;
-    return supervise(program!, args, r, join(r.execroot, r.workingDirectory), false);
+    // setsid makes the command a process group leader, so the whole tree can be killed at once.
+    return supervise(["setsid", ...r.argv], r, join(r.execroot, r.workingDirectory), false);
   }
 }
 
+type Status = { exit_code?: number; signal?: number; error?: string };
+
 /** Starts a process with the action's stdio and environment, enforcing the timeout and cancellation. */
-function supervise(program: string, args: string[], r: SandboxRun, cwd: string | undefined, statusFd: boolean): Promise<SandboxResult> {
+async function supervise(argv: string[], r: SandboxRun, cwd: string | undefined, helper: boolean): Promise<SandboxResult> {
   const stdout = openSync(r.stdoutPath, "w", 0o600);
   const stderr = openSync(r.stderrPath, "w", 0o600);
   const startedAt = performance.now();
   let readyAt = startedAt;
-  let status: { exit_code?: number; signal?: number; error?: string } = {};
   let timedOut = false;
   let cancelled = false;
-  let child: ChildProcess;
+  let proc;
   try {
-    child = spawn(program, args, {
-      cwd,
-      env: r.env,
-      stdio: statusFd ? ["ignore", stdout, stderr, "pipe"] : ["ignore", stdout, stderr],
-      // Its own process group, so --sandbox=none can kill the whole tree.
-      detached: !statusFd,
-    });
+    proc = Bun.spawn(argv, { cwd, env: r.env, stdio: ["ignore", stdout, stderr, helper ? "pipe" : "ignore"] });
+  } catch (err) {
+    const endedAt = performance.now();
+    return { exitCode: 127, timedOut, cancelled, startedAt, readyAt, endedAt, setupError: `cannot start ${argv[0]}: ${(err as Error).message}` };
   } finally {
     closeSync(stdout);
     closeSync(stderr);
   }
-  let buffered = "";
-  child.stdio[3]?.on("data", (chunk: Buffer) => {
-    buffered += chunk.toString();
-    let nl: number;
-    while ((nl = buffered.indexOf("\n")) >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      try {
-        const msg = JSON.parse(line);
-        if (msg.ready) readyAt = performance.now();
-        else status = msg;
-      } catch {
-        status = { error: `unreadable status from the sandbox helper: ${line}` };
-      }
-    }
-  });
   // Killing the helper (or, without one, the process group) takes every process of the action down.
   const kill = () => {
-    if (child.pid === undefined) return;
     try {
-      process.kill(statusFd ? child.pid : -child.pid, "SIGKILL");
+      process.kill(helper ? proc.pid : -proc.pid, "SIGKILL");
     } catch {}
   };
   const timer = setTimeout(() => {
@@ -160,29 +142,41 @@ function supervise(program: string, args: string[], r: SandboxRun, cwd: string |
   r.signal.addEventListener("abort", onAbort);
   if (r.signal.aborted) onAbort();
 
-  return new Promise((resolve) => {
-    let spawnError: string | undefined;
-    child.on("error", (err) => (spawnError = err.message));
-    child.on("close", (code, sig) => {
-      clearTimeout(timer);
-      r.signal.removeEventListener("abort", onAbort);
-      const endedAt = performance.now();
-      const base = { timedOut, cancelled, startedAt, readyAt: statusFd ? readyAt : startedAt, endedAt };
-      if (spawnError) return resolve({ ...base, exitCode: 127, setupError: `cannot start ${program}: ${spawnError}` });
-      if (statusFd) {
-        if (status.error !== undefined && code === SETUP_FAILED) return resolve({ ...base, exitCode: SETUP_FAILED, setupError: status.error });
-        if (status.signal !== undefined) return resolve({ ...base, exitCode: 128 + status.signal, signal: status.signal });
-        if (status.exit_code !== undefined) return resolve({ ...base, exitCode: status.exit_code });
-        if (status.error !== undefined) return resolve({ ...base, exitCode: code ?? 127, setupError: status.error });
-      }
-      const signo = sig ? signalNumber(sig) : undefined;
-      resolve({ ...base, exitCode: signo !== undefined ? 128 + signo : (code ?? 0), signal: signo });
-    });
-  });
+  const status = helper ? readStatus(proc.stdio[3] as number, () => (readyAt = performance.now())) : Promise.resolve<Status>({});
+  const [code, st] = await Promise.all([proc.exited, status]);
+  clearTimeout(timer);
+  r.signal.removeEventListener("abort", onAbort);
+  const base = { timedOut, cancelled, startedAt, readyAt, endedAt: performance.now() };
+  if (helper) {
+    if (st.error !== undefined && code === SETUP_FAILED) return { ...base, exitCode: SETUP_FAILED, setupError: st.error };
+    if (st.signal !== undefined) return { ...base, exitCode: 128 + st.signal, signal: st.signal };
+    if (st.exit_code !== undefined) return { ...base, exitCode: st.exit_code };
+  }
+  const signo = proc.signalCode ? (osConstants.signals as Record<string, number>)[proc.signalCode] : undefined;
+  return { ...base, exitCode: signo !== undefined ? 128 + signo : code, signal: signo };
 }
 
-function signalNumber(name: NodeJS.Signals): number | undefined {
-  return (require("node:os").constants.signals as Record<string, number>)[name];
+/** Reads the helper's JSON status lines: {"ready":true}, then the final one. */
+async function readStatus(fd: number, onReady: () => void): Promise<Status> {
+  let status: Status = {};
+  let buffered = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of Bun.file(fd).stream()) {
+    buffered += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      try {
+        const msg = JSON.parse(line);
+        if (msg.ready) onReady();
+        else status = msg;
+      } catch {
+        status = { error: `unreadable status from the sandbox helper: ${line}` };
+      }
+    }
+  }
+  return status;
 }
 
 /** The sandbox helper of a source checkout (built by `bash shim/build.sh`). */

@@ -66,7 +66,7 @@ test.skipIf(SKIP)(
     // The workspace really produced what it is meant to exercise.
     expect(Object.keys(before)).toEqual(expect.arrayContaining(EXPECTED_OUTPUTS));
     expect(readFileSync(join(ws, "bazel-bin/c.txt"), "utf8")).toBe("ALPHA\nBETA\nGAMMA\n");
-    expect(Number.parseInt(after["tree/tool.sh"]!.mode, 8) & 0o111).not.toBe(0);
+    expect(Number.parseInt(after["tree/tool.sh"]!.mode!, 8) & 0o111).not.toBe(0);
 
     // A fresh cache: nothing can hit on the first build.
     expect(firstSummary.kinds["remote cache hit"] ?? 0).toBe(0);
