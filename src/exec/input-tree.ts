@@ -2,11 +2,11 @@
 // Every name and symlink is validated here, before anything touches the disk, so that nothing an
 // action sends can make the execroot reach outside itself. Missing blobs are collected, all of
 // them, so one FAILED_PRECONDITION lists everything the client must upload.
-import { fromBinary } from "@bufbuild/protobuf";
-import { DirectorySchema, type Digest, type Directory } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { digestKey, formatDigest, toBlobDigest, type BlobDigest, type DigestFunctionName } from "../cas/digest";
+import { DirectorySchema, type Digest } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { formatDigest, toBlobDigest, type BlobDigest, type DigestFunctionName } from "../cas/digest";
 import type { DiskCas } from "../cas/disk-cas";
 import { Code, StatusError, missingBlobsError } from "../rpc/status";
+import type { MessageCache } from "./message-cache";
 
 export interface InputFile {
   path: string;
@@ -52,33 +52,18 @@ export function normalizeInside(path: string, what: string, base = ""): string {
   return parts.join("/");
 }
 
-export async function readInputTree(cas: DiskCas, fn: DigestFunctionName, root: Digest | undefined): Promise<InputTree> {
+export async function readInputTree(cas: DiskCas, messages: MessageCache, fn: DigestFunctionName, root: Digest | undefined): Promise<InputTree> {
   if (!root) throw new StatusError(Code.INVALID_ARGUMENT, "Action.input_root_digest is missing");
   const tree: InputTree = { dirs: [], files: [], symlinks: [] };
   const missing = new Set<string>();
-  const parsed = new Map<string, Directory | undefined>();
-
-  const load = async (d: BlobDigest, where: string): Promise<Directory | undefined> => {
-    const key = digestKey(d);
-    if (parsed.has(key)) return parsed.get(key);
-    const bytes = await cas.read(d);
-    let dir: Directory | undefined;
-    if (!bytes) missing.add(`blobs/${formatDigest(d)}`);
-    else {
-      try {
-        dir = fromBinary(DirectorySchema, bytes);
-      } catch {
-        throw new StatusError(Code.INVALID_ARGUMENT, `${where}: blob ${formatDigest(d)} is not a Directory message`);
-      }
-    }
-    parsed.set(key, dir);
-    return dir;
-  };
 
   const walk = async (d: BlobDigest, prefix: string) => {
     const where = prefix === "" ? "input root" : `input directory "${prefix}"`;
-    const dir = await load(d, where);
-    if (!dir) return;
+    const dir = await messages.get(DirectorySchema, d);
+    if (!dir) {
+      missing.add(`blobs/${formatDigest(d)}`);
+      return;
+    }
     const names = new Set<string>();
     const claim = (name: string) => {
       checkName(name, where);

@@ -18,7 +18,7 @@ import {
   type ActionResult,
   type Directory,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { hashBytes, newHasher, type BlobDigest, type DigestFunctionName } from "../cas/digest";
+import { EMPTY_HASH, hashBytes, newHasher, type BlobDigest, type DigestFunctionName } from "../cas/digest";
 import type { DiskCas } from "../cas/disk-cas";
 import { Code, StatusError } from "../rpc/status";
 
@@ -138,6 +138,8 @@ export class OutputCollector {
 
   /** Hashes a file and moves it into the CAS (or finds it already there). */
   async store(path: string, st: Stats): Promise<BlobDigest> {
+    // Empty files (often stdout and stderr) need no reading: the empty blob is always stored.
+    if (st.size === 0) return { fn: this.fn, hash: EMPTY_HASH[this.fn], size: 0 };
     const hash = await hashFile(this.fn, path, st.size);
     const d: BlobDigest = { fn: this.fn, hash, size: st.size };
     await this.cas.adopt(d, path);

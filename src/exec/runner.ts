@@ -5,7 +5,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { rm } from "node:fs/promises";
-import { create, fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { timestampNow, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   ActionResultSchema,
@@ -27,6 +27,7 @@ import type { CgroupLimiter } from "./cgroups";
 import { ExecrootPaths, buildExecroot } from "./execroot";
 import { normalizeInside, readInputTree, type InputTree } from "./input-tree";
 import type { JobSlots } from "./job-slots";
+import { MessageCache } from "./message-cache";
 import { OutputCollector, wire, type OutputRequest } from "./outputs";
 import { parsePlatform } from "./platform";
 import type { RuntimeSet } from "./runtime";
@@ -72,8 +73,11 @@ export interface PreparedAction {
 export const WORKER_NAME = `actiond@${hostname()}`;
 
 export class ActionRunner {
+  private readonly messages: MessageCache;
+
   constructor(private readonly ctx: RunnerContext) {
     mkdirSync(ctx.workRoot, { recursive: true, mode: 0o700 });
+    this.messages = new MessageCache(ctx.cas);
   }
 
   /** Runs the action; errors that belong to the client come back as a non-OK ExecuteResponse.status. */
@@ -105,7 +109,7 @@ export class ActionRunner {
       const known = this.ctx.runtimes.runtimes.map((r) => r.libc).join(", ");
       throw new StatusError(Code.INVALID_ARGUMENT, `platform property libc="${platform.libc}": no such runtime here (available: ${known})`);
     }
-    const tree = await readInputTree(this.ctx.cas, digest.fn, action.inputRootDigest);
+    const tree = await readInputTree(this.ctx.cas, this.messages, digest.fn, action.inputRootDigest);
     const workingDirectory = normalizeInside(command.workingDirectory, "working_directory");
     const outputPath = (p: string) => ({ name: p, execPath: normalizeInside(p, "output path", workingDirectory) });
     const outputs: OutputRequest = {
@@ -122,13 +126,9 @@ export class ActionRunner {
   }
 
   private async load<D extends DescMessage>(schema: D, d: BlobDigest, what: string): Promise<MessageShape<D>> {
-    const bytes = await this.ctx.cas.read(d);
-    if (!bytes) throw missingBlobsError(`the ${what} ${formatDigest(d)} is not in the CAS`, [`blobs/${formatDigest(d)}`]);
-    try {
-      return fromBinary(schema, bytes);
-    } catch {
-      throw new StatusError(Code.INVALID_ARGUMENT, `blob ${formatDigest(d)} is not a ${schema.name} message`);
-    }
+    const message = await this.messages.get(schema, d);
+    if (!message) throw missingBlobsError(`the ${what} ${formatDigest(d)} is not in the CAS`, [`blobs/${formatDigest(d)}`]);
+    return message;
   }
 
   private async execute(req: RunRequest, p: PreparedAction, queuedAt: Timestamp, queueMs: number): Promise<ExecuteResponse> {

@@ -61,6 +61,8 @@ export class NamespaceSandbox implements Sandbox {
   readonly kind = "namespaces";
   readonly needsOverlay: boolean;
   private readonly rootless: boolean;
+  /** The mount steps that put each runtime's top level into the sandbox root, by runtime root. */
+  private readonly runtimeSteps = new Map<string, string[]>();
 
   constructor(private readonly helper: string) {
     this.rootless = (process.getuid?.() ?? 0) !== 0;
@@ -72,13 +74,7 @@ export class NamespaceSandbox implements Sandbox {
     const args: string[] = [];
     if (this.rootless) args.push("--userns");
     args.push("--uid", String(SANDBOX_UID), "--gid", String(SANDBOX_UID), "--hostname", "localhost");
-    for (const name of readdirSync(r.runtime.root).sort()) {
-      if (PROVIDED.has(name)) continue;
-      const path = join(r.runtime.root, name);
-      const st = lstatSync(path);
-      if (st.isSymbolicLink()) args.push("--symlink", readlinkSync(path), `/${name}`);
-      else if (st.isDirectory()) args.push("--ro-bind", path, `/${name}`);
-    }
+    args.push(...this.runtimeMounts(r.runtime.root));
     args.push("--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp");
     if (r.overlay) args.push("--overlay", r.execroot, r.overlay.upper, r.overlay.work, SANDBOX_EXECROOT);
     else args.push("--bind", r.execroot, SANDBOX_EXECROOT);
@@ -87,6 +83,23 @@ export class NamespaceSandbox implements Sandbox {
     // --die-with-parent: if the server dies, its actions die with it rather than run untimed.
     args.push("--status-fd", "3", "--die-with-parent", "--", ...r.argv);
     return args;
+  }
+
+  /** Read-only binds of a runtime's directories and copies of its top-level symlinks (read once). */
+  private runtimeMounts(root: string): string[] {
+    let steps = this.runtimeSteps.get(root);
+    if (!steps) {
+      steps = [];
+      for (const name of readdirSync(root).sort()) {
+        if (PROVIDED.has(name)) continue;
+        const path = join(root, name);
+        const st = lstatSync(path);
+        if (st.isSymbolicLink()) steps.push("--symlink", readlinkSync(path), `/${name}`);
+        else if (st.isDirectory()) steps.push("--ro-bind", path, `/${name}`);
+      }
+      this.runtimeSteps.set(root, steps);
+    }
+    return steps;
   }
 
   run(r: SandboxRun): Promise<SandboxResult> {

@@ -3,7 +3,7 @@
 // same machine, in the same run, alternating, several repetitions (medians and their ratio). Also
 // actiond's own per-action breakdown (queue, execroot, sandbox start, run, output collection).
 //
-//   bun test/bench/exec.ts [--genrules 200] [--reps 5] [--jobs 4]
+//   bun test/bench/exec.ts [--genrules 200] [--reps 5] [--jobs 4] [--actiond-jobs N]
 //
 // Each repetition: `bazel clean`, then a timed build (Bazel's server stays up between builds, so
 // JVM start-up is not counted on either side). actiond starts from an empty --root every time, so
@@ -15,11 +15,12 @@ import { parseArgs } from "node:util";
 import { startServer, tempDir } from "../support/server";
 
 const { values } = parseArgs({
-  options: { genrules: { type: "string", default: "200" }, reps: { type: "string", default: "5" }, jobs: { type: "string", default: "4" } },
+  options: { genrules: { type: "string", default: "200" }, reps: { type: "string", default: "5" }, jobs: { type: "string", default: "4" }, "actiond-jobs": { type: "string" } },
 });
 const GENRULES = Number(values.genrules);
 const REPS = Number(values.reps);
 const BAZEL_JOBS = values.jobs!;
+const ACTIOND_JOBS = values["actiond-jobs"] ?? String(availableParallelism());
 const BAZEL = Bun.which("bazel");
 if (!BAZEL) throw new Error("bazel is not on PATH (apt-get install bazel-bootstrap)");
 
@@ -53,7 +54,7 @@ async function timedBuild(flags: string[]): Promise<{ ms: number; summary: strin
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main() {
-  console.log(`${GENRULES} genrules, ${REPS} repetitions, bazel --jobs=${BAZEL_JOBS}, actiond --jobs=${availableParallelism()} (${availableParallelism()} CPUs)`);
+  console.log(`${GENRULES} genrules, ${REPS} repetitions, bazel --jobs=${BAZEL_JOBS}, actiond --jobs=${ACTIOND_JOBS} (${availableParallelism()} CPUs)`);
   // Warm-up: Bazel's server starts and analyses once, and both strategies run once untimed.
   await bazel(["build", "//:all", ...common, "--spawn_strategy=linux-sandbox", "--genrule_strategy=linux-sandbox"]);
   const sandbox: number[] = [];
@@ -61,7 +62,7 @@ async function main() {
   const breakdowns: string[] = [];
   for (let rep = 0; rep <= REPS; rep++) {
     const local = await timedBuild(["--spawn_strategy=linux-sandbox", "--genrule_strategy=linux-sandbox"]);
-    const server = await startServer({ root: join(tmp, `actiond-${rep}`) });
+    const server = await startServer({ root: join(tmp, `actiond-${rep}`), args: ["--jobs", ACTIOND_JOBS] });
     const remote = await timedBuild([
       `--remote_executor=grpc://${server.address}`,
       "--spawn_strategy=remote",
