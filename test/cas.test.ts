@@ -33,7 +33,7 @@ const batchUpdate = (requests: { digest: Digest; data: Uint8Array; compressor?: 
 const batchRead = (digests: Digest[]) => c.unary(c.cas, "batchReadBlobs", BatchReadBlobsRequestSchema, { digests });
 
 describe("Capabilities", () => {
-  test("advertises a cache Bazel 4.2 accepts: SHA256 and BLAKE3, updates, batch limit, zstd, API 2.0+", async () => {
+  test("advertises a cache and an executor Bazel 4.2 accepts: SHA256 and BLAKE3, updates, batch limit, zstd, API 2.0+", async () => {
     const caps = await c.unary(c.caps, "getCapabilities", GetCapabilitiesRequestSchema, { instanceName: "any/thing" });
     const cache = caps.cacheCapabilities;
     expect(cache.digestFunctions).toEqual([DigestFunction.SHA256, DigestFunction.BLAKE3]);
@@ -42,8 +42,10 @@ describe("Capabilities", () => {
     expect(cache.supportedCompressors).toEqual([Compressor.ZSTD]);
     expect(caps.lowApiVersion).toMatchObject({ major: 2, minor: 0 });
     expect(caps.highApiVersion.major).toBe(2);
-    // Nothing runs actions yet, so no execution capabilities are claimed.
-    expect(caps.executionCapabilities).toBeUndefined();
+    // Execution: enabled, with SHA-256 as the legacy single value Bazel compares with its own.
+    expect(caps.executionCapabilities.execEnabled).toBe(true);
+    expect(caps.executionCapabilities.digestFunction).toBe(DigestFunction.SHA256);
+    expect(caps.executionCapabilities.digestFunctions).toEqual([DigestFunction.SHA256, DigestFunction.BLAKE3]);
   });
 });
 

@@ -20,7 +20,9 @@ describe("actiond CLI", () => {
       expect(r.out).toContain("Usage: actiond");
     }
     const serveHelp = run("serve", "--help").out;
-    for (const flag of ["--listen", "--root", "--max-cas-size", "--log-level"]) expect(serveHelp).toContain(flag);
+    for (const flag of ["--listen", "--root", "--max-cas-size", "--log-level", "--jobs", "--default-timeout", "--sandbox", "--runtime-image", "--runtime-root", "--keep-failed"]) {
+      expect(serveHelp).toContain(flag);
+    }
     expect(serveHelp).toContain("default 20GiB");
   });
 
@@ -31,7 +33,7 @@ describe("actiond CLI", () => {
   });
 
   test("unknown commands, unknown flags and bad values are refused with one line and exit 2", () => {
-    for (const args of [["frobnicate"], ["serve", "--bogus"], ["serve", "--listen", "nohost"], ["serve", "--listen", "1.2.3.4:99999"], ["serve", "--max-cas-size", "lots"], ["serve", "--log-level", "loud"], ["serve", "stray"]]) {
+    for (const args of [["frobnicate"], ["serve", "--bogus"], ["serve", "--listen", "nohost"], ["serve", "--listen", "1.2.3.4:99999"], ["serve", "--max-cas-size", "lots"], ["serve", "--log-level", "loud"], ["serve", "stray"], ["serve", "--jobs", "0"], ["serve", "--jobs", "two"], ["serve", "--default-timeout", "-1"], ["serve", "--sandbox", "docker"]]) {
       const r = run(...args);
       expect(r.code).toBe(2);
       expect(r.err.trim().split("\n")).toHaveLength(1);
@@ -43,6 +45,26 @@ describe("actiond CLI", () => {
     const r = run("serve", "--listen", "127.0.0.1:0", "--root", "/proc/actiond-cannot-live-here");
     expect(r.code).toBe(1);
     expect(r.err.trim().split("\n")).toEqual([expect.stringMatching(/^actiond: cannot use --root \/proc\/actiond-cannot-live-here: /)]);
+  });
+
+  test("a runtime image that does not exist is a clear one-line error", () => {
+    const r = run("serve", "--listen", "127.0.0.1:0", "--root", tempDir(), "--runtime-image", "/nonexistent/runtime.sqfs");
+    expect(r.code).toBe(1);
+    const lines = r.err.trim().split("\n").filter((l) => l.startsWith("actiond:"));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain("/nonexistent/runtime.sqfs");
+  });
+
+  test("where no sandbox can be built, serve refuses to start, says why and what to do", () => {
+    // A helper that cannot build anything stands in for a host without namespaces.
+    const p = Bun.spawnSync([process.execPath, MAIN, "serve", "--listen", "127.0.0.1:0", "--root", tempDir()], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, ACTIOND_SANDBOX_HELPER: "/bin/false" },
+    });
+    expect(p.exitCode).toBe(1);
+    const lines = p.stderr.toString().trim().split("\n").filter((l) => l.startsWith("actiond:"));
+    expect(lines).toEqual([expect.stringMatching(/^actiond: cannot build the action sandbox here: .*--sandbox=none/)]);
   });
 
   test("a port already in use is a clear one-line error", async () => {
@@ -89,7 +111,7 @@ describe("actiond CLI", () => {
 
   test("the log tells how to use the server and, at shutdown, what it served", async () => {
     const s = await startServer();
-    expect(s.log()).toContain(`use it with: bazel build --remote_cache=grpc://${s.address}`);
+    expect(s.log()).toContain(`use it with: bazel build --remote_executor=grpc://${s.address}`);
     const c = new ReapiClient(s.address);
     const data = randomBytes(2048);
     const d = sha256(data);

@@ -363,3 +363,18 @@ describe("a server that dies", () => {
     c.close();
   });
 });
+
+describe("--sandbox=none", () => {
+  test("runs actions directly on this machine, in the execroot, with outputs collected as usual", async () => {
+    const own = await startServer({ args: ["--sandbox", "none"] });
+    const c = new ReapiClient(own.address);
+    const e = executionClient(own.address);
+    const { result } = await run(c, e, { args: ["sh", "-c", "echo host > out.txt; test -d /root && echo host-filesystem"], outputFiles: ["out.txt"] });
+    expect(await text(c, result!.outputFiles[0]!.digest)).toBe("host\n");
+    expect(await stdout(c, result)).toBe("host-filesystem\n");
+    expect(own.log()).toContain("--sandbox=none: actions run directly on this machine");
+    e.close();
+    c.close();
+    expect(await own.stop()).toBe(0);
+  });
+});
