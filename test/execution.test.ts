@@ -378,3 +378,46 @@ describe("--sandbox=none", () => {
     expect(await own.stop()).toBe(0);
   });
 });
+
+describe("exit status and work folders", () => {
+  test("an action killed by a signal exits 128+signal", async () => {
+    const { result, response } = await run(client, exec, { args: ["sh", "-c", "kill -9 $$"], salt: `${Math.random()}` });
+    expect(response.status?.code ?? 0).toBe(0);
+    expect(result!.exitCode).toBe(137);
+  });
+
+  test("work folders are removed, unless --keep-failed keeps a failed action's", async () => {
+    await run(client, exec, { args: ["sh", "-c", "exit 1"], salt: `${Math.random()}` });
+    expect(await waitUntil(() => readdirSync(join(server.root, "exec")).length === 0, 3000)).toBe(true);
+    const own = await startServer({ args: ["--keep-failed"] });
+    const c = new ReapiClient(own.address);
+    const e = executionClient(own.address);
+    await run(c, e, { args: ["sh", "-c", "echo kept > evidence; exit 1"] });
+    await run(c, e, { args: ["true"], salt: "succeeds" });
+    await Bun.sleep(200);
+    const kept = readdirSync(join(own.root, "exec"));
+    expect(kept).toHaveLength(1);
+    expect(readFileSync(join(own.root, "exec", kept[0]!, "execroot/evidence"), "utf8")).toBe("kept\n");
+    expect(own.log()).toContain("kept the work folder of failed action");
+    e.close();
+    c.close();
+    expect(await own.stop()).toBe(0);
+  });
+});
+
+describe("runtimes", () => {
+  test("the libc platform property picks among several runtimes; the first is the default", async () => {
+    const images = ["base", "cc"].map((p) => join(import.meta.dir, `../build/runtimes/${p}-${process.arch === "arm64" ? "aarch64" : "x86_64"}.sqfs`));
+    const own = await startServer({ args: images.flatMap((i) => ["--runtime-image", i]) });
+    const c = new ReapiClient(own.address);
+    const e = executionClient(own.address);
+    const probe = { args: ["sh", "-c", "command -v gcc || echo no-gcc"] };
+    const byDefault = await run(c, e, probe);
+    expect(await stdout(c, byDefault.result)).toBe("no-gcc\n");
+    const withCc = await run(c, e, { ...probe, platform: { libc: "cc" } });
+    expect(await stdout(c, withCc.result)).toBe("/usr/bin/gcc\n");
+    e.close();
+    c.close();
+    expect(await own.stop()).toBe(0);
+  });
+});
