@@ -13,6 +13,8 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startServer, tempDir } from "../support/server";
+import { buildAction, execute, executionClient, uploadBlobs } from "../support/actions";
+import { ReapiClient } from "../support/client";
 
 const { values } = parseArgs({
   options: { genrules: { type: "string", default: "200" }, reps: { type: "string", default: "5" }, jobs: { type: "string", default: "4" }, "actiond-jobs": { type: "string" } },
@@ -81,17 +83,49 @@ async function main() {
     console.log(`       actiond per action, ms p50/p95: ${breakdown}`);
   }
   await bazel(["shutdown"]);
+  // The same number of trivial actions sent by our own client (Bazel's JVM out of the picture): what
+  // actiond itself sustains on this machine.
+  const direct: number[] = [];
+  for (let rep = 0; rep < REPS; rep++) direct.push(await directRun(join(tmp, `direct-${rep}`)));
   const s = median(sandbox);
   const a = median(actiond);
+  const d = median(direct);
   console.log("");
   console.log("| clean build of", GENRULES, "genrules | median wall | per action |");
   console.log("|---|---|---|");
   console.log(`| Bazel --spawn_strategy=linux-sandbox | ${(s / 1000).toFixed(2)} s | ${(s / GENRULES).toFixed(1)} ms |`);
   console.log(`| actiond (--remote_executor) | ${(a / 1000).toFixed(2)} s | ${(a / GENRULES).toFixed(1)} ms |`);
   console.log(`| ratio actiond / linux-sandbox | ${(a / s).toFixed(2)} | |`);
-  console.log(JSON.stringify({ genrules: GENRULES, reps: REPS, linuxSandboxMs: sandbox, actiondMs: actiond, ratio: a / s, breakdowns }));
+  console.log(`| ${GENRULES} such actions straight to actiond (our client, ${BAZEL_JOBS} at once, no Bazel) | ${(d / 1000).toFixed(2)} s | ${(d / GENRULES).toFixed(1)} ms |`);
+  console.log(JSON.stringify({ genrules: GENRULES, reps: REPS, linuxSandboxMs: sandbox, actiondMs: actiond, directMs: direct, ratio: a / s, breakdowns }));
   makeWritable(tmp);
   rmSync(tmp, { recursive: true, force: true });
+}
+
+/** GENRULES genrule-like actions (echo into an output) executed by our client; wall ms. */
+async function directRun(root: string): Promise<number> {
+  const server = await startServer({ root, args: ["--jobs", ACTIOND_JOBS] });
+  const client = new ReapiClient(server.address);
+  const exec = executionClient(server.address);
+  const actions: ReturnType<typeof buildAction>["action"][] = [];
+  for (let i = 0; i < GENRULES; i++) {
+    const built = buildAction({ args: ["/bin/bash", "-c", `echo ${i} > bazel-out/g${i}.txt`], outputFiles: [`bazel-out/g${i}.txt`], salt: root });
+    await uploadBlobs(client, built.blobs);
+    actions.push(built.action);
+  }
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: Number(BAZEL_JOBS) }, async () => {
+      while (next < actions.length) await execute(exec, { actionDigest: actions[next++]! });
+    }),
+  );
+  const ms = performance.now() - t0;
+  exec.close();
+  client.close();
+  await server.stop();
+  rmSync(root, { recursive: true, force: true });
+  return ms;
 }
 
 function makeWritable(dir: string) {
