@@ -22,7 +22,6 @@ export class Execution {
 
   constructor(
     readonly action: BlobDigest,
-    readonly mergeable: boolean,
     private readonly orphanGraceMs: number,
   ) {}
 
@@ -69,13 +68,9 @@ export class Execution {
 export class Executions {
   private readonly byName = new Map<string, Execution>();
   private readonly inFlight = new Map<string, Execution>();
+  private readonly running = new Set<Promise<void>>();
 
   constructor(private readonly orphanGraceMs = 3000) {}
-
-  /** In-flight executions (not yet finished). */
-  get running(): number {
-    return this.inFlight.size;
-  }
 
   /**
    * Joins the identical action already in flight, or starts run for a new execution. Actions with
@@ -85,16 +80,18 @@ export class Executions {
     const key = digestKey(action);
     const existing = mergeable ? this.inFlight.get(key) : undefined;
     if (existing) return existing;
-    const e = new Execution(action, mergeable, this.orphanGraceMs);
+    const e = new Execution(action, this.orphanGraceMs);
     this.byName.set(e.name, e);
     if (mergeable) this.inFlight.set(key, e);
-    run(e)
+    const done = run(e)
       .catch((err) => create(ExecuteResponseSchema, { status: asStatusError(err).toStatus(), message: asStatusError(err).message }))
       .then((response) => {
         if (this.inFlight.get(key) === e) this.inFlight.delete(key);
         e.finish(response);
         setTimeout(() => this.byName.delete(e.name), KEEP_FINISHED_MS).unref();
       });
+    this.running.add(done);
+    void done.finally(() => this.running.delete(done));
     return e;
   }
 
@@ -102,8 +99,9 @@ export class Executions {
     return this.byName.get(name);
   }
 
-  /** Cancels everything (at shutdown). */
-  cancelAll(): void {
+  /** Cancels everything and waits until each execution has ended (its processes are gone). */
+  async cancelAll(): Promise<void> {
     for (const e of this.byName.values()) if (!e.done) e.cancel("the server is shutting down");
+    await Promise.all(this.running);
   }
 }

@@ -14,14 +14,6 @@ export class JobSlots {
 
   constructor(readonly jobs: number) {}
 
-  get queued(): number {
-    return this.queue.length;
-  }
-
-  get active(): number {
-    return this.running;
-  }
-
   /** Resolves with a release function once a slot is free; rejects if signal aborts first. */
   acquire(priority: number, signal: AbortSignal): Promise<() => void> {
     if (signal.aborted) return Promise.reject(signal.reason);

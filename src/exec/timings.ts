@@ -23,10 +23,6 @@ export class ExecTimings {
     if (this.recent.length > KEEP) this.recent.shift();
   }
 
-  get count(): number {
-    return this.total;
-  }
-
   /** p50 and p95 of each phase over the kept actions, in milliseconds. */
   percentiles(): Record<keyof ActionTiming, { p50: number; p95: number }> | undefined {
     if (this.recent.length === 0) return undefined;

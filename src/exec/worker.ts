@@ -82,7 +82,8 @@ export async function startWorker(opts: WorkerOptions, cas: DiskCas, ac: ActionC
     executions,
     timings,
     async close() {
-      executions.cancelAll();
+      // Runtimes are unmounted only once no action uses them any more.
+      await executions.cancelAll();
       await runtimes.close();
     },
   };
