@@ -77,3 +77,25 @@ test.skipIf(SKIP)(
   },
   300_000,
 );
+
+test.skipIf(SKIP)(
+  "rootless: with the server running as an unprivileged user, Bazel's actions still all run remotely",
+  async () => {
+    const own = await startServer({ root: tempDir("actiond-e2e-rootless-"), user: "tester" });
+    try {
+      const w = new BazelWorkspace(tmp, "ws-rootless");
+      const out = await w.run(
+        ["build", "//:all", "//tool:all", `--remote_executor=grpc://${own.address}`, "--spawn_strategy=remote", "--genrule_strategy=remote", "--remote_local_fallback=false", ...COMMON_FLAGS],
+        () => `--- server log ---\n${own.log()}`,
+      );
+      const summary = processSummary(out);
+      expect(summary.kinds["remote"]).toBe(summary.total - (summary.kinds["internal"] ?? 0));
+      expect(own.log()).toContain("sandbox namespaces (rootless)");
+      expect(readFileSync(join(w.ws, "bazel-bin/c.txt"), "utf8")).toBe("ALPHA\nBETA\nGAMMA\n");
+      expect(readFileSync(join(w.ws, "bazel-bin/tool/shout.txt"), "utf8")).toBe("HELLO FROM A TOOL\n");
+    } finally {
+      await own.stop();
+    }
+  },
+  300_000,
+);
