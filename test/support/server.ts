@@ -1,5 +1,5 @@
 // Starts a real `actiond serve` process for a test and stops it afterwards.
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
@@ -76,6 +76,13 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     async kill() {
       proc.kill("SIGKILL");
       await proc.exited;
+      unmountUnder(root);
     },
   };
+}
+
+/** A server killed without a chance to clean up leaves its runtime mounted; tests tidy that up. */
+function unmountUnder(root: string): void {
+  const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")[1] ?? "");
+  for (const m of mounts) if (m.startsWith(`${root}/`)) Bun.spawnSync(["umount", "-l", m]);
 }
