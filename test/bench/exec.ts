@@ -8,7 +8,7 @@
 // Each repetition: `bazel clean`, then a timed build (Bazel's server stays up between builds, so
 // JVM start-up is not counted on either side). actiond starts from an empty --root every time, so
 // nothing is a cache hit. Not a `bun test` file.
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -55,6 +55,23 @@ async function timedBuild(flags: string[]): Promise<{ ms: number; summary: strin
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+/** CPU time (user + system) a process has used so far, in ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** The Bazel server (a JVM named "bazel(ws)") of this workspace. */
+function bazelServerPid(): number {
+  for (const p of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, "utf8");
+      if (cmd.startsWith("bazel(ws)") && cmd.includes(tmp)) return Number(p);
+    } catch {}
+  }
+  throw new Error("no Bazel server process found");
+}
+
 async function main() {
   console.log(`${GENRULES} genrules, ${REPS} repetitions, bazel --jobs=${BAZEL_JOBS}, actiond --jobs=${ACTIOND_JOBS} (${availableParallelism()} CPUs)`);
   // Warm-up: Bazel's server starts and analyses once, and both strategies run once untimed.
@@ -62,15 +79,26 @@ async function main() {
   const sandbox: number[] = [];
   const actiond: number[] = [];
   const breakdowns: string[] = [];
+  // CPU per build: Bazel's JVM in each mode, and actiond's server process.
+  const jvmLocal: number[] = [];
+  const jvmRemote: number[] = [];
+  const serverCpu: number[] = [];
+  const jvm = bazelServerPid();
   for (let rep = 0; rep <= REPS; rep++) {
+    let jvm0 = cpuMs(jvm);
     const local = await timedBuild(["--spawn_strategy=linux-sandbox", "--genrule_strategy=linux-sandbox"]);
+    const jvmLocalMs = cpuMs(jvm) - jvm0;
     const server = await startServer({ root: join(tmp, `actiond-${rep}`), args: ["--jobs", ACTIOND_JOBS] });
+    jvm0 = cpuMs(jvm);
+    const server0 = cpuMs(server.proc.pid);
     const remote = await timedBuild([
       `--remote_executor=grpc://${server.address}`,
       "--spawn_strategy=remote",
       "--genrule_strategy=remote",
       "--remote_local_fallback=false",
     ]);
+    const jvmRemoteMs = cpuMs(jvm) - jvm0;
+    const serverMs = cpuMs(server.proc.pid) - server0;
     await server.stop();
     rmSync(join(tmp, `actiond-${rep}`), { recursive: true, force: true });
     const breakdown = /executed \d+ actions; ms p50\/p95: (.*)$/m.exec(server.log())?.[1] ?? "?";
@@ -79,8 +107,12 @@ async function main() {
     sandbox.push(local.ms);
     actiond.push(remote.ms);
     breakdowns.push(breakdown);
+    jvmLocal.push(jvmLocalMs);
+    jvmRemote.push(jvmRemoteMs);
+    serverCpu.push(serverMs);
     console.log(`rep ${rep}: linux-sandbox ${(local.ms / 1000).toFixed(2)} s (${local.summary}) | actiond ${(remote.ms / 1000).toFixed(2)} s (${remote.summary})`);
     console.log(`       actiond per action, ms p50/p95: ${breakdown}`);
+    console.log(`       CPU: Bazel JVM ${jvmLocalMs} ms with linux-sandbox, ${jvmRemoteMs} ms with actiond; actiond server ${serverMs} ms`);
   }
   await bazel(["shutdown"]);
   // The same number of trivial actions sent by our own client (Bazel's JVM out of the picture): what
@@ -96,8 +128,10 @@ async function main() {
   console.log(`| Bazel --spawn_strategy=linux-sandbox | ${(s / 1000).toFixed(2)} s | ${(s / GENRULES).toFixed(1)} ms |`);
   console.log(`| actiond (--remote_executor) | ${(a / 1000).toFixed(2)} s | ${(a / GENRULES).toFixed(1)} ms |`);
   console.log(`| ratio actiond / linux-sandbox | ${(a / s).toFixed(2)} | |`);
+  console.log(`| CPU per build (medians): Bazel JVM | ${median(jvmLocal)} ms (linux-sandbox) | ${median(jvmRemote)} ms (remote) |`);
+  console.log(`| CPU per build (median): actiond server process | ${median(serverCpu)} ms | ${(median(serverCpu) / GENRULES).toFixed(1)} ms per action |`);
   console.log(`| ${GENRULES} such actions straight to actiond (our client, ${BAZEL_JOBS} at once, no Bazel) | ${(d / 1000).toFixed(2)} s | ${(d / GENRULES).toFixed(1)} ms |`);
-  console.log(JSON.stringify({ genrules: GENRULES, reps: REPS, linuxSandboxMs: sandbox, actiondMs: actiond, directMs: direct, ratio: a / s, breakdowns }));
+  console.log(JSON.stringify({ genrules: GENRULES, reps: REPS, linuxSandboxMs: sandbox, actiondMs: actiond, directMs: direct, ratio: a / s, jvmLocal, jvmRemote, serverCpu, breakdowns }));
   makeWritable(tmp);
   rmSync(tmp, { recursive: true, force: true });
 }
