@@ -421,3 +421,57 @@ describe("runtimes", () => {
     expect(await own.stop()).toBe(0);
   });
 });
+
+describe("limits and refusals found in review", () => {
+  test("the server does not keep a file descriptor per action", async () => {
+    await run(client, exec, { args: ["true"], salt: "fd-warmup" });
+    const fds = () => readdirSync(`/proc/${server.proc.pid}/fd`).length;
+    const before = fds();
+    for (let i = 0; i < 30; i++) await run(client, exec, { args: ["true"], salt: `fd-${i}-${Math.random()}` });
+    expect(fds()).toBeLessThan(before + 5);
+  });
+
+  test("an output symlink with an absolute target is FAILED_PRECONDITION (absolute symlinks are DISALLOWED)", async () => {
+    const { response } = await run(client, exec, { args: ["ln", "-s", "/etc/passwd", "abs"], outputPaths: ["abs"] });
+    expect(response.status?.code).toBe(Code.FAILED_PRECONDITION);
+    expect(response.status?.message).toContain("/etc/passwd");
+  });
+
+  test("nested output paths each come back", async () => {
+    const { result } = await run(client, exec, { args: ["sh", "-c", "mkdir -p out && echo a > out/a"], outputPaths: ["out", "out/a"] });
+    expect(result!.outputDirectories.map((d) => d.path)).toEqual(["out"]);
+    expect(result!.outputFiles.map((f) => f.path)).toEqual(["out/a"]);
+    expect(await text(client, result!.outputFiles[0]!.digest)).toBe("a\n");
+  });
+
+  test("NUL in arguments, bad environment names, and timeouts above the maximum are INVALID_ARGUMENT", async () => {
+    const specs: Parameters<typeof run>[2][] = [
+      { args: ["echo", "a\0b"] },
+      { args: ["true"], env: { "A=B": "x" } },
+      { args: ["true"], env: { "": "x" } },
+      { args: ["true"], timeoutSeconds: 400 * 24 * 3600 },
+    ];
+    for (const spec of specs) {
+      const { response } = await run(client, exec, spec);
+      expect({ spec, code: response.status?.code }).toEqual({ spec, code: Code.INVALID_ARGUMENT });
+    }
+  });
+
+  test("a small input tree that expands to millions of directories is refused quickly", async () => {
+    const { create, toBinary } = await import("@bufbuild/protobuf");
+    const { DirectorySchema, ActionSchema, CommandSchema } = await import("../src/gen/build/bazel/remote/execution/v2/remote_execution_pb");
+    const { sha256 } = await import("./support/client");
+    const blobs = new Map<string, Uint8Array>();
+    const add = (b: Uint8Array) => (blobs.set(sha256(b).hash, b), sha256(b));
+    // 24 levels of {a: D, b: D}: 24 small blobs, 2^24 directories once expanded.
+    let d = add(toBinary(DirectorySchema, create(DirectorySchema)));
+    for (let i = 0; i < 24; i++) d = add(toBinary(DirectorySchema, create(DirectorySchema, { directories: [{ name: "a", digest: d }, { name: "b", digest: d }] })));
+    const cmd = add(toBinary(CommandSchema, create(CommandSchema, { arguments: ["true"] })));
+    const act = add(toBinary(ActionSchema, create(ActionSchema, { commandDigest: cmd, inputRootDigest: d })));
+    await uploadBlobs(client, blobs);
+    const started = Date.now();
+    const ops = await execute(exec, { actionDigest: act });
+    expect(ops.at(-1)!.response!.status?.code).toBe(Code.INVALID_ARGUMENT);
+    expect(Date.now() - started).toBeLessThan(30_000);
+  });
+});

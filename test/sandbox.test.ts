@@ -1,8 +1,9 @@
 // Sandbox isolation, checked from inside real actions run through Execute: as root, and with the
 // server running as an unprivileged user (rootless: a user namespace, inputs under an overlay).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
-import { executionClient, run, stdout } from "./support/actions";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { executionClient, readTree, run, stdout } from "./support/actions";
 import { ReapiClient } from "./support/client";
 import { startServer, tempDir, type ServerProcess } from "./support/server";
 
@@ -99,6 +100,33 @@ for (const mode of ["root", "rootless"] as const) {
     test("environment exactly Command.environment_variables; stdin empty", () => {
       expect(probe.env).toBe(`ONLY_THIS=yes PATH=/usr/bin:/bin PORT=${server.port} PWD=/execroot SHLVL=1 _=/usr/bin/env`);
       expect(probe.stdin).toBe("0");
+    });
+
+    test("outputs are what the action left: a deleted input is not an output, and symlinks are never followed", async () => {
+      // A host file the action must not be able to reach through the execroot's symlinks.
+      const victim = mkdtempSync("/tmp/actiond-victim-");
+      writeFileSync(join(victim, "secret.txt"), "host secret");
+      const r = await run(client, exec, {
+        // s and up pass the textual check, but on disk up is the host's /. The action swaps the
+        // symlink out2/esc for a directory; a lookup that fell through to the lower layer there
+        // would follow the input symlinks out of the execroot to the victim.
+        args: ["sh", "-c", `rm -rf out && mkdir -p out && echo new > out/new.txt && rm out2/esc && mkdir -p out2/esc${victim} && echo mine > out2/mine.txt`],
+        inputs: {
+          "out/old.txt": "old",
+          "a/b/c/d/e/f/s": { symlink: "../../../../../.." },
+          up: { symlink: "a/b/c/d/e/f/s/../../../../../.." },
+          "out2/esc": { symlink: "../up" },
+        },
+        outputDirectories: ["out", "out2"],
+      });
+      expect(r.result?.exitCode).toBe(0);
+      const tree = await readTree(client, r.result!.outputDirectories[0]!.treeDigest);
+      expect(tree.root!.files.map((f) => f.name)).toEqual(["new.txt"]);
+      const tree2 = await readTree(client, r.result!.outputDirectories[1]!.treeDigest);
+      expect(tree2.root!.files.map((f) => f.name)).toEqual(["mine.txt"]);
+      expect(tree2.children.flatMap((d) => d.files.map((f) => f.name))).toEqual([]);
+      expect(readFileSync(join(victim, "secret.txt"), "utf8")).toBe("host secret");
+      rmSync(victim, { recursive: true });
     });
 
     test("inputs are read-only: the stored blob is never changed; outputs are writable", async () => {

@@ -8,11 +8,11 @@
 // into place, so a blob is visible only when complete and verified; a crash leaves at most a
 // temporary file, removed at start. The size in the name lets the scan drop a file that a power
 // loss left shorter than it should be.
-import { chmod, chown, copyFile, open, rename, unlink, utimes, type FileHandle } from "node:fs/promises";
+import { chmod, chown, copyFile, link, open, rename, unlink, utimes, type FileHandle } from "node:fs/promises";
 import { linkSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
-import { Code, StatusError } from "../rpc/status";
+import { Code, StatusError, missingBlobsError } from "../rpc/status";
 import { EMPTY_HASH, formatDigest, hashBytes, newHasher, type BlobDigest, type DigestFunctionName, type Hasher } from "./digest";
 import type { Logger } from "../log";
 
@@ -215,6 +215,13 @@ export class DiskCas {
       linkSync(src, dst);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") {
+        // Gone from disk behind the index's back (removed from outside, or a late eviction unlink):
+        // forget it; a twin is made again, a blob is missing.
+        this.forget(key, "vanished from disk");
+        if (executable && this.has(d)) return this.linkTo(d, dst, executable);
+        throw missingBlobsError(`input blob ${formatDigest(d)} is not in the CAS`, [`blobs/${formatDigest(d)}`]);
+      }
       if (code !== "EMLINK" && code !== "EXDEV") throw err;
       await copyFile(src, dst);
       await chmod(dst, executable ? 0o555 : 0o444);
@@ -222,18 +229,36 @@ export class DiskCas {
   }
 
   /**
-   * Moves a verified file (an action's output, already hashed to d) into the store by rename, no
-   * copy: read-only and owned by us, so no later action can change it. Leaves it where it is when
-   * the blob is already stored.
+   * Stores a file already hashed to d (an action's output) without copying it: it is made read-only
+   * and ours, then hardlinked into the store, so other output paths naming it still find it. A file
+   * with other links (an input hardlinked from the store, an executable twin) is never changed in
+   * place: it is copied instead. Nothing to do when the blob is already stored.
    */
-  async adopt(d: BlobDigest, file: string): Promise<void> {
+  async adopt(d: BlobDigest, file: string, st: { nlink: number }): Promise<void> {
     if (this.has(d)) return;
     this.reserve(d);
     try {
-      const uid = process.getuid?.() ?? 0;
-      if (uid === 0) await chown(file, 0, 0);
+      if (st.nlink > 1) {
+        const tmp = join(this.tmpDir, randomUUID());
+        try {
+          await copyFile(file, tmp);
+          await chmod(tmp, 0o444);
+          await this.publish(d, tmp);
+        } catch (err) {
+          rmSync(tmp, { force: true });
+          throw err;
+        }
+        return;
+      }
+      if ((process.getuid?.() ?? 0) === 0) await chown(file, 0, 0);
       await chmod(file, 0o444);
-      await this.publish(d, file);
+      try {
+        await link(file, this.pathOf(d));
+      } catch (err) {
+        // Stored meanwhile by another upload or action: the same bytes.
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      }
+      this.add(relativePath("cas", d), d.size);
     } finally {
       this.release(d);
     }

@@ -10,6 +10,7 @@ import { CallTracker } from "../rpc/grpc-service";
 import { startServer } from "../rpc/server";
 import { Stats } from "../rpc/stats";
 import { WorkerSetupError, startWorker, type Worker } from "../exec/worker";
+import { MAX_TIMEOUT_MS } from "../exec/runner";
 import { formatSize, parseSize } from "./sizes";
 import { FatalError, UsageError, parseFlags } from "./usage";
 
@@ -91,7 +92,9 @@ export function parseServeFlags(argv: string[]): ServeOptions | "help" {
   const jobs = Number(values.jobs ?? availableParallelism());
   if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`serve: --jobs "${values.jobs}" is not a positive whole number`);
   const timeoutS = Number(values["default-timeout"] ?? DEFAULT_TIMEOUT_S);
-  if (!(timeoutS > 0)) throw new UsageError(`serve: --default-timeout "${values["default-timeout"]}" is not a positive number of seconds`);
+  if (!(timeoutS > 0) || timeoutS * 1000 > MAX_TIMEOUT_MS) {
+    throw new UsageError(`serve: --default-timeout "${values["default-timeout"]}" is not a number of seconds between 0 and ${MAX_TIMEOUT_MS / 1000}`);
+  }
   const sandbox = values.sandbox ?? "namespaces";
   if (sandbox !== "namespaces" && sandbox !== "none") throw new UsageError(`serve: --sandbox "${sandbox}" is not one of namespaces, none`);
   return {

@@ -54,6 +54,16 @@ export class CgroupLimiter {
     }
     const dir = join(this.parent, `action-${process.pid}-${++this.seq}`);
     mkdirSync(dir);
+    try {
+      this.writeLimits(dir, limits);
+    } catch (err) {
+      this.remove(dir);
+      throw err;
+    }
+    return dir;
+  }
+
+  private writeLimits(dir: string, limits: ResourceLimits): void {
     if (limits.memoryBytes !== undefined) {
       writeFileSync(join(dir, "memory.max"), String(limits.memoryBytes));
       // No swap: a limit the action can escape by swapping is no limit.
@@ -61,7 +71,6 @@ export class CgroupLimiter {
     }
     if (limits.pids !== undefined) writeFileSync(join(dir, "pids.max"), String(limits.pids));
     if (limits.cpuCores !== undefined) writeFileSync(join(dir, "cpu.max"), `${Math.max(1000, Math.round(limits.cpuCores * CPU_PERIOD_US))} ${CPU_PERIOD_US}`);
-    return dir;
   }
 
   /** Kills whatever is left in the cgroup and removes it. */

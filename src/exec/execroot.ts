@@ -3,7 +3,8 @@
 import { chmodSync, mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { DiskCas } from "../cas/disk-cas";
-import { Code, StatusError } from "../rpc/status";
+import { formatDigest } from "../cas/digest";
+import { Code, StatusError, missingBlobsError } from "../rpc/status";
 import type { InputTree } from "./input-tree";
 
 /**
@@ -16,13 +17,10 @@ export async function buildExecroot(cas: DiskCas, tree: InputTree, dir: string):
   for (const d of tree.dirs) makeDir(join(dir, d));
   const unpin = tree.files.map((f) => cas.pin(f.digest));
   try {
-    for (const f of tree.files) {
-      // The blob was present when the tree was read; eviction since then is a missing input.
-      if (!cas.has(f.digest)) {
-        throw new StatusError(Code.FAILED_PRECONDITION, `input "${f.path}" was evicted from the CAS before the action started`);
-      }
-      await cas.linkTo(f.digest, join(dir, f.path), f.executable);
-    }
+    // The blobs were there when the tree was read; any evicted since is MISSING, so Bazel re-uploads.
+    const missing = new Set(tree.files.filter((f) => !cas.has(f.digest)).map((f) => `blobs/${formatDigest(f.digest)}`));
+    if (missing.size > 0) throw missingBlobsError(`${missing.size} input blobs were evicted from the CAS before the action started`, [...missing]);
+    for (const f of tree.files) await cas.linkTo(f.digest, join(dir, f.path), f.executable);
   } finally {
     unpin.forEach((release) => release());
   }

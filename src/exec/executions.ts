@@ -79,7 +79,8 @@ export class Executions {
   start(action: BlobDigest, mergeable: boolean, run: (e: Execution) => Promise<ExecuteResponse>): Execution {
     const key = digestKey(action);
     const existing = mergeable ? this.inFlight.get(key) : undefined;
-    if (existing) return existing;
+    // One being cancelled (its last caller left) is not joined: this caller wants a result.
+    if (existing && !existing.signal.aborted) return existing;
     const e = new Execution(action, this.orphanGraceMs);
     this.byName.set(e.name, e);
     if (mergeable) this.inFlight.set(key, e);

@@ -8,6 +8,9 @@ import type { DiskCas } from "../cas/disk-cas";
 import { Code, StatusError, missingBlobsError } from "../rpc/status";
 import type { MessageCache } from "./message-cache";
 
+/** The most files and directories one input tree may expand to. */
+export const MAX_INPUT_NODES = 1_000_000;
+
 export interface InputFile {
   path: string;
   digest: BlobDigest;
@@ -80,13 +83,19 @@ export async function readInputTree(cas: DiskCas, messages: MessageCache, fn: Di
     for (const s of dir.symlinks) {
       const path = claim(s.name);
       // Relative targets only (we advertise DISALLOWED for absolute ones), resolved from the link's
-      // own directory, and never above the execroot.
+      // own directory, and never above the execroot (checked on the text: the server itself never
+      // follows a symlink in the execroot, see MergedView).
+      if (s.target === "" || s.target.includes("\0")) throw new StatusError(Code.INVALID_ARGUMENT, `symlink "${path}" has an empty or invalid target`);
       normalizeInside(s.target, `symlink "${path}" target`, prefix);
       tree.symlinks.push({ path, target: s.target });
     }
     for (const sub of dir.directories) {
       const path = claim(sub.name);
       tree.dirs.push(path);
+      // A few shared Directory blobs can describe an exponentially large tree: cap what is expanded.
+      if (tree.dirs.length + tree.files.length > MAX_INPUT_NODES) {
+        throw new StatusError(Code.INVALID_ARGUMENT, `the input tree has more than ${MAX_INPUT_NODES} files and directories`);
+      }
       await walk(wireDigest(fn, sub.digest, `directory "${path}"`), path);
     }
   };

@@ -1,9 +1,8 @@
-// Collects an action's outputs after it ran: files move into the CAS by rename (hashed, never
+// Collects an action's outputs after it ran: files are hardlinked into the CAS (hashed, never
 // copied), directories become Trees, symlinks are reported as symlinks (never followed). Paths are
-// resolved one component at a time without following symlinks, so nothing outside the execroot is
-// ever read. With an overlay the action's writes are in the upper layer, over the execroot.
-import { lstatSync, readdirSync, readlinkSync, type Stats } from "node:fs";
-import { join } from "node:path";
+// resolved one component at a time without following symlinks (MergedView), so nothing outside the
+// execroot is ever read.
+import { chmodSync, readlinkSync, type Stats } from "node:fs";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
   DigestSchema,
@@ -21,6 +20,7 @@ import {
 import { EMPTY_HASH, hashBytes, newHasher, type BlobDigest, type DigestFunctionName } from "../cas/digest";
 import type { DiskCas } from "../cas/disk-cas";
 import { Code, StatusError } from "../rpc/status";
+import { MergedView, type Entry } from "./merged-view";
 
 /** What the command asked for, as execroot-relative paths plus the names the client used. */
 export interface OutputRequest {
@@ -31,62 +31,10 @@ export interface OutputRequest {
   directories: { execPath: string; name: string }[];
 }
 
-type Found = { path: string; st: Stats } | undefined;
-
-/** Upper layer first (the action's writes), then the execroot; whiteouts hide lower entries. */
-class LayeredView {
-  constructor(private readonly layers: string[]) {}
-
-  /** lstat of an execroot-relative path through the layers, never through a symlink on the way. */
-  find(rel: string): Found {
-    for (const layer of this.layers) {
-      const found = this.findIn(layer, rel);
-      if (found === "whiteout") return undefined;
-      if (found) return found;
-    }
-    return undefined;
-  }
-
-  private findIn(layer: string, rel: string): Found | "whiteout" {
-    const parts = rel === "" ? [] : rel.split("/");
-    let path = layer;
-    for (let i = 0; i < parts.length; i++) {
-      path = join(path, parts[i]!);
-      const st = lstatSync(path, { throwIfNoEntry: false });
-      if (!st) return undefined;
-      if (isWhiteout(st)) return "whiteout";
-      if (i < parts.length - 1 && !st.isDirectory()) return undefined;
-      if (i === parts.length - 1) return { path, st };
-    }
-    const st = lstatSync(path, { throwIfNoEntry: false });
-    return st ? { path, st } : undefined;
-  }
-
-  /** Entries of a directory across the layers, upper names shadowing lower ones, sorted by UTF-8 bytes. */
-  list(rel: string): { name: string; path: string; st: Stats }[] {
-    const seen = new Map<string, { name: string; path: string; st: Stats } | null>();
-    for (const layer of this.layers) {
-      const dir = join(layer, rel);
-      const st = lstatSync(dir, { throwIfNoEntry: false });
-      if (!st?.isDirectory()) continue;
-      for (const name of readdirSync(dir)) {
-        if (seen.has(name)) continue;
-        const path = join(dir, name);
-        const est = lstatSync(path);
-        seen.set(name, isWhiteout(est) ? null : { name, path, st: est });
-      }
-    }
-    return [...seen.values()].filter((e) => e !== null).sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
-  }
-}
-
-/** overlayfs marks a deleted lower entry with a 0/0 character device in the upper layer. */
-function isWhiteout(st: Stats): boolean {
-  return st.isCharacterDevice() && st.rdev === 0;
-}
-
 export class OutputCollector {
-  private readonly view: LayeredView;
+  private readonly view: MergedView;
+  /** Every stored output stays pinned until release(): the result must not lose a blob before it is cached. */
+  private readonly pins: (() => void)[] = [];
 
   constructor(
     private readonly cas: DiskCas,
@@ -94,19 +42,23 @@ export class OutputCollector {
     execroot: string,
     upper: string | undefined,
   ) {
-    this.view = new LayeredView(upper ? [upper, execroot] : [execroot]);
+    this.view = new MergedView(upper ? [upper, execroot] : [execroot]);
+  }
+
+  release(): void {
+    this.pins.splice(0).forEach((unpin) => unpin());
   }
 
   /** Fills the output fields of result. */
   async collect(req: OutputRequest, result: ActionResult): Promise<void> {
     const legacy = req.paths.length === 0;
-    const symlink = (name: string, path: string) => create(OutputSymlinkSchema, { path: name, target: readlinkSync(path) });
+    const symlink = (name: string, path: string) => create(OutputSymlinkSchema, { path: name, target: symlinkTarget(name, path) });
     const addFile = async (name: string, path: string, st: Stats) => {
       const digest = await this.store(path, st);
       result.outputFiles.push(create(OutputFileSchema, { path: name, digest: wire(digest), isExecutable: isExecutable(st) }));
     };
-    const addDir = async (name: string, rel: string) => {
-      const treeDigest = await this.storeTree(rel);
+    const addDir = async (name: string, dir: Entry) => {
+      const treeDigest = await this.storeTree(dir);
       result.outputDirectories.push(create(OutputDirectorySchema, { path: name, treeDigest: wire(treeDigest) }));
     };
 
@@ -120,7 +72,7 @@ export class OutputCollector {
       } else if (found.st.isFile()) await addFile(o.name, found.path, found.st);
       else if (found.st.isDirectory()) {
         if (legacy) throw new StatusError(Code.FAILED_PRECONDITION, `output file "${o.name}" is a directory`);
-        await addDir(o.name, o.execPath);
+        await addDir(o.name, found);
       }
     }
     if (!legacy) return;
@@ -131,46 +83,51 @@ export class OutputCollector {
         const s = symlink(o.name, found.path);
         result.outputSymlinks.push(s);
         result.outputDirectorySymlinks.push(s);
-      } else if (found.st.isDirectory()) await addDir(o.name, o.execPath);
+      } else if (found.st.isDirectory()) await addDir(o.name, found);
       else throw new StatusError(Code.FAILED_PRECONDITION, `output directory "${o.name}" is not a directory`);
     }
   }
 
-  /** Hashes a file and moves it into the CAS (or finds it already there). */
+  /** Hashes a file and links it into the CAS (or finds it already there); pinned until release(). */
   async store(path: string, st: Stats): Promise<BlobDigest> {
     // Empty files (often stdout and stderr) need no reading: the empty blob is always stored.
     if (st.size === 0) return { fn: this.fn, hash: EMPTY_HASH[this.fn], size: 0 };
-    const hash = await hashFile(this.fn, path, st.size);
+    // Checked before reading: a huge (even sparse) file would otherwise be hashed for nothing.
+    if (st.size > this.cas.maxBytes) {
+      throw new StatusError(Code.RESOURCE_EXHAUSTED, `an output of ${st.size} bytes is larger than the whole CAS (--max-cas-size ${this.cas.maxBytes})`);
+    }
+    const hash = await hashFile(this.fn, readable(path, st), st.size);
     const d: BlobDigest = { fn: this.fn, hash, size: st.size };
-    await this.cas.adopt(d, path);
+    this.pins.push(this.cas.pin(d));
+    await this.cas.adopt(d, path, st);
     return d;
   }
 
-  /** Stores a Tree for the directory at rel: every Directory below it once, in a fixed order. */
-  private async storeTree(rel: string): Promise<BlobDigest> {
+  /** Stores a Tree for a directory: every Directory below it once, in a fixed order. */
+  private async storeTree(dir: Entry): Promise<BlobDigest> {
     const children = new Map<string, Directory>();
-    const root = await this.directory(rel, children);
+    const root = await this.directory(dir, children);
     const bytes = toBinary(TreeSchema, create(TreeSchema, { root, children: [...children.values()] }));
     const d: BlobDigest = { fn: this.fn, hash: await hashBytes(this.fn, bytes), size: bytes.length };
+    this.pins.push(this.cas.pin(d));
     await this.cas.put(d, bytes);
     return d;
   }
 
-  private async directory(rel: string, children: Map<string, Directory>): Promise<Directory> {
+  private async directory(at: Entry, children: Map<string, Directory>): Promise<Directory> {
     const dir = create(DirectorySchema);
-    for (const e of this.view.list(rel)) {
-      const childRel = rel === "" ? e.name : `${rel}/${e.name}`;
+    for (const { name, entry: e } of this.view.list(at)) {
       if (e.st.isFile()) {
         const digest = await this.store(e.path, e.st);
-        dir.files.push(create(FileNodeSchema, { name: e.name, digest: wire(digest), isExecutable: isExecutable(e.st) }));
+        dir.files.push(create(FileNodeSchema, { name, digest: wire(digest), isExecutable: isExecutable(e.st) }));
       } else if (e.st.isSymbolicLink()) {
-        dir.symlinks.push(create(SymlinkNodeSchema, { name: e.name, target: readlinkSync(e.path) }));
+        dir.symlinks.push(create(SymlinkNodeSchema, { name, target: symlinkTarget(name, e.path) }));
       } else if (e.st.isDirectory()) {
-        const child = await this.directory(childRel, children);
+        const child = await this.directory(e, children);
         const bytes = toBinary(DirectorySchema, child);
         const digest: BlobDigest = { fn: this.fn, hash: await hashBytes(this.fn, bytes), size: bytes.length };
         if (!children.has(digest.hash)) children.set(digest.hash, child);
-        dir.directories.push(create(DirectoryNodeSchema, { name: e.name, digest: wire(digest) }));
+        dir.directories.push(create(DirectoryNodeSchema, { name, digest: wire(digest) }));
       }
       // Sockets, fifos and devices have no place in a Tree; they are left out.
     }
@@ -184,6 +141,21 @@ export function wire(d: BlobDigest) {
 
 function isExecutable(st: Stats): boolean {
   return (st.mode & 0o111) !== 0;
+}
+
+/** We advertise SymlinkAbsolutePathStrategy DISALLOWED: an absolute output symlink is FAILED_PRECONDITION. */
+function symlinkTarget(name: string, path: string): string {
+  const target = readlinkSync(path);
+  if (target.startsWith("/")) {
+    throw new StatusError(Code.FAILED_PRECONDITION, `output symlink "${name}" points to the absolute path "${target}", which this server does not allow`);
+  }
+  return target;
+}
+
+/** A file the action made unreadable is made readable again (rootless, where it is ours). */
+function readable(path: string, st: Stats): string {
+  if ((process.getuid?.() ?? 0) !== 0 && (st.mode & 0o400) === 0) chmodSync(path, st.mode | 0o400);
+  return path;
 }
 
 /** Small files are read at once; big ones streamed through the hasher. */

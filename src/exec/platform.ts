@@ -45,11 +45,11 @@ export function parsePlatform(action: Platform | undefined, command: Platform | 
       req.limits.memoryBytes = bytes;
     } else if (CPU_NAMES.includes(name)) {
       const cores = Number(value);
-      if (!(cores > 0) || !Number.isFinite(cores)) throw bad(name, value, "not a positive number of cores");
+      if (!(cores > 0) || cores > 4096) throw bad(name, value, "not a number of cores between 0 and 4096");
       req.limits.cpuCores = cores;
     } else if (PIDS_NAMES.includes(name)) {
       const n = Number(value);
-      if (!Number.isInteger(n) || n < 1) throw bad(name, value, "not a positive whole number of processes");
+      if (!Number.isInteger(n) || n < 1 || n > 4_194_304) throw bad(name, value, "not a whole number of processes between 1 and 4194304");
       req.limits.pids = n;
     } else {
       throw new StatusError(

@@ -71,6 +71,8 @@ export interface PreparedAction {
 }
 
 export const WORKER_NAME = `actiond@${hostname()}`;
+/** The longest Action.timeout (and --default-timeout) accepted: one day. */
+export const MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 
 export class ActionRunner {
   private readonly messages: MessageCache;
@@ -102,7 +104,7 @@ export class ActionRunner {
   async prepare(digest: BlobDigest): Promise<PreparedAction> {
     const action = await this.load(ActionSchema, digest, "action");
     const command = await this.load(CommandSchema, wireDigest(digest, action.commandDigest, "Action.command_digest"), "command");
-    if (command.arguments.length === 0) throw new StatusError(Code.INVALID_ARGUMENT, "Command.arguments is empty");
+    checkCommand(command);
     const platform = parsePlatform(action.platform, command.platform);
     const runtime = this.ctx.runtimes.pick(platform.libc);
     if (!runtime) {
@@ -121,6 +123,10 @@ export class ActionRunner {
     if (action.timeout) {
       timeoutMs = Number(action.timeout.seconds) * 1000 + Math.floor(action.timeout.nanos / 1e6);
       if (timeoutMs <= 0) throw new StatusError(Code.INVALID_ARGUMENT, "Action.timeout must be positive");
+      // REAPI: a timeout above the server's maximum MUST be rejected.
+      if (timeoutMs > MAX_TIMEOUT_MS) {
+        throw new StatusError(Code.INVALID_ARGUMENT, `Action.timeout ${timeoutMs / 1000}s is above this server's maximum of ${MAX_TIMEOUT_MS / 1000}s`);
+      }
     }
     return { digest, action, command, tree, workingDirectory, outputs, timeoutMs, runtime, limits: platform.limits };
   }
@@ -139,6 +145,7 @@ export class ActionRunner {
     const overlay = ctx.sandbox.needsOverlay ? { upper: join(work, "upper"), work: join(work, "overlay-work") } : undefined;
     let failed = true;
     let cgroup: string | undefined;
+    let collector: OutputCollector | undefined;
     try {
       // Input fetch: the execroot, from hardlinks.
       meta.inputFetchStartTimestamp = timestampNow();
@@ -179,7 +186,7 @@ export class ActionRunner {
       meta.outputUploadStartTimestamp = timestampNow();
       const t2 = performance.now();
       const result = create(ActionResultSchema, { exitCode: run.exitCode, executionMetadata: meta });
-      const collector = new OutputCollector(ctx.cas, p.digest.fn, execroot, overlay?.upper);
+      collector = new OutputCollector(ctx.cas, p.digest.fn, execroot, overlay?.upper);
       const stdout = lstatSync(join(work, "stdout"));
       result.stdoutDigest = wire(await collector.store(join(work, "stdout"), stdout));
       result.stderrDigest = wire(await collector.store(join(work, "stderr"), lstatSync(join(work, "stderr"))));
@@ -194,15 +201,31 @@ export class ActionRunner {
         response.status = new StatusError(Code.DEADLINE_EXCEEDED, `the action timed out after ${p.timeoutMs / 1000}s and was killed`).toStatus();
         response.message = `action ${formatDigest(p.digest)} timed out after ${p.timeoutMs / 1000}s`;
       } else if (run.exitCode === 0 && !p.action.doNotCache) {
-        await ctx.ac.put(p.digest, result);
+        // A result that cannot be cached (a full disk, say) is still the caller's result.
+        await ctx.ac.put(p.digest, result).catch((err) => ctx.log.warn(`not caching the result of ${formatDigest(p.digest)}: ${(err as Error).message}`));
       }
+      meta.workerCompletedTimestamp = timestampNow();
       failed = run.exitCode !== 0 || run.timedOut;
       return response;
     } finally {
+      collector?.release();
       if (cgroup) ctx.cgroups.remove(cgroup);
       if (failed && ctx.keepFailed) ctx.log.info(`kept the work folder of failed action ${formatDigest(p.digest)}: ${work}`);
       // Off the response's path and off the event loop: the client need not wait for the clean-up.
       else setImmediate(() => void removeTreeAsync(work, ctx.log));
+    }
+  }
+}
+
+/** Arguments and environment reach execve: NUL cannot be in them, nor "=" in a variable's name. */
+function checkCommand(command: Command): void {
+  if (command.arguments.length === 0) throw new StatusError(Code.INVALID_ARGUMENT, "Command.arguments is empty");
+  command.arguments.forEach((a, i) => {
+    if (a.includes("\0")) throw new StatusError(Code.INVALID_ARGUMENT, `Command.arguments[${i}] contains a NUL byte`);
+  });
+  for (const { name, value } of command.environmentVariables) {
+    if (name === "" || name.includes("=") || name.includes("\0") || value.includes("\0")) {
+      throw new StatusError(Code.INVALID_ARGUMENT, `environment variable "${name}" is not valid (empty name, "=" in the name, or a NUL byte)`);
     }
   }
 }

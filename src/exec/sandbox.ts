@@ -54,6 +54,8 @@ export interface Sandbox {
 
 /** Exit status of the helper when it could not set the sandbox up. */
 const SETUP_FAILED = 125;
+/** How long the helper gets to take an action down after SIGTERM before it is killed itself. */
+const HELPER_KILL_GRACE_MS = 5000;
 /** Top-level names of a runtime that the sandbox provides itself. */
 const PROVIDED = new Set(["dev", "proc", "tmp", "sys", SANDBOX_EXECROOT.slice(1)]);
 
@@ -138,27 +140,35 @@ async function supervise(argv: string[], r: SandboxRun, cwd: string | undefined,
     closeSync(stdout);
     closeSync(stderr);
   }
-  // Killing the helper (or, without one, the process group) takes every process of the action down.
-  const kill = () => {
-    try {
-      process.kill(helper ? proc.pid : -proc.pid, "SIGKILL");
-    } catch {}
+  let exited = false;
+  // The helper turns SIGTERM into SIGKILL for the namespace's PID 1 and exits only once every process
+  // in it is gone, so outputs are final when it returns; SIGKILL follows if it does not. Without a
+  // helper, the command's process group is killed.
+  const stop = () => {
+    if (exited) return;
+    if (helper) {
+      proc.kill("SIGTERM");
+      setTimeout(() => exited || proc.kill("SIGKILL"), HELPER_KILL_GRACE_MS).unref();
+    } else killGroup(proc.pid);
   };
   const timer = setTimeout(() => {
     timedOut = true;
-    kill();
+    stop();
   }, r.timeoutMs);
   const onAbort = () => {
     cancelled = true;
-    kill();
+    stop();
   };
   r.signal.addEventListener("abort", onAbort);
   if (r.signal.aborted) onAbort();
 
   const status = helper ? readStatus(proc.stdio[3] as number, () => (readyAt = performance.now())) : Promise.resolve<Status>({});
   const [code, st] = await Promise.all([proc.exited, status]);
+  exited = true;
   clearTimeout(timer);
   r.signal.removeEventListener("abort", onAbort);
+  // Without a sandbox nothing else reaps what the command left running in the background.
+  if (!helper) killGroup(proc.pid);
   const base = { timedOut, cancelled, startedAt, readyAt, endedAt: performance.now() };
   if (helper) {
     if (st.error !== undefined && code === SETUP_FAILED) return { ...base, exitCode: SETUP_FAILED, setupError: st.error };
@@ -169,8 +179,22 @@ async function supervise(argv: string[], r: SandboxRun, cwd: string | undefined,
   return { ...base, exitCode: signo !== undefined ? 128 + signo : code, signal: signo };
 }
 
-/** Reads the helper's JSON status lines: {"ready":true}, then the final one. */
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {}
+}
+
+/** Reads the helper's JSON status lines: {"ready":true}, then the final one; closes fd at the end. */
 async function readStatus(fd: number, onReady: () => void): Promise<Status> {
+  try {
+    return await parseStatus(fd, onReady);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function parseStatus(fd: number, onReady: () => void): Promise<Status> {
   let status: Status = {};
   let buffered = "";
   const decoder = new TextDecoder();

@@ -1,0 +1,106 @@
+// The execroot as the action left it, read from the host without following any symlink. Root mode
+// has one layer (the execroot). Rootless, the execroot is the lower layer of an overlayfs and the
+// action's writes are in the upper one; this reproduces overlayfs's lookup rules: an upper entry
+// hides lower ones, a whiteout (a 0/0 character device) deletes them, a non-directory ends the path,
+// and an opaque directory (xattr user.overlay.opaque=y) hides everything below it in lower layers.
+import { chmodSync, lstatSync, readdirSync, type Stats } from "node:fs";
+import { join } from "node:path";
+import { dlopen, FFIType } from "bun:ffi";
+
+export interface Entry {
+  /** Host path of the topmost layer's entry. */
+  path: string;
+  st: Stats;
+  /** For a directory: its host path in each layer that merges into it, topmost first. */
+  dirs: string[];
+}
+
+export class MergedView {
+  constructor(private readonly layers: string[]) {}
+
+  /** The root directory of the view. */
+  root(): Entry {
+    const st = lstatSync(this.layers[0]!);
+    return { path: this.layers[0]!, st, dirs: [...this.layers] };
+  }
+
+  /** What rel names in the merged view, or undefined; never goes through a symlink. */
+  find(rel: string): Entry | undefined {
+    let at: Entry | undefined = this.root();
+    for (const name of rel === "" ? [] : rel.split("/")) {
+      if (!at?.st.isDirectory()) return undefined;
+      at = this.child(at, name);
+    }
+    return at;
+  }
+
+  /** A directory's entries across its layers, sorted by UTF-8 bytes. */
+  list(dir: Entry): { name: string; entry: Entry }[] {
+    const names = new Set<string>();
+    for (const d of dir.dirs) for (const name of readDir(d)) names.add(name);
+    const out: { name: string; entry: Entry }[] = [];
+    for (const name of names) {
+      const entry = this.child(dir, name);
+      if (entry) out.push({ name, entry });
+    }
+    return out.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+  }
+
+  private child(dir: Entry, name: string): Entry | undefined {
+    let top: Entry | undefined;
+    for (const d of dir.dirs) {
+      const path = join(d, name);
+      const st = lstatSync(path, { throwIfNoEntry: false });
+      if (!st) continue;
+      if (isWhiteout(st)) break;
+      if (!top) {
+        top = { path, st, dirs: st.isDirectory() ? [path] : [] };
+        // A non-directory hides whatever lower layers have under this name.
+        if (!st.isDirectory() || isOpaque(path)) break;
+      } else {
+        // Lower directories merge into the upper one; lower non-directories are hidden by it.
+        if (!st.isDirectory()) break;
+        top.dirs.push(path);
+        if (isOpaque(path)) break;
+      }
+    }
+    return top;
+  }
+}
+
+function isWhiteout(st: Stats): boolean {
+  return st.isCharacterDevice() && st.rdev === 0;
+}
+
+/** readdir that gets through a directory the action made unreadable (rootless: it is ours). */
+function readDir(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EACCES") throw err;
+    chmodSync(path, 0o700);
+    return readdirSync(path);
+  }
+}
+
+// Node has no getxattr; libc's lgetxattr through bun:ffi (glibc, which Bun's Linux builds use).
+let lgetxattr: ((path: Buffer, name: Buffer, value: Buffer, size: number) => number) | undefined;
+function loadXattr() {
+  if (lgetxattr) return lgetxattr;
+  const lib = dlopen("libc.so.6", { lgetxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 } });
+  lgetxattr = (path, name, value, size) => Number(lib.symbols.lgetxattr(path, name, value, size));
+  return lgetxattr;
+}
+
+const OPAQUE = Buffer.from("user.overlay.opaque\0");
+const OPAQUE_TRUSTED = Buffer.from("trusted.overlay.opaque\0");
+
+function isOpaque(path: string): boolean {
+  const get = loadXattr();
+  const value = Buffer.alloc(4);
+  const cpath = Buffer.from(`${path}\0`);
+  for (const name of [OPAQUE, OPAQUE_TRUSTED]) {
+    if (get(cpath, name, value, value.length) > 0 && value[0] === 0x79 /* "y" */) return true;
+  }
+  return false;
+}
