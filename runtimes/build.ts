@@ -7,7 +7,8 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, 
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { MANIFEST_FILE, type RuntimeManifest } from "../src/exec/runtime-manifest";
-import { extractDeb, fetchDebs, resolvePackages, sha256File, type Deb } from "./recipe/apt";
+import { extractDeb, fetchDebs, resolvePackages, type Deb } from "./recipe/apt";
+import { sha256File } from "../src/exec/runtime-image";
 import { hostArch, type Arch } from "./recipe/arch";
 import { checkRoot } from "./recipe/check";
 import { withLock } from "./recipe/lock";

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Arch } from "./arch";
 import { run } from "./run";
+import { sha256File } from "../../src/exec/runtime-image";
 
 export interface Deb {
   name: string;
@@ -35,12 +36,6 @@ export async function resolvePackages(names: string[], arch: Arch): Promise<Deb[
   if (missing.length > 0) throw new Error(`apt resolved no .deb for: ${missing.join(", ")} (virtual packages must be named by a real package)`);
   if (debs.length !== names.length) throw new Error(`apt returned ${debs.length} .debs for ${names.length} packages: ${debs.map((d) => d.file).join(" ")}`);
   return debs.sort((a, b) => (a.name < b.name ? -1 : 1));
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const h = new Bun.CryptoHasher("sha256");
-  for await (const chunk of Bun.file(path).stream()) h.update(chunk);
-  return h.digest("hex");
 }
 
 /** Makes sure every .deb is in `cacheDir` with the hash apt expects; downloads only those missing. Returns how many it fetched. */

@@ -1,14 +1,6 @@
 // One build at a time per output directory (they share the .deb cache and the image paths).
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
+import { alive } from "../../src/exec/runtime-image";
 
 /** Runs `fn` holding `path` (a file holding the holder's pid); waits for a live holder, takes over from a dead one. */
 export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {

@@ -381,6 +381,7 @@ export class DiskCas {
     mkdirSync(this.tmpDir, { recursive: true });
     const found: { key: string; size: number; mtime: number }[] = [];
     let blobs = 0;
+    let twins = 0;
     for (const kind of ["cas", "ac"] as const) {
       for (const fn of FUNCTIONS) {
         const fnDir = join(this.root, kind, fn);
@@ -404,6 +405,7 @@ export class DiskCas {
             }
             found.push({ key, size: st.size, mtime: st.mtimeMs });
             if (kind === "cas" && !m[3]) blobs++;
+            if (m[3]) twins++;
           }
         }
         if (kind === "cas") {
@@ -423,7 +425,7 @@ export class DiskCas {
       this.storedBytes += charge(f.size);
     }
     this.evictWhileOver();
-    const entries = found.length - blobs - FUNCTIONS.length;
+    const entries = found.length - blobs - twins - FUNCTIONS.length;
     this.log.info(`store: ${blobs} blobs and ${entries} action results, ${this.storedBytes} bytes of ${this.maxBytes} (--max-cas-size)`);
   }
 }

@@ -40,7 +40,7 @@ function onPath(cmd: string): boolean {
   return which(cmd, { PATH: process.env.PATH ?? "" }) !== null;
 }
 
-async function sha256File(path: string): Promise<string> {
+export async function sha256File(path: string): Promise<string> {
   const h = new Bun.CryptoHasher("sha256");
   for await (const chunk of Bun.file(path).stream()) h.update(chunk);
   return h.digest("hex");
@@ -151,7 +151,8 @@ function removeDeadTemps(base: string): void {
   }
 }
 
-function alive(pid: number): boolean {
+/** True while a process with this pid exists (ours or not). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -58,7 +58,7 @@ export async function startWorker(opts: WorkerOptions, cas: DiskCas, ac: ActionC
 
   const sandbox = opts.sandbox === "none" ? new HostProcess() : namespaceSandbox();
   if (sandbox instanceof NamespaceSandbox) await probe(sandbox, runtimes, workRoot);
-  else log.warn("--sandbox=none: actions run directly on this machine, as this user, with no isolation");
+  else log.warn("--sandbox=none: actions run directly on this machine, as this user, with no isolation (they could even change the CAS files they get as inputs)");
 
   const timings = new ExecTimings();
   const runner = new ActionRunner({
