@@ -9,7 +9,7 @@ import { DEFAULT_MAX_BATCH_BYTES, type ServerContext } from "../rpc/context";
 import { CallTracker } from "../rpc/grpc-service";
 import { startServer } from "../rpc/server";
 import { Stats } from "../rpc/stats";
-import { WorkerSetupError, startWorker, type Worker } from "../exec/worker";
+import { WorkerSetupError, startWorker, type Worker, type WorkerOptions } from "../exec/worker";
 import { MAX_TIMEOUT_MS } from "../exec/runner";
 import { formatSize, parseSize } from "./sizes";
 import { FatalError, UsageError, parseFlags } from "./usage";
@@ -51,18 +51,12 @@ Flags:
 Stops on SIGINT or SIGTERM: no new calls, calls in flight get ${SHUTDOWN_GRACE_MS / 1000}s to finish, then exit 0.
 `;
 
-export interface ServeOptions {
+/** The server's own flags, plus the execution flags the worker takes as they are. */
+export interface ServeOptions extends WorkerOptions {
   host: string;
   port: number;
-  root: string;
   maxCasBytes: number;
   logLevel: LogLevel;
-  jobs: number;
-  defaultTimeoutMs: number;
-  sandbox: "namespaces" | "none";
-  keepFailed: boolean;
-  runtimeImages: string[];
-  runtimeRoots: string[];
 }
 
 export function parseServeFlags(argv: string[]): ServeOptions | "help" {
