@@ -107,7 +107,14 @@ export function executionService(ctx: ServerContext, deps: ExecutionDeps) {
     }
     // Identical actions in flight run once, unless the action must not be cached (REAPI: nor merged).
     const e = executions.start(action, !prepared.action.doNotCache, (exec) =>
-      runner.run({ prepared, priority: req.executionPolicy?.priority ?? 0, signal: exec.signal, onStage: (stage) => exec.setStage(stage) }),
+      runner
+        .run({ prepared, priority: req.executionPolicy?.priority ?? 0, signal: exec.signal, onStage: (stage) => exec.setStage(stage) })
+        .catch((err) => {
+          // The caller gets it in ExecuteResponse.status; a server-side failure also belongs in the log.
+          const status = asStatusError(err);
+          if (status.code === Code.INTERNAL || status.code === Code.RESOURCE_EXHAUSTED) ctx.log.warn(`action ${formatDigest(action)}: ${status.message}`);
+          throw err;
+        }),
     );
     ctx.log.debug(`Execute ${formatDigest(action)}: ${e.name}`);
     await follow(e, call);
