@@ -187,8 +187,7 @@ export class ActionRunner {
       const t2 = performance.now();
       const result = create(ActionResultSchema, { exitCode: run.exitCode, executionMetadata: meta });
       collector = new OutputCollector(ctx.cas, p.digest.fn, execroot, overlay?.upper);
-      const stdout = lstatSync(join(work, "stdout"));
-      result.stdoutDigest = wire(await collector.store(join(work, "stdout"), stdout));
+      result.stdoutDigest = wire(await collector.store(join(work, "stdout"), lstatSync(join(work, "stdout"))));
       result.stderrDigest = wire(await collector.store(join(work, "stderr"), lstatSync(join(work, "stderr"))));
       // A timed-out action's outputs are incomplete by definition: only its stdout and stderr come back.
       if (!run.timedOut) await collector.collect(p.outputs, result);
@@ -196,6 +195,7 @@ export class ActionRunner {
       const outputMs = performance.now() - t2;
       ctx.timings.add({ queueMs, execrootMs, sandboxStartMs: run.readyAt - run.startedAt, runMs: run.endedAt - run.readyAt, outputMs });
 
+      meta.workerCompletedTimestamp = timestampNow();
       const response = create(ExecuteResponseSchema, { result, cachedResult: false, status: okStatus() });
       if (run.timedOut) {
         response.status = new StatusError(Code.DEADLINE_EXCEEDED, `the action timed out after ${p.timeoutMs / 1000}s and was killed`).toStatus();
@@ -204,7 +204,6 @@ export class ActionRunner {
         // A result that cannot be cached (a full disk, say) is still the caller's result.
         await ctx.ac.put(p.digest, result).catch((err) => ctx.log.warn(`not caching the result of ${formatDigest(p.digest)}: ${(err as Error).message}`));
       }
-      meta.workerCompletedTimestamp = timestampNow();
       failed = run.exitCode !== 0 || run.timedOut;
       return response;
     } finally {
