@@ -82,7 +82,7 @@ describe("the operation stream", () => {
     expect(await stderr(client, result)).toBe("oops\n");
     const m = result!.executionMetadata!;
     expect(m.worker).toStartWith("actiond@");
-    for (const t of [m.queuedTimestamp, m.workerStartTimestamp, m.inputFetchStartTimestamp, m.inputFetchCompletedTimestamp, m.executionStartTimestamp, m.executionCompletedTimestamp, m.outputUploadStartTimestamp, m.outputUploadCompletedTimestamp]) {
+    for (const t of [m.queuedTimestamp, m.workerStartTimestamp, m.inputFetchStartTimestamp, m.inputFetchCompletedTimestamp, m.executionStartTimestamp, m.executionCompletedTimestamp, m.outputUploadStartTimestamp, m.outputUploadCompletedTimestamp, m.workerCompletedTimestamp]) {
       expect(t?.seconds).toBeGreaterThan(0n);
     }
   });
