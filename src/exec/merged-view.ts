@@ -48,20 +48,22 @@ export class MergedView {
 
   private child(dir: Entry, name: string): Entry | undefined {
     let top: Entry | undefined;
-    for (const d of dir.dirs) {
+    for (const [i, d] of dir.dirs.entries()) {
       const path = join(d, name);
       const st = lstatSync(path, { throwIfNoEntry: false });
       if (!st) continue;
       if (isWhiteout(st)) break;
+      // Opacity matters only where a lower layer could show through.
+      const last = i === dir.dirs.length - 1;
       if (!top) {
         top = { path, st, dirs: st.isDirectory() ? [path] : [] };
         // A non-directory hides whatever lower layers have under this name.
-        if (!st.isDirectory() || isOpaque(path)) break;
+        if (!st.isDirectory() || (!last && isOpaque(path))) break;
       } else {
         // Lower directories merge into the upper one; lower non-directories are hidden by it.
         if (!st.isDirectory()) break;
         top.dirs.push(path);
-        if (isOpaque(path)) break;
+        if (!last && isOpaque(path)) break;
       }
     }
     return top;
