@@ -129,6 +129,18 @@ for (const mode of ["root", "rootless"] as const) {
       rmSync(victim, { recursive: true });
     });
 
+    test("outputs the action left unreadable or unsearchable are still collected, deleted inputs still gone", async () => {
+      const r = await run(client, exec, {
+        args: ["sh", "-c", "rm -rf out && mkdir -p out/sub && echo new > out/new.txt && echo s > out/sub/s.txt && chmod 0644 out/sub && chmod 0311 out"],
+        inputs: { "out/old.txt": "old" },
+        outputDirectories: ["out"],
+      });
+      expect(r.response.status?.code ?? 0).toBe(0);
+      const tree = await readTree(client, r.result!.outputDirectories[0]!.treeDigest);
+      expect(tree.root!.files.map((f) => f.name)).toEqual(["new.txt"]);
+      expect(tree.children.flatMap((d) => d.files.map((f) => f.name))).toEqual(["s.txt"]);
+    });
+
     test("inputs are read-only: the stored blob is never changed; outputs are writable", async () => {
       expect(probe.input_write).toBe("refused");
       if (mode === "root") expect(probe.input_now).toBe(`original-${mode}`);

@@ -60,6 +60,13 @@ export async function readInputTree(cas: DiskCas, messages: MessageCache, fn: Di
   const tree: InputTree = { dirs: [], files: [], symlinks: [] };
   const missing = new Set<string>();
 
+  // A few shared Directory blobs can describe an exponentially large tree: cap what is expanded.
+  const checkSize = () => {
+    if (tree.dirs.length + tree.files.length + tree.symlinks.length > MAX_INPUT_NODES) {
+      throw new StatusError(Code.INVALID_ARGUMENT, `the input tree has more than ${MAX_INPUT_NODES} files, directories and symlinks`);
+    }
+  };
+
   const walk = async (d: BlobDigest, prefix: string) => {
     const where = prefix === "" ? "input root" : `input directory "${prefix}"`;
     const dir = await messages.get(DirectorySchema, d);
@@ -89,13 +96,11 @@ export async function readInputTree(cas: DiskCas, messages: MessageCache, fn: Di
       normalizeInside(s.target, `symlink "${path}" target`, prefix);
       tree.symlinks.push({ path, target: s.target });
     }
+    checkSize();
     for (const sub of dir.directories) {
       const path = claim(sub.name);
       tree.dirs.push(path);
-      // A few shared Directory blobs can describe an exponentially large tree: cap what is expanded.
-      if (tree.dirs.length + tree.files.length > MAX_INPUT_NODES) {
-        throw new StatusError(Code.INVALID_ARGUMENT, `the input tree has more than ${MAX_INPUT_NODES} files and directories`);
-      }
+      checkSize();
       await walk(wireDigest(fn, sub.digest, `directory "${path}"`), path);
     }
   };

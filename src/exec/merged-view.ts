@@ -21,6 +21,7 @@ export class MergedView {
   /** The root directory of the view. */
   root(): Entry {
     const st = lstatSync(this.layers[0]!);
+    for (const layer of this.layers) searchable(layer, lstatSync(layer));
     return { path: this.layers[0]!, st, dirs: [...this.layers] };
   }
 
@@ -37,7 +38,7 @@ export class MergedView {
   /** A directory's entries across its layers, sorted by UTF-8 bytes. */
   list(dir: Entry): { name: string; entry: Entry }[] {
     const names = new Set<string>();
-    for (const d of dir.dirs) for (const name of readDir(d)) names.add(name);
+    for (const d of dir.dirs) for (const name of readdirSync(d)) names.add(name);
     const out: { name: string; entry: Entry }[] = [];
     for (const name of names) {
       const entry = this.child(dir, name);
@@ -53,6 +54,7 @@ export class MergedView {
       const st = lstatSync(path, { throwIfNoEntry: false });
       if (!st) continue;
       if (isWhiteout(st)) break;
+      if (st.isDirectory()) searchable(path, st);
       // Opacity matters only where a lower layer could show through.
       const last = i === dir.dirs.length - 1;
       if (!top) {
@@ -74,24 +76,36 @@ function isWhiteout(st: Stats): boolean {
   return st.isCharacterDevice() && st.rdev === 0;
 }
 
-/** readdir that gets through a directory the action made unreadable (rootless: it is ours). */
-function readDir(path: string): string[] {
-  try {
-    return readdirSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EACCES") throw err;
-    chmodSync(path, 0o700);
-    return readdirSync(path);
-  }
+const ROOTLESS = (process.getuid?.() ?? 0) !== 0;
+
+/**
+ * Rootless, a directory the action left without read or search permission (it is ours: the action
+ * ran as our uid) is opened up again, before its xattrs or entries are read: otherwise an opaque
+ * directory would look transparent, or its entries unreadable. As root, permissions do not bind us.
+ */
+function searchable(path: string, st: Stats): void {
+  if (ROOTLESS && (st.mode & 0o700) !== 0o700) chmodSync(path, (st.mode & 0o7777) | 0o700);
 }
+
 
 // Node has no getxattr; libc's lgetxattr through bun:ffi (glibc, which Bun's Linux builds use).
 let lgetxattr: ((path: Buffer, name: Buffer, value: Buffer, size: number) => number) | undefined;
 function loadXattr() {
   if (lgetxattr) return lgetxattr;
-  const lib = dlopen("libc.so.6", { lgetxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 } });
+  const symbols = { lgetxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 } } as const;
+  const names = ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarch64" : "x86_64"}.so.1`];
+  const lib = openFirst(names, symbols);
   lgetxattr = (path, name, value, size) => Number(lib.symbols.lgetxattr(path, name, value, size));
   return lgetxattr;
+}
+
+function openFirst<S extends Parameters<typeof dlopen>[1]>(names: string[], symbols: S) {
+  for (const name of names) {
+    try {
+      return dlopen(name, symbols);
+    } catch {}
+  }
+  throw new Error(`cannot load the C library (${names.join(", ")}) to read overlayfs attributes`);
 }
 
 const OPAQUE = Buffer.from("user.overlay.opaque\0");
