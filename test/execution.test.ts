@@ -126,6 +126,18 @@ describe("the operation stream", () => {
     expect(new Set(outs).size).toBe(1);
   });
 
+  test("a caller that goes away does not stop the action for another caller waiting on it", async () => {
+    const action = await prepareAction(client, { args: ["sh", "-c", "sleep 1; echo finished"], salt: `leave-${Math.random()}` });
+    const leaving = execute(exec, { actionDigest: action }, (o, call) => {
+      if (o.meta.stage === Stage.EXECUTING) call.cancel();
+    });
+    await Bun.sleep(200);
+    const staying = await execute(exec, { actionDigest: action });
+    await leaving;
+    expect(staying.at(-1)!.response!.status?.code ?? 0).toBe(0);
+    expect(await stdout(client, staying.at(-1)!.response!.result)).toBe("finished\n");
+  });
+
   test("WaitExecution re-attaches to a running execution, and to a finished one", async () => {
     const action = await prepareAction(client, { args: ["sh", "-c", "sleep 1; echo done"], salt: `wait-${Math.random()}` });
     let name = "";
