@@ -128,12 +128,16 @@ describe("the operation stream", () => {
 
   test("a caller that goes away does not stop the action for another caller waiting on it", async () => {
     const action = await prepareAction(client, { args: ["sh", "-c", "sleep 1; echo finished"], salt: `leave-${Math.random()}` });
+    let leftFrom = "";
     const leaving = execute(exec, { actionDigest: action }, (o, call) => {
+      leftFrom = o.op.name;
       if (o.meta.stage === Stage.EXECUTING) call.cancel();
     });
     await Bun.sleep(200);
     const staying = await execute(exec, { actionDigest: action });
     await leaving;
+    // The same execution, joined: not a second run.
+    expect(staying.at(-1)!.op.name).toBe(leftFrom);
     expect(staying.at(-1)!.response!.status?.code ?? 0).toBe(0);
     expect(await stdout(client, staying.at(-1)!.response!.result)).toBe("finished\n");
   });
