@@ -152,12 +152,15 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // Tests and scripts wait for this line, the last of start-up, to learn the port (useful with --listen HOST:0).
   log.info(`actiond serving REAPI on ${opts.host}:${server.port} (root ${opts.root}, worker ${hostname()})`);
   const stopReports = ctx.stats.every(log, STATS_INTERVAL_MS);
+  const timingReports = setInterval(() => worker.timings.reportIfNew(log), STATS_INTERVAL_MS);
+  timingReports.unref();
 
   const signal = await stopSignal;
   log.info(`${signal}: shutting down`);
   await server.shutdown(SHUTDOWN_GRACE_MS);
   await worker.close();
   stopReports();
+  clearInterval(timingReports);
   ctx.stats.reportTotals(log);
   worker.timings.report(log);
   log.info("stopped");

@@ -35,7 +35,15 @@ export class ExecTimings {
     return out;
   }
 
+  private reported = 0;
+
+  /** Logs the summary if actions ran since the last report (for the periodic log). */
+  reportIfNew(log: Logger): void {
+    if (this.total > this.reported) this.report(log);
+  }
+
   report(log: Logger): void {
+    this.reported = this.total;
     const p = this.percentiles();
     if (!p) return;
     const fmt = (k: keyof ActionTiming) => `${k.replace(/Ms$/, "")} ${p[k].p50.toFixed(1)}/${p[k].p95.toFixed(1)}`;
