@@ -36,7 +36,14 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
   const root = opts.root ?? tempDir();
   // setpriv execs in place (no extra process), so signals reach the server itself.
   const asUser = opts.user ? ["setpriv", `--reuid=${opts.user}`, `--regid=${opts.user}`, "--init-groups", "--"] : [];
-  if (opts.user) Bun.spawnSync(["chown", "-R", `${opts.user}:`, root]);
+  if (opts.user) {
+    Bun.spawnSync(["chown", "-R", `${opts.user}:`, root]);
+    // The server runs from this checkout: say so plainly when the user cannot reach it.
+    const reach = Bun.spawnSync(["setpriv", `--reuid=${opts.user}`, `--regid=${opts.user}`, "--init-groups", "--", "test", "-r", MAIN, "-a", "-x", process.execPath]);
+    if (reach.exitCode !== 0) {
+      throw new Error(`user ${opts.user} cannot read ${MAIN} or run ${process.execPath}: make the checkout's parent directories searchable (chmod o+x), as .ci/run does`);
+    }
+  }
   const proc = Bun.spawn([...asUser, process.execPath, MAIN, "serve", "--listen", "127.0.0.1:0", "--root", root, ...(opts.args ?? [])], {
     stdin: "ignore",
     stdout: "pipe",
