@@ -6,10 +6,11 @@ import pkg from "../package.json" with { type: "json" };
 
 const HELP = `Usage: actiond <command> [flags]
 
-A local Remote Execution API (REAPI v2) cache for Bazel.
+A local Remote Execution API (REAPI v2) worker and cache for Bazel.
 
 Commands:
-  serve      serve the CAS and action cache over gRPC (see: actiond serve --help)
+  serve      run Bazel's actions in a Linux sandbox, with the CAS and action cache on disk
+             (see: actiond serve --help)
   version    print the version
   help       show this help
 `;

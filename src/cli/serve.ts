@@ -33,7 +33,7 @@ hermetic Linux sandbox (namespaces, uid 65534, loopback-only network, a Debian r
 
 Flags:
   --listen HOST:PORT     address to listen on (default ${DEFAULT_LISTEN}; port 0 picks a free one)
-  --root DIR             where the CAS and action cache live (default ${defaultRoot()})
+  --root DIR             where the CAS, action cache and work folders live (default ${defaultRoot()})
   --max-cas-size SIZE    disk budget for blobs and action results; the least recently used
                          are evicted beyond it, e.g. 500M, 50G
                          (default ${formatSize(DEFAULT_MAX_CAS_SIZE)})
@@ -48,7 +48,8 @@ Flags:
   --log-level LEVEL      ${LOG_LEVELS.join(", ")} (default info)
   -h, --help             show this help
 
-Stops on SIGINT or SIGTERM: no new calls, calls in flight get ${SHUTDOWN_GRACE_MS / 1000}s to finish, then exit 0.
+Stops on SIGINT or SIGTERM: no new calls, calls in flight (running actions too) get
+${SHUTDOWN_GRACE_MS / 1000}s to finish, the rest are cancelled, then exit 0.
 `;
 
 /** The server's own flags, plus the execution flags the worker takes as they are. */
