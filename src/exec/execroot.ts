@@ -7,6 +7,26 @@ import { formatDigest } from "../cas/digest";
 import { Code, StatusError, missingBlobsError } from "../rpc/status";
 import type { InputTree } from "./input-tree";
 
+/** An action's work folder: the execroot, its stdout and stderr, and the overlay's layers if used. */
+export interface WorkFolder {
+  execroot: string;
+  overlay?: { upper: string; work: string };
+  stdoutPath: string;
+  stderrPath: string;
+}
+
+/** Creates the folders of an action's work folder under dir (stdout and stderr come later). */
+export function createWorkFolder(dir: string, withOverlay: boolean): WorkFolder {
+  const execroot = join(dir, "execroot");
+  mkdirSync(execroot, { recursive: true });
+  const overlay = withOverlay ? { upper: join(dir, "upper"), work: join(dir, "overlay-work") } : undefined;
+  if (overlay) {
+    mkdirSync(overlay.upper);
+    mkdirSync(overlay.work);
+  }
+  return { execroot, overlay, stdoutPath: join(dir, "stdout"), stderrPath: join(dir, "stderr") };
+}
+
 /**
  * Materialises tree under dir (which exists and is empty). Directories are writable by everyone:
  * the action (uid 65534) creates its outputs next to its inputs, and the work folder above is

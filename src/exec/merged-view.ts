@@ -6,6 +6,7 @@
 import { chmodSync, lstatSync, readdirSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { dlopen, FFIType } from "bun:ffi";
+import { RUNNING_AS_ROOT } from "../identity";
 
 export interface Entry {
   /** Host path of the topmost layer's entry. */
@@ -76,15 +77,13 @@ function isWhiteout(st: Stats): boolean {
   return st.isCharacterDevice() && st.rdev === 0;
 }
 
-const ROOTLESS = (process.getuid?.() ?? 0) !== 0;
-
 /**
  * Rootless, a directory the action left without read or search permission (it is ours: the action
  * ran as our uid) is opened up again, before its xattrs or entries are read: otherwise an opaque
  * directory would look transparent, or its entries unreadable. As root, permissions do not bind us.
  */
 function searchable(path: string, st: Stats): void {
-  if (ROOTLESS && (st.mode & 0o700) !== 0o700) chmodSync(path, (st.mode & 0o7777) | 0o700);
+  if (!RUNNING_AS_ROOT && (st.mode & 0o700) !== 0o700) chmodSync(path, (st.mode & 0o7777) | 0o700);
 }
 
 

@@ -24,7 +24,7 @@ import type { DiskCas } from "../cas/disk-cas";
 import type { Logger } from "../log";
 import { Code, StatusError, missingBlobsError, okStatus } from "../rpc/status";
 import type { CgroupLimiter } from "./cgroups";
-import { ExecrootPaths, buildExecroot } from "./execroot";
+import { ExecrootPaths, buildExecroot, createWorkFolder } from "./execroot";
 import { normalizeInside, readInputTree, type InputTree } from "./input-tree";
 import type { JobSlots } from "./job-slots";
 import { MessageCache } from "./message-cache";
@@ -141,8 +141,6 @@ export class ActionRunner {
     const { ctx } = this;
     const meta = create(ExecutedActionMetadataSchema, { worker: WORKER_NAME, queuedTimestamp: queuedAt, workerStartTimestamp: timestampNow() });
     const work = join(ctx.workRoot, randomUUID());
-    const execroot = join(work, "execroot");
-    const overlay = ctx.sandbox.needsOverlay ? { upper: join(work, "upper"), work: join(work, "overlay-work") } : undefined;
     let failed = true;
     let cgroup: string | undefined;
     let collector: OutputCollector | undefined;
@@ -150,11 +148,7 @@ export class ActionRunner {
       // Input fetch: the execroot, from hardlinks.
       meta.inputFetchStartTimestamp = timestampNow();
       const t1 = performance.now();
-      mkdirSync(execroot, { recursive: true });
-      if (overlay) {
-        mkdirSync(overlay.upper);
-        mkdirSync(overlay.work);
-      }
+      const { execroot, overlay, stdoutPath, stderrPath } = createWorkFolder(work, ctx.sandbox.needsOverlay);
       await buildExecroot(ctx.cas, p.tree, execroot);
       const paths = new ExecrootPaths(execroot, p.tree);
       paths.makeDirs(p.workingDirectory, true, "working_directory");
@@ -173,8 +167,8 @@ export class ActionRunner {
         overlay,
         workingDirectory: p.workingDirectory,
         runtime: p.runtime,
-        stdoutPath: join(work, "stdout"),
-        stderrPath: join(work, "stderr"),
+        stdoutPath,
+        stderrPath,
         cgroupDir: cgroup,
         timeoutMs: p.timeoutMs,
         signal: req.signal,
@@ -187,8 +181,8 @@ export class ActionRunner {
       const t2 = performance.now();
       const result = create(ActionResultSchema, { exitCode: run.exitCode, executionMetadata: meta });
       collector = new OutputCollector(ctx.cas, p.digest.fn, execroot, overlay?.upper);
-      result.stdoutDigest = wire(await collector.store(join(work, "stdout"), lstatSync(join(work, "stdout"))));
-      result.stderrDigest = wire(await collector.store(join(work, "stderr"), lstatSync(join(work, "stderr"))));
+      result.stdoutDigest = wire(await collector.store(stdoutPath, lstatSync(stdoutPath)));
+      result.stderrDigest = wire(await collector.store(stderrPath, lstatSync(stderrPath)));
       // A timed-out action's outputs are incomplete by definition: only its stdout and stderr come back.
       if (!run.timedOut) await collector.collect(p.outputs, result);
       meta.outputUploadCompletedTimestamp = timestampNow();

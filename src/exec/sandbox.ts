@@ -3,6 +3,7 @@
 import { closeSync, existsSync, lstatSync, openSync, readdirSync, readlinkSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { join } from "node:path";
+import { RUNNING_AS_ROOT } from "../identity";
 import type { Runtime } from "./runtime";
 
 /** Where the execroot appears inside the sandbox: fixed, so paths baked into outputs repeat. */
@@ -32,9 +33,8 @@ export interface SandboxRun {
 }
 
 export interface SandboxResult {
+  /** The command's exit code, or 128+N when signal N killed it. */
   exitCode: number;
-  /** The signal that killed the command, if any. */
-  signal?: number;
   timedOut: boolean;
   cancelled: boolean;
   /** Set when the sandbox itself could not be set up (a server-side failure, not the action's). */
@@ -61,20 +61,18 @@ const PROVIDED = new Set(["dev", "proc", "tmp", "sys", SANDBOX_EXECROOT.slice(1)
 
 export class NamespaceSandbox implements Sandbox {
   readonly kind = "namespaces";
-  readonly needsOverlay: boolean;
-  private readonly rootless: boolean;
+  /** Rootless, the action's uid maps to ours: see SandboxRun.overlay. */
+  readonly needsOverlay = !RUNNING_AS_ROOT;
   /** The mount steps that put each runtime's top level into the sandbox root, by runtime root. */
   private readonly runtimeSteps = new Map<string, string[]>();
 
-  constructor(private readonly helper: string) {
-    this.rootless = (process.getuid?.() ?? 0) !== 0;
-    this.needsOverlay = this.rootless;
-  }
+  constructor(private readonly helper: string) {}
 
-  /** The helper's command line for one run (exported for tests and the start-up probe). */
-  helperArgs(r: Omit<SandboxRun, "signal" | "timeoutMs" | "stdoutPath" | "stderrPath">): string[] {
+  /** The helper's command line for one run. */
+  private helperArgs(r: SandboxRun): string[] {
     const args: string[] = [];
-    if (this.rootless) args.push("--userns");
+    // Without root, the namespaces need a user namespace of their own.
+    if (!RUNNING_AS_ROOT) args.push("--userns");
     args.push("--uid", String(SANDBOX_UID), "--gid", String(SANDBOX_UID), "--hostname", "localhost");
     args.push(...this.runtimeMounts(r.runtime.root));
     args.push("--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp");
@@ -172,11 +170,11 @@ async function supervise(argv: string[], r: SandboxRun, cwd: string | undefined,
   const base = { timedOut, cancelled, startedAt, readyAt, endedAt: performance.now() };
   if (helper) {
     if (st.error !== undefined && code === SETUP_FAILED) return { ...base, exitCode: SETUP_FAILED, setupError: st.error };
-    if (st.signal !== undefined) return { ...base, exitCode: 128 + st.signal, signal: st.signal };
+    if (st.signal !== undefined) return { ...base, exitCode: 128 + st.signal };
     if (st.exit_code !== undefined) return { ...base, exitCode: st.exit_code };
   }
   const signo = proc.signalCode ? (osConstants.signals as Record<string, number>)[proc.signalCode] : undefined;
-  return { ...base, exitCode: signo !== undefined ? 128 + signo : code, signal: signo };
+  return { ...base, exitCode: signo !== undefined ? 128 + signo : code };
 }
 
 function killGroup(pid: number): void {

@@ -6,9 +6,11 @@ import { join } from "node:path";
 import type { ActionCache } from "../cas/action-cache";
 import type { DiskCas } from "../cas/disk-cas";
 import type { Logger } from "../log";
+import { RUNNING_AS_ROOT } from "../identity";
 import { CgroupLimiter } from "./cgroups";
 import { Executions } from "./executions";
 import { JobSlots } from "./job-slots";
+import { createWorkFolder } from "./execroot";
 import { ActionRunner, removeTree } from "./runner";
 import { defaultRuntimeImage, openRuntimes, type RuntimeSet } from "./runtime";
 import { HostProcess, NamespaceSandbox, sourceHelperPath, type Sandbox } from "./sandbox";
@@ -57,7 +59,7 @@ export async function startWorker(opts: WorkerOptions, cas: DiskCas, ac: ActionC
   mkdirSync(workRoot, { recursive: true, mode: 0o700 });
 
   const sandbox = opts.sandbox === "none" ? new HostProcess() : namespaceSandbox();
-  if (sandbox instanceof NamespaceSandbox) await probe(sandbox, runtimes, workRoot);
+  if (sandbox instanceof NamespaceSandbox) await probe(sandbox, runtimes, workRoot, log);
   else log.warn("--sandbox=none: actions run directly on this machine, as this user, with no isolation (they could even change the CAS files they get as inputs)");
 
   const timings = new ExecTimings();
@@ -96,40 +98,30 @@ function namespaceSandbox(): NamespaceSandbox {
 }
 
 /** Runs `true` in a real sandbox, so a host that cannot build one is found at start, not per action. */
-async function probe(sandbox: Sandbox, runtimes: RuntimeSet, workRoot: string): Promise<void> {
+async function probe(sandbox: Sandbox, runtimes: RuntimeSet, workRoot: string, log: Logger): Promise<void> {
   const dir = mkdtempSync(join(workRoot, "probe-"));
-  const execroot = join(dir, "execroot");
-  mkdirSync(execroot);
-  const overlay = sandbox.needsOverlay ? { upper: join(dir, "upper"), work: join(dir, "work") } : undefined;
-  if (overlay) {
-    mkdirSync(overlay.upper);
-    mkdirSync(overlay.work);
-  }
+  const folder = createWorkFolder(dir, sandbox.needsOverlay);
   try {
     const r = await sandbox.run({
+      ...folder,
       argv: ["true"],
       env: { PATH: "/usr/bin:/bin" },
-      execroot,
-      overlay,
       workingDirectory: "",
       runtime: runtimes.default,
-      stdoutPath: join(dir, "stdout"),
-      stderrPath: join(dir, "stderr"),
       timeoutMs: 30_000,
       signal: new AbortController().signal,
     });
     if (r.setupError !== undefined || r.exitCode !== 0) {
-      const why = r.setupError ?? `exit code ${r.exitCode}: ${await Bun.file(join(dir, "stderr")).text()}`.trim();
-      const rootless = (process.getuid?.() ?? 0) !== 0;
+      const why = r.setupError ?? `exit code ${r.exitCode}: ${await Bun.file(folder.stderrPath).text()}`.trim();
       throw new WorkerSetupError(
         `cannot build the action sandbox here: ${why}. ` +
-          (rootless
+          (!RUNNING_AS_ROOT
             ? "Running as a regular user needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0; in a container: --security-opt seccomp=unconfined or a privileged container). "
             : "") +
           "Or pass --sandbox=none to run actions without isolation.",
       );
     }
   } finally {
-    removeTree(dir, { warn() {}, info() {}, debug() {}, error() {} });
+    removeTree(dir, log);
   }
 }
