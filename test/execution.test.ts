@@ -63,6 +63,22 @@ async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
   return check();
 }
 
+/** Runs fn against a server of its own (started with args), which must then stop cleanly. */
+async function withOwnServer(args: string[], fn: (own: ServerProcess, c: ReapiClient, e: ReturnType<typeof executionClient>) => Promise<void>) {
+  const own = await startServer({ args });
+  const c = new ReapiClient(own.address);
+  const e = executionClient(own.address);
+  let code: number;
+  try {
+    await fn(own, c, e);
+  } finally {
+    e.close();
+    c.close();
+    code = await own.stop();
+  }
+  expect(code).toBe(0);
+}
+
 function getActionResult(action: { hash: string; sizeBytes: bigint }) {
   return client.unary(client.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: action });
 }
@@ -382,16 +398,12 @@ describe("a server that dies", () => {
 
 describe("--sandbox=none", () => {
   test("runs actions directly on this machine, in the execroot, with outputs collected as usual", async () => {
-    const own = await startServer({ args: ["--sandbox", "none"] });
-    const c = new ReapiClient(own.address);
-    const e = executionClient(own.address);
-    const { result } = await run(c, e, { args: ["sh", "-c", "echo host > out.txt; test -d /root && echo host-filesystem"], outputFiles: ["out.txt"] });
-    expect(await text(c, result!.outputFiles[0]!.digest)).toBe("host\n");
-    expect(await stdout(c, result)).toBe("host-filesystem\n");
-    expect(own.log()).toContain("--sandbox=none: actions run directly on this machine");
-    e.close();
-    c.close();
-    expect(await own.stop()).toBe(0);
+    await withOwnServer(["--sandbox", "none"], async (own, c, e) => {
+      const { result } = await run(c, e, { args: ["sh", "-c", "echo host > out.txt; test -d /root && echo host-filesystem"], outputFiles: ["out.txt"] });
+      expect(await text(c, result!.outputFiles[0]!.digest)).toBe("host\n");
+      expect(await stdout(c, result)).toBe("host-filesystem\n");
+      expect(own.log()).toContain("--sandbox=none: actions run directly on this machine");
+    });
   });
 });
 
@@ -405,36 +417,43 @@ describe("exit status and work folders", () => {
   test("work folders are removed, unless --keep-failed keeps a failed action's", async () => {
     await run(client, exec, { args: ["sh", "-c", "exit 1"], salt: `${Math.random()}` });
     expect(await waitUntil(() => readdirSync(join(server.root, "exec")).length === 0, 3000)).toBe(true);
-    const own = await startServer({ args: ["--keep-failed"] });
-    const c = new ReapiClient(own.address);
-    const e = executionClient(own.address);
-    await run(c, e, { args: ["sh", "-c", "echo kept > evidence; exit 1"] });
-    await run(c, e, { args: ["true"], salt: "succeeds" });
-    await Bun.sleep(200);
-    const kept = readdirSync(join(own.root, "exec"));
-    expect(kept).toHaveLength(1);
-    expect(readFileSync(join(own.root, "exec", kept[0]!, "execroot/evidence"), "utf8")).toBe("kept\n");
-    expect(own.log()).toContain("kept the work folder of failed action");
-    e.close();
-    c.close();
-    expect(await own.stop()).toBe(0);
+    await withOwnServer(["--keep-failed"], async (own, c, e) => {
+      await run(c, e, { args: ["sh", "-c", "echo kept > evidence; exit 1"] });
+      await run(c, e, { args: ["true"], salt: "succeeds" });
+      await Bun.sleep(200);
+      const kept = readdirSync(join(own.root, "exec"));
+      expect(kept).toHaveLength(1);
+      expect(readFileSync(join(own.root, "exec", kept[0]!, "execroot/evidence"), "utf8")).toBe("kept\n");
+      expect(own.log()).toContain("kept the work folder of failed action");
+    });
+  });
+});
+
+describe("concurrency", () => {
+  test("actions starting together with the same new executable input all run, the store intact", async () => {
+    await withOwnServer(["--jobs", "8"], async (own, c, e) => {
+      for (let round = 0; round < 15; round++) {
+        // A new executable blob per round: every action needs its executable twin at the same moment.
+        const tool = { content: `#!/bin/sh\necho tool-${round}-${Math.random()}\n`, executable: true };
+        const actions = await Promise.all(Array.from({ length: 8 }, (_, i) => prepareAction(c, { args: ["./tool"], inputs: { tool }, salt: `${round}-${i}` })));
+        const ops = await Promise.all(actions.map((a) => execute(e, { actionDigest: a })));
+        for (const o of ops) expect(o.at(-1)!.response!.result?.exitCode).toBe(0);
+      }
+      expect(own.log()).not.toContain("vanished from disk");
+    });
   });
 });
 
 describe("runtimes", () => {
   test("the libc platform property picks among several runtimes; the first is the default", async () => {
     const images = ["base", "cc"].map((p) => join(import.meta.dir, `../build/runtimes/${p}-${process.arch === "arm64" ? "aarch64" : "x86_64"}.sqfs`));
-    const own = await startServer({ args: images.flatMap((i) => ["--runtime-image", i]) });
-    const c = new ReapiClient(own.address);
-    const e = executionClient(own.address);
-    const probe = { args: ["sh", "-c", "command -v gcc || echo no-gcc"] };
-    const byDefault = await run(c, e, probe);
-    expect(await stdout(c, byDefault.result)).toBe("no-gcc\n");
-    const withCc = await run(c, e, { ...probe, platform: { libc: "cc" } });
-    expect(await stdout(c, withCc.result)).toBe("/usr/bin/gcc\n");
-    e.close();
-    c.close();
-    expect(await own.stop()).toBe(0);
+    await withOwnServer(images.flatMap((i) => ["--runtime-image", i]), async (_own, c, e) => {
+      const probe = { args: ["sh", "-c", "command -v gcc || echo no-gcc"] };
+      const byDefault = await run(c, e, probe);
+      expect(await stdout(c, byDefault.result)).toBe("no-gcc\n");
+      const withCc = await run(c, e, { ...probe, platform: { libc: "cc" } });
+      expect(await stdout(c, withCc.result)).toBe("/usr/bin/gcc\n");
+    });
   });
 });
 

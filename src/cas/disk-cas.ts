@@ -4,17 +4,18 @@
 // ac/<fn>/<hash[0:2]>/<hash>-<size>, each an action cache entry (written by ActionCache). The
 // directories are the source of truth: at start they are scanned into one in-memory LRU index of
 // both kinds, keyed by path, so --max-cas-size bounds the whole store and evicts either kind.
-// A blob is written to a temporary file under <root>/tmp while its hash is computed, then renamed
+// A blob is written to a temporary file under <root>/tmp while its hash is computed, then linked
 // into place, so a blob is visible only when complete and verified; a crash leaves at most a
 // temporary file, removed at start. The size in the name lets the scan drop a file that a power
 // loss left shorter than it should be.
-import { chmod, chown, copyFile, link, open, rename, unlink, utimes, type FileHandle } from "node:fs/promises";
+import { chmod, chown, copyFile, link, open, unlink, utimes, type FileHandle } from "node:fs/promises";
 import { linkSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { Code, StatusError, missingBlobsError } from "../rpc/status";
 import { EMPTY_HASH, formatDigest, hashBytes, newHasher, type BlobDigest, type DigestFunctionName, type Hasher } from "./digest";
 import type { Logger } from "../log";
+import { RUNNING_AS_ROOT } from "../identity";
 
 interface Entry {
   /** Bytes charged against the limit: the file's size rounded up to whole disk blocks. */
@@ -140,7 +141,7 @@ export class DiskCas {
   /**
    * Stores a blob held in memory, after checking its digest; true when it was not stored before.
    * Small blobs (batch uploads) dominate
-   * by count, so this path is one hash and one synchronous create-write-rename, no streaming.
+   * by count, so this path is one hash and one synchronous create-write, then a link into place, no streaming.
    */
   async put(d: BlobDigest, data: Uint8Array): Promise<boolean> {
     if (data.length !== d.size) {
@@ -183,8 +184,23 @@ export class DiskCas {
 
   /** Called by BlobWriter once its temporary file holds the verified blob. */
   async publish(d: BlobDigest, tmp: string): Promise<void> {
-    await rename(tmp, this.pathOf(d));
-    this.add(relativePath("cas", d), d.size);
+    await this.place(tmp, relativePath("cas", d), d.size);
+  }
+
+  /**
+   * Moves a finished temporary file to key, never over an existing file: a rename over a blob that
+   * an execroot is hardlinking at that moment makes the link fail (the replaced inode has no links
+   * left). When the file is already there (a concurrent upload, twin or output), it is the same
+   * bytes, and the temporary file is dropped.
+   */
+  private async place(tmp: string, key: string, size: number): Promise<void> {
+    try {
+      await link(tmp, join(this.root, key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    await unlink(tmp);
+    this.add(key, size);
   }
 
   /**
@@ -197,15 +213,8 @@ export class DiskCas {
     const src = join(this.root, key);
     if (executable && !this.use(key)) {
       this.reserve(d);
-      const tmp = join(this.tmpDir, randomUUID());
       try {
-        await copyFile(this.pathOf(d), tmp);
-        await chmod(tmp, 0o555);
-        await rename(tmp, src);
-        this.add(key, d.size);
-      } catch (err) {
-        rmSync(tmp, { force: true });
-        throw err;
+        await this.placeCopy(this.pathOf(d), key, 0o555, d.size);
       } finally {
         this.release(d);
       }
@@ -238,19 +247,8 @@ export class DiskCas {
     if (this.has(d)) return;
     this.reserve(d);
     try {
-      if (st.nlink > 1) {
-        const tmp = join(this.tmpDir, randomUUID());
-        try {
-          await copyFile(file, tmp);
-          await chmod(tmp, 0o444);
-          await this.publish(d, tmp);
-        } catch (err) {
-          rmSync(tmp, { force: true });
-          throw err;
-        }
-        return;
-      }
-      if ((process.getuid?.() ?? 0) === 0) await chown(file, 0, 0);
+      if (st.nlink > 1) return await this.placeCopy(file, relativePath("cas", d), 0o444, d.size);
+      if (RUNNING_AS_ROOT) await chown(file, 0, 0);
       await chmod(file, 0o444);
       try {
         await link(file, this.pathOf(d));
@@ -261,6 +259,19 @@ export class DiskCas {
       this.add(relativePath("cas", d), d.size);
     } finally {
       this.release(d);
+    }
+  }
+
+  /** Copies a file into the store at key (through tmp/, so it appears whole), read-only with mode. */
+  private async placeCopy(from: string, key: string, mode: number, size: number): Promise<void> {
+    const tmp = join(this.tmpDir, randomUUID());
+    try {
+      await copyFile(from, tmp);
+      await chmod(tmp, mode);
+      await this.place(tmp, key, size);
+    } catch (err) {
+      rmSync(tmp, { force: true });
+      throw err;
     }
   }
 
