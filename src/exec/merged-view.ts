@@ -7,6 +7,7 @@ import { chmodSync, lstatSync, readdirSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { dlopen, FFIType } from "bun:ffi";
 import { RUNNING_AS_ROOT } from "../identity";
+import { hostRuntimeArch } from "./runtime-manifest";
 
 export interface Entry {
   /** Host path of the topmost layer's entry. */
@@ -92,7 +93,7 @@ let lgetxattr: ((path: Buffer, name: Buffer, value: Buffer, size: number) => num
 function loadXattr() {
   if (lgetxattr) return lgetxattr;
   const symbols = { lgetxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 } } as const;
-  const names = ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarch64" : "x86_64"}.so.1`];
+  const names = ["libc.so.6", `libc.musl-${hostRuntimeArch()}.so.1`];
   const lib = openFirst(names, symbols);
   lgetxattr = (path, name, value, size) => Number(lib.symbols.lgetxattr(path, name, value, size));
   return lgetxattr;

@@ -85,11 +85,13 @@ function describe(root: string, source: string): Runtime {
   return { name: "custom", libc: probed?.libc ?? "unknown", arch: probed?.arch ?? hostRuntimeArch(), root, source };
 }
 
-/**
- * The base image a source checkout builds (`bun runtimes/build.ts`): build/runtimes/base-<arch>.sqfs
- * at the repository root, if it is there. (A compiled actiond finds its image another way.)
- */
+/** Where a source checkout's `bun runtimes/build.ts --profile P` puts its image: build/runtimes/P-<arch>.sqfs. */
+export function sourceRuntimeImage(profile: string): string {
+  return join(import.meta.dir, "../../build/runtimes", `${profile}-${hostRuntimeArch()}.sqfs`);
+}
+
+/** The base image of a source checkout, if it was built. (A compiled actiond finds its image another way.) */
 export function defaultRuntimeImage(): string | undefined {
-  const image = join(import.meta.dir, "../../build/runtimes", `base-${hostRuntimeArch()}.sqfs`);
+  const image = sourceRuntimeImage("base");
   return existsSync(image) ? image : undefined;
 }

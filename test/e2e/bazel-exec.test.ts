@@ -6,12 +6,13 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { REPO, startServer, tempDir, type ServerProcess } from "../support/server";
+import { startServer, tempDir, type ServerProcess } from "../support/server";
+import { sourceRuntimeImage } from "../../src/exec/runtime";
 import { BazelWorkspace, COMMON_FLAGS, EXPECTED_OUTPUTS, makeDirsWritable, processSummary, skipWithoutBazel, snapshot } from "./bazel";
 
 const SKIP = skipWithoutBazel("bazel-exec e2e");
 /** The C toolchain reaches the sandbox through the cc runtime image (bun runtimes/build.ts --profile cc). */
-const CC_RUNTIME = join(REPO, `build/runtimes/cc-${process.arch === "arm64" ? "aarch64" : "x86_64"}.sqfs`);
+const CC_RUNTIME = sourceRuntimeImage("cc");
 
 let server: ServerProcess | undefined;
 let tmp = "";
