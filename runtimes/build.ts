@@ -1,5 +1,5 @@
 // Builds a runtime image (a read-only root filesystem for actions) from Debian packages:
-//   bun runtimes/build.ts [--profile base|cc] [--out DIR] [--debs DIR] [--force]
+//   bun runtimes/build.ts [--profile base|cc] [--arch x86_64|aarch64] [--out DIR] [--debs DIR] [--force]
 // writes <out>/<profile>-<arch>.sqfs and, beside it, <profile>-<arch>.build.json (what it was built
 // from). Skips the work when the recorded inputs (recipe, package list, resolved versions) match.
 import { availableParallelism } from "node:os";
@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { MANIFEST_FILE, type RuntimeManifest } from "../src/exec/runtime-manifest";
 import { extractDeb, fetchDebs, resolvePackages, type Deb } from "./recipe/apt";
 import { sha256File } from "../src/exec/runtime-image";
-import { hostArch, type Arch } from "./recipe/arch";
+import { archNamed, hostArch, type Arch } from "./recipe/arch";
 import { checkRoot } from "./recipe/check";
 import { withLock } from "./recipe/lock";
 import { readProfile } from "./recipe/profile";
@@ -34,12 +34,12 @@ const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { profile: { type: "string", default: "base" }, out: { type: "string" }, debs: { type: "string" }, force: { type: "boolean", default: false } },
+    options: { profile: { type: "string", default: "base" }, arch: { type: "string" }, out: { type: "string" }, debs: { type: "string" }, force: { type: "boolean", default: false } },
   });
   const started = performance.now();
   process.umask(0o022); // modes in the image must not depend on the caller's umask
   requireTools();
-  const arch = hostArch(); // cross-builds: pass ARCHES.aarch64 here once apt knows arm64
+  const arch = values.arch ? archNamed(values.arch) : hostArch();
   const profile = values.profile as string;
   const out = resolve(values.out ?? join(REPO, "build/runtimes"));
   const debsDir = resolve(values.debs ?? join(out, "debs"));

@@ -20,7 +20,7 @@ export async function resolvePackages(names: string[], arch: Arch): Promise<Deb[
   try {
     out = await run(["apt-get", "download", "--print-uris", ...names.map((n) => `${n}:${arch.deb}`)]);
   } catch (err) {
-    const hint = "check the profile; if the package exists in Debian, the apt lists may be missing: run apt-get update";
+    const hint = "check the profile; if the package exists in Debian, the apt lists may be missing: run apt-get update (for a foreign --arch, first dpkg --add-architecture <deb>)";
     throw new Error(`apt cannot resolve the runtime's packages (${hint}):\n${(err as Error).message}`);
   }
   // Each line: 'URI' name_version_arch.deb size SHA256:hex

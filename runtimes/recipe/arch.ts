@@ -1,5 +1,5 @@
-// Target architectures. Only the host's is built today; a foreign one would fetch `pkg:<deb>` after
-// `dpkg --add-architecture <deb> && apt-get update`, and everything below is already per-arch.
+// Target architectures. A foreign one (--arch) fetches `pkg:<deb>`, which apt resolves only after
+// `dpkg --add-architecture <deb> && apt-get update`; nothing in the recipe runs the packages' programs.
 import { hostRuntimeArch } from "../../src/exec/runtime-manifest";
 
 export interface Arch {
@@ -21,7 +21,12 @@ export const ARCHES: Record<Arch["name"], Arch> = {
 };
 
 export function hostArch(): Arch {
-  const arch = ARCHES[hostRuntimeArch() as Arch["name"]];
-  if (!arch) throw new Error(`no runtime recipe for this machine's architecture (${process.arch})`);
+  return archNamed(hostRuntimeArch());
+}
+
+/** The recipe for --arch NAME; a name we have no recipe for says which ones we have. */
+export function archNamed(name: string): Arch {
+  const arch = ARCHES[name as Arch["name"]];
+  if (!arch) throw new Error(`no runtime recipe for --arch ${name} (known: ${Object.keys(ARCHES).join(", ")})`);
   return arch;
 }
