@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the sandbox helper: bash shim/build.sh [OUTDIR]  ->  OUTDIR/actiond-sandbox
+# Builds the native helpers: bash shim/build.sh [OUTDIR]  ->  OUTDIR/actiond-sandbox, OUTDIR/actiond-vsock-relay
 # OUTDIR defaults to build/shim under the repository root. Compiler: `zig cc` when zig is on PATH
 # (or `python3 -m ziglang cc` when that module is installed), else $CC, else cc. ACTIOND_SHIM_TARGET
 # (e.g. aarch64-linux-musl) is passed to zig as -target. Static when the toolchain can link it.
@@ -27,13 +27,16 @@ cflags=(-std=c11 -D_GNU_SOURCE -O2 -D_FORTIFY_SOURCE=2 -Wall -Wextra -Werror -fn
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# Compile once; link statically if the toolchain can (glibc's libc.a, musl), else dynamically.
-objs=()
-for src in sandbox.c utils.c; do
+# Link statically if the toolchain can (glibc's libc.a, musl), else dynamically.
+link() {
+  local out="$1"; shift
+  if ! "${cc[@]}" -s -static -o "$out" "$@" 2>"$work/static.log"; then
+    "${cc[@]}" -s -o "$out" "$@"
+  fi
+}
+for src in sandbox.c vsock-relay.c utils.c; do
   "${cc[@]}" "${cflags[@]}" -c -o "$work/${src%.c}.o" "$here/$src"
-  objs+=("$work/${src%.c}.o")
 done
-if ! "${cc[@]}" -s -static -o "$work/actiond-sandbox" "${objs[@]}" 2>"$work/static.log"; then
-  "${cc[@]}" -s -o "$work/actiond-sandbox" "${objs[@]}"
-fi
-mv -f "$work/actiond-sandbox" "$out/actiond-sandbox"
+link "$work/actiond-sandbox" "$work/sandbox.o" "$work/utils.o"
+link "$work/actiond-vsock-relay" "$work/vsock-relay.o" "$work/utils.o"
+mv -f "$work/actiond-sandbox" "$work/actiond-vsock-relay" "$out/"

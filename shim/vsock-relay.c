@@ -1,0 +1,145 @@
+/* actiond-vsock-relay: joins vsock connections to a Unix socket, because neither Bun nor Node can
+ * open AF_VSOCK sockets.
+ *
+ *   actiond-vsock-relay --vsock-port PORT --unix PATH
+ *       (in the guest) accept vsock connections on PORT from any CID; join each to the Unix socket
+ *       PATH, where the guest worker listens.
+ *   actiond-vsock-relay --vsock-port PORT --unix PATH --to-cid CID
+ *       (on a host with /dev/vhost-vsock) accept on the Unix socket PATH; join each to CID:PORT.
+ *
+ * One child process per connection copies bytes both ways and passes half-closes on, so a gRPC
+ * stream ends exactly as it would on a direct socket. Children die with the relay. */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <linux/vm_sockets.h>
+
+#include "utils.h"
+
+#define BUFFER_BYTES (64 * 1024)
+
+static const char USAGE[] =
+    "Usage: actiond-vsock-relay --vsock-port PORT --unix PATH [--to-cid CID]\n"
+    "  without --to-cid: accept vsock connections on PORT, join each to the Unix socket PATH\n"
+    "  with --to-cid:    accept on the Unix socket PATH, join each to vsock CID:PORT\n";
+
+static unsigned parse_number(const char *flag, const char *text) {
+  char *end;
+  errno = 0;
+  unsigned long n = strtoul(text, &end, 10);
+  if (errno || *text == '\0' || *end != '\0' || n > UINT_MAX) die("%s: not a number: %s", flag, text);
+  return (unsigned)n;
+}
+
+static struct sockaddr_un unix_address(const char *path) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a.sun_path) die("--unix: path too long (%zu bytes at most): %s", sizeof a.sun_path - 1, path);
+  strcpy(a.sun_path, path);
+  return a;
+}
+
+static int listen_on(int family, const void *addr, socklen_t len, const char *what) {
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die_with_error("socket for %s", what);
+  if (bind(fd, addr, len) < 0) die_with_error("bind %s", what);
+  if (listen(fd, 128) < 0) die_with_error("listen on %s", what);
+  return fd;
+}
+
+/* Copies what is readable from `from` to `to`; on end of stream passes the half-close on.
+ * Returns false when this direction is finished. */
+static bool pump(int from, int to, char *buf) {
+  ssize_t n = read(from, buf, BUFFER_BYTES);
+  if (n < 0 && errno == EINTR) return true;
+  if (n <= 0) {
+    shutdown(to, SHUT_WR);
+    return false;
+  }
+  if (!write_all(to, buf, (size_t)n)) return false;
+  return true;
+}
+
+/* Runs in the child: copy both ways until both directions have ended or either side fails. */
+static void relay(int a, int b) {
+  char *buf = xmalloc(BUFFER_BYTES);
+  bool a_open = true, b_open = true;
+  while (a_open || b_open) {
+    struct pollfd fds[2] = {{.fd = a_open ? a : -1, .events = POLLIN}, {.fd = b_open ? b : -1, .events = POLLIN}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      die_with_error("poll");
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) a_open = pump(a, b, buf);
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) b_open = pump(b, a, buf);
+  }
+}
+
+int main(int argc, char **argv) {
+  const char *unix_path = NULL;
+  long long port = -1, to_cid = -1;
+  for (int i = 1; i < argc; i++) {
+    const char *flag = argv[i];
+    if (strcmp(flag, "--help") == 0) {
+      fputs(USAGE, stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) die("%s needs a value\n%s", flag, USAGE);
+    const char *value = argv[++i];
+    if (strcmp(flag, "--vsock-port") == 0) port = parse_number(flag, value);
+    else if (strcmp(flag, "--unix") == 0) unix_path = value;
+    else if (strcmp(flag, "--to-cid") == 0) to_cid = parse_number(flag, value);
+    else die("unknown flag %s\n%s", flag, USAGE);
+  }
+  if (port < 0 || !unix_path) die("--vsock-port and --unix are required\n%s", USAGE);
+
+  struct sockaddr_un unix_addr = unix_address(unix_path);
+  struct sockaddr_vm vsock_addr = {.svm_family = AF_VSOCK, .svm_port = (unsigned)port, .svm_cid = VMADDR_CID_ANY};
+  int listener;
+  if (to_cid < 0) {
+    listener = listen_on(AF_VSOCK, &vsock_addr, sizeof vsock_addr, "the vsock port");
+  } else {
+    vsock_addr.svm_cid = (unsigned)to_cid;
+    unlink(unix_path); /* a socket file left by an earlier relay */
+    listener = listen_on(AF_UNIX, &unix_addr, sizeof unix_addr, unix_path);
+  }
+  /* Children are never waited for: let the kernel reap them. */
+  struct sigaction ignore = {.sa_handler = SIG_IGN, .sa_flags = SA_NOCLDWAIT};
+  sigaction(SIGCHLD, &ignore, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  fprintf(stderr, "actiond-vsock-relay: ready\n");
+
+  for (;;) {
+    int accepted = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    if (accepted < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      die_with_error("accept");
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+      fprintf(stderr, "actiond-vsock-relay: fork: %s (connection dropped)\n", strerror(errno));
+    } else if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      close(listener);
+      int family = to_cid < 0 ? AF_UNIX : AF_VSOCK;
+      int peer = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (peer < 0) die_with_error("socket");
+      int rc = to_cid < 0 ? connect(peer, (struct sockaddr *)&unix_addr, sizeof unix_addr)
+                          : connect(peer, (struct sockaddr *)&vsock_addr, sizeof vsock_addr);
+      if (rc < 0) {
+        if (to_cid < 0) die_with_error("connect to %s", unix_path);
+        die_with_error("connect to vsock %lld:%lld", to_cid, port);
+      }
+      relay(accepted, peer);
+      _exit(0);
+    }
+    close(accepted);
+  }
+}
