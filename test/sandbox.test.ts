@@ -1,11 +1,12 @@
-// Sandbox isolation, checked from inside real actions run through Execute: as root, and with the
-// server running as an unprivileged user (rootless: a user namespace, inputs under an overlay).
+// Sandbox isolation, checked from inside real actions run through Execute: as root, with the server
+// running as an unprivileged user (rootless: a user namespace, inputs under an overlay), and as root
+// without CAP_SYS_ADMIN (a container's root by default), which must take the rootless way.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { executionClient, readTree, run, stdout } from "./support/actions";
 import { ReapiClient } from "./support/client";
-import { startServer, tempDir, type ServerProcess } from "./support/server";
+import { MAIN, startServer, tempDir, type ServerProcess } from "./support/server";
 
 /** One action that reports every property as key=value lines. */
 const PROBE = String.raw`
@@ -37,7 +38,10 @@ function parse(text: string): Record<string, string> {
   return Object.fromEntries(text.trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1).trim()]));
 }
 
-for (const mode of ["root", "rootless"] as const) {
+/** Root, minus CAP_SYS_ADMIN: what Docker gives a container's root by default. */
+const WITHOUT_SYS_ADMIN = ["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin", "--", process.execPath, MAIN];
+
+for (const mode of ["root", "rootless", "root without CAP_SYS_ADMIN"] as const) {
   describe(`sandbox isolation (${mode})`, () => {
     let server: ServerProcess;
     let client: ReapiClient;
@@ -46,7 +50,12 @@ for (const mode of ["root", "rootless"] as const) {
     let inputDigest = "";
 
     beforeAll(async () => {
-      server = await startServer({ root: tempDir(), user: mode === "rootless" ? "tester" : undefined });
+      server = await startServer({
+        root: tempDir(),
+        user: mode === "rootless" ? "tester" : undefined,
+        command: mode === "root without CAP_SYS_ADMIN" ? WITHOUT_SYS_ADMIN : undefined,
+      });
+      expect(server.log()).toContain(mode === "root" ? "sandbox namespaces," : "sandbox namespaces (rootless)");
       client = new ReapiClient(server.address);
       exec = executionClient(server.address);
       const r = await run(client, exec, {

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { Code, StatusError, missingBlobsError } from "../rpc/status";
 import { EMPTY_HASH, formatDigest, hashBytes, newHasher, type BlobDigest, type DigestFunctionName, type Hasher } from "./digest";
 import type { Logger } from "../log";
-import { RUNNING_AS_ROOT } from "../identity";
+import { PRIVILEGED } from "../identity";
 
 interface Entry {
   /** Bytes charged against the limit: the file's size rounded up to whole disk blocks. */
@@ -248,7 +248,7 @@ export class DiskCas {
     this.reserve(d);
     try {
       if (st.nlink > 1) return await this.placeCopy(file, relativePath("cas", d), 0o444, d.size);
-      if (RUNNING_AS_ROOT) await chown(file, 0, 0);
+      if (PRIVILEGED) await chown(file, 0, 0);
       await chmod(file, 0o444);
       try {
         await link(file, this.pathOf(d));

@@ -6,7 +6,7 @@
 import { chmodSync, lstatSync, readdirSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { dlopen, FFIType } from "bun:ffi";
-import { RUNNING_AS_ROOT } from "../identity";
+import { PRIVILEGED } from "../identity";
 import { hostRuntimeArch } from "./runtime-manifest";
 
 export interface Entry {
@@ -84,7 +84,7 @@ function isWhiteout(st: Stats): boolean {
  * directory would look transparent, or its entries unreadable. As root, permissions do not bind us.
  */
 function searchable(path: string, st: Stats): void {
-  if (!RUNNING_AS_ROOT && (st.mode & 0o700) !== 0o700) chmodSync(path, (st.mode & 0o7777) | 0o700);
+  if (!PRIVILEGED && (st.mode & 0o700) !== 0o700) chmodSync(path, (st.mode & 0o7777) | 0o700);
 }
 
 

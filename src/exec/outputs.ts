@@ -20,7 +20,7 @@ import {
 import { EMPTY_HASH, hashBytes, newHasher, type BlobDigest, type DigestFunctionName } from "../cas/digest";
 import type { DiskCas } from "../cas/disk-cas";
 import { Code, StatusError } from "../rpc/status";
-import { RUNNING_AS_ROOT } from "../identity";
+import { PRIVILEGED } from "../identity";
 import { MergedView, type Entry } from "./merged-view";
 
 /** What the command asked for, as execroot-relative paths plus the names the client used. */
@@ -155,7 +155,7 @@ function symlinkTarget(name: string, path: string): string {
 
 /** A file the action made unreadable is made readable again (rootless, where it is ours). */
 function readable(path: string, st: Stats): string {
-  if (!RUNNING_AS_ROOT && (st.mode & 0o400) === 0) chmodSync(path, st.mode | 0o400);
+  if (!PRIVILEGED && (st.mode & 0o400) === 0) chmodSync(path, st.mode | 0o400);
   return path;
 }
 

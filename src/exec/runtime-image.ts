@@ -4,7 +4,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { join } from "node:path";
 import { which } from "bun";
 import type { Logger } from "../log";
-import { RUNNING_AS_ROOT } from "../identity";
+import { PRIVILEGED } from "../identity";
 
 export type MountMethod = "kernel" | "squashfuse" | "extract";
 export const MOUNT_METHODS: readonly MountMethod[] = ["kernel", "squashfuse", "extract"];
@@ -74,7 +74,7 @@ export async function makeImageAvailable(image: string, stateDir: string, method
 type Attempt = (image: string, sha: string, stateDir: string, log: Logger) => Promise<AvailableImage | string>;
 
 const kernelMount: Attempt = async (image, sha, stateDir, log) => {
-  if (!RUNNING_AS_ROOT) return "needs root";
+  if (!PRIVILEGED) return "needs root";
   const mnt = mountPoint(stateDir, sha);
   const existing = mountAt(mnt);
   if (existing?.fstype === "squashfs") {
@@ -104,7 +104,7 @@ const fuseMount: Attempt = async (image, sha, stateDir, log) => {
   if (existing?.fstype.startsWith("fuse")) await release(); // its daemon died: "Transport endpoint is not connected"
   else if (existing) return `${mnt} already has a ${existing.fstype} mount`;
   // Root's sandboxed actions run as nobody, who may enter a FUSE mount only with allow_other.
-  const opts = RUNNING_AS_ROOT ? ["-o", "allow_other"] : [];
+  const opts = PRIVILEGED ? ["-o", "allow_other"] : [];
   const failed = await tryRun(["squashfuse", ...opts, image, mnt]);
   if (failed) {
     removeEmptyDir(mnt);

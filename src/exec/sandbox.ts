@@ -3,7 +3,7 @@
 import { closeSync, existsSync, lstatSync, openSync, readdirSync, readlinkSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { join } from "node:path";
-import { RUNNING_AS_ROOT } from "../identity";
+import { PRIVILEGED } from "../identity";
 import type { Runtime } from "./runtime";
 
 /** Where the execroot appears inside the sandbox: fixed, so paths baked into outputs repeat. */
@@ -62,7 +62,7 @@ const PROVIDED = new Set(["dev", "proc", "tmp", "sys", SANDBOX_EXECROOT.slice(1)
 export class NamespaceSandbox implements Sandbox {
   readonly kind = "namespaces";
   /** Rootless, the action's uid maps to ours: see SandboxRun.overlay. */
-  readonly needsOverlay = !RUNNING_AS_ROOT;
+  readonly needsOverlay = !PRIVILEGED;
   /** The mount steps that put each runtime's top level into the sandbox root, by runtime root. */
   private readonly runtimeSteps = new Map<string, string[]>();
 
@@ -72,7 +72,7 @@ export class NamespaceSandbox implements Sandbox {
   private helperArgs(r: SandboxRun): string[] {
     const args: string[] = [];
     // Without root, the namespaces need a user namespace of their own.
-    if (!RUNNING_AS_ROOT) args.push("--userns");
+    if (!PRIVILEGED) args.push("--userns");
     args.push("--uid", String(SANDBOX_UID), "--gid", String(SANDBOX_UID), "--hostname", "localhost");
     args.push(...this.runtimeMounts(r.runtime.root));
     args.push("--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp");
