@@ -2,7 +2,9 @@
 // actiond: command dispatch only.
 import { SERVE_HELP, parseServeFlags, serve } from "./cli/serve";
 import { FatalError, UsageError, parseFlags } from "./cli/usage";
-import pkg from "../package.json" with { type: "json" };
+import { doctor } from "./cli/doctor";
+import { VERSION_HELP, versionText } from "./cli/version";
+import { embeddedPayload } from "./payload/embedded";
 
 const HELP = `Usage: actiond <command> [flags]
 
@@ -11,7 +13,9 @@ A local Remote Execution API (REAPI v2) worker and cache for Bazel.
 Commands:
   serve      run Bazel's actions in a Linux sandbox, with the CAS and action cache on disk
              (see: actiond serve --help)
-  version    print the version
+  serve-vm   the same, in a Linux VM (for macOS; not available yet)
+  doctor     check what this machine allows, and what to do for what it does not
+  version    print the version and the assets this executable carries
   help       show this help
 `;
 
@@ -36,17 +40,29 @@ async function main(argv: string[]): Promise<number> {
     case "version":
     case "--version": {
       const { values } = parseFlags("version", rest, {});
-      if (values.help) {
-        process.stdout.write("Usage: actiond version\n\nPrint the version of actiond and of the Bun runtime.\n");
-        return 0;
-      }
-      process.stdout.write(`actiond ${pkg.version} (bun ${Bun.version}, ${process.platform}-${process.arch})\n`);
+      process.stdout.write(values.help ? VERSION_HELP : await versionText());
       return 0;
     }
+    case "doctor":
+      return doctor(rest);
+    case "serve-vm":
+      throw new FatalError(await serveVmUnavailable());
     default:
       throw new UsageError(`unknown command "${command}" (try: actiond --help)`);
   }
 }
+
+/** Until the VM work lands, serve-vm says what this build lacks for it. */
+async function serveVmUnavailable(): Promise<string> {
+  const missing = (await embeddedPayload())?.manifest.missing.map((m) => m.role) ?? ["guest-kernel", "guest-initramfs"];
+  return `serve-vm is not available in this build: it lacks ${missing.join(", ")} (the VM guest is not built yet); on Linux, use actiond serve`;
+}
+
+// `actiond version | head -1` closes the pipe early; that is not an error.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),

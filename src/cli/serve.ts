@@ -9,6 +9,7 @@ import { DEFAULT_MAX_BATCH_BYTES, type ServerContext } from "../rpc/context";
 import { CallTracker } from "../rpc/grpc-service";
 import { startServer } from "../rpc/server";
 import { Stats } from "../rpc/stats";
+import { localAssets } from "../payload/local-assets";
 import { WorkerSetupError, startWorker, type Worker, type WorkerOptions } from "../exec/worker";
 import { MAX_TIMEOUT_MS } from "../exec/runner";
 import { formatSize, parseSize } from "./sizes";
@@ -128,7 +129,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const ac = new ActionCache(cas, log);
   let worker: Worker;
   try {
-    worker = await startWorker(opts, cas, ac, log);
+    const assets = await localAssets(opts.root, log);
+    worker = await startWorker(opts, assets, cas, ac, log);
   } catch (err) {
     if (err instanceof WorkerSetupError) throw new FatalError(err.message);
     throw err;

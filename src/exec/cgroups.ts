@@ -3,13 +3,26 @@
 //   B/actiond-server   the server moves itself here (v2 allows controllers only in cgroups with no processes)
 //   B/actiond/<action> one per limited action; the helper joins it before creating namespaces
 // Where that cannot be set up, actions still run; the log says once why their limits do not apply.
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync, existsSync } from "node:fs";
+import { accessSync, constants, mkdirSync, readFileSync, rmdirSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log";
 import type { ResourceLimits } from "./platform";
 
 const CONTROLLERS = ["memory", "pids", "cpu"];
 const CPU_PERIOD_US = 100_000;
+
+/** Why per-action limits cannot be applied here, or undefined when they can (changes nothing). */
+export function cgroupLimitsUnavailable(): string | undefined {
+  try {
+    const base = ownCgroup();
+    const missing = CONTROLLERS.filter((c) => !readWords(join(base, "cgroup.controllers")).includes(c));
+    if (missing.length > 0) return `the controllers ${missing.join(", ")} are not available in ${base} (a cgroup v1 or hybrid host, or not delegated)`;
+    accessSync(base, constants.W_OK);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
 
 export class CgroupLimiter {
   private seq = 0;
@@ -26,8 +39,8 @@ export class CgroupLimiter {
   static setUp(log: Logger): CgroupLimiter {
     try {
       const base = ownCgroup();
-      const missing = CONTROLLERS.filter((c) => !readWords(join(base, "cgroup.controllers")).includes(c));
-      if (missing.length > 0) throw new Error(`the controllers ${missing.join(", ")} are not available in ${base} (a cgroup v1 or hybrid host, or not delegated)`);
+      const unavailable = cgroupLimitsUnavailable();
+      if (unavailable) throw new Error(unavailable);
       const server = join(base, "actiond-server");
       mkdirSync(server, { recursive: true });
       writeFileSync(join(server, "cgroup.procs"), String(process.pid));

@@ -18,6 +18,8 @@ export interface Runtime {
   root: string;
   /** The image file or directory it came from. */
   source: string;
+  /** How an image was made available ("directory" for --runtime-root). */
+  method: MountMethod | "directory";
 }
 
 export interface RuntimeSet {
@@ -53,12 +55,12 @@ export async function openRuntimes(opts: OpenRuntimesOptions): Promise<RuntimeSe
       const source = resolve(image);
       const available = await makeImageAvailable(source, opts.stateDir, opts.methods ?? MOUNT_METHODS, opts.log);
       held.push(available);
-      runtimes.push(describe(available.root, source));
+      runtimes.push(describe(available.root, source, available.method));
     }
     for (const dir of opts.roots) {
       const root = resolve(dir);
       if (!existsSync(root) || !statSync(root).isDirectory()) throw new Error(`runtime root ${dir} is not a directory`);
-      runtimes.push(describe(root, root));
+      runtimes.push(describe(root, root, "directory"));
     }
   } catch (err) {
     await close();
@@ -78,11 +80,11 @@ export async function openRuntimes(opts: OpenRuntimesOptions): Promise<RuntimeSe
 }
 
 /** Name, libc and arch from the root's manifest; without one, "custom" and whatever glibc it holds. */
-function describe(root: string, source: string): Runtime {
+function describe(root: string, source: string, method: Runtime["method"]): Runtime {
   const manifest = readManifest(root);
-  if (manifest) return { name: manifest.name, libc: manifest.libc, arch: manifest.arch, root, source };
+  if (manifest) return { name: manifest.name, libc: manifest.libc, arch: manifest.arch, root, source, method };
   const probed = probeLibc(root);
-  return { name: "custom", libc: probed?.libc ?? "unknown", arch: probed?.arch ?? hostRuntimeArch(), root, source };
+  return { name: "custom", libc: probed?.libc ?? "unknown", arch: probed?.arch ?? hostRuntimeArch(), root, source, method };
 }
 
 /** Where a source checkout's `bun runtimes/build.ts --profile P` puts its image: build/runtimes/P-<arch>.sqfs. */

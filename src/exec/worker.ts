@@ -6,14 +6,14 @@ import { join } from "node:path";
 import type { ActionCache } from "../cas/action-cache";
 import type { DiskCas } from "../cas/disk-cas";
 import type { Logger } from "../log";
-import { RUNNING_AS_ROOT } from "../identity";
+import { PRIVILEGED } from "../identity";
 import { CgroupLimiter } from "./cgroups";
 import { Executions } from "./executions";
 import { JobSlots } from "./job-slots";
 import { createWorkFolder } from "./execroot";
 import { ActionRunner, removeTree } from "./runner";
-import { defaultRuntimeImage, openRuntimes, type RuntimeSet } from "./runtime";
-import { HostProcess, NamespaceSandbox, sourceHelperPath, type Sandbox } from "./sandbox";
+import { openRuntimes, type RuntimeSet } from "./runtime";
+import { HostProcess, NamespaceSandbox, type Sandbox } from "./sandbox";
 import { ExecTimings } from "./timings";
 
 export interface WorkerOptions {
@@ -33,19 +33,28 @@ export interface Worker {
   close(): Promise<void>;
 }
 
+/** What this actiond brings along: its sandbox helper, and the runtime images actions get by default. */
+export interface BuiltInAssets {
+  helper?: string;
+  runtimeImages: string[];
+  /** Where they come from, for messages: the executable itself, or a source checkout's build/. */
+  origin: "embedded" | "checkout";
+}
+
 /** A setup problem the user must fix; serve prints it as one line and exits 1. */
 export class WorkerSetupError extends Error {}
 
-export async function startWorker(opts: WorkerOptions, cas: DiskCas, ac: ActionCache, log: Logger): Promise<Worker> {
+export async function startWorker(opts: WorkerOptions, builtIn: BuiltInAssets, cas: DiskCas, ac: ActionCache, log: Logger): Promise<Worker> {
   const images = [...opts.runtimeImages];
   if (images.length === 0 && opts.runtimeRoots.length === 0) {
-    const image = defaultRuntimeImage();
-    if (!image) {
+    if (builtIn.runtimeImages.length === 0) {
       throw new WorkerSetupError(
-        "no runtime image for actions: build one with `bun runtimes/build.ts` (needs a Debian-family host), or pass --runtime-image FILE or --runtime-root DIR",
+        builtIn.origin === "checkout"
+          ? "no runtime image for actions: build one with `bun runtimes/build.ts` (needs a Debian-family host), or pass --runtime-image FILE or --runtime-root DIR"
+          : "this executable carries no runtime image for actions: pass --runtime-image FILE or --runtime-root DIR",
       );
     }
-    images.push(image);
+    images.push(...builtIn.runtimeImages);
   }
   let runtimes: RuntimeSet;
   try {
@@ -58,8 +67,8 @@ export async function startWorker(opts: WorkerOptions, cas: DiskCas, ac: ActionC
   removeTree(workRoot, log);
   mkdirSync(workRoot, { recursive: true, mode: 0o700 });
 
-  const sandbox = opts.sandbox === "none" ? new HostProcess() : namespaceSandbox();
-  if (sandbox instanceof NamespaceSandbox) await probe(sandbox, runtimes, workRoot, log);
+  const sandbox = opts.sandbox === "none" ? new HostProcess() : namespaceSandbox(builtIn);
+  if (sandbox instanceof NamespaceSandbox) await probeSandbox(sandbox, runtimes, workRoot, log);
   else log.warn("--sandbox=none: actions run directly on this machine, as this user, with no isolation (they could even change the CAS files they get as inputs)");
 
   const timings = new ExecTimings();
@@ -91,14 +100,21 @@ export async function startWorker(opts: WorkerOptions, cas: DiskCas, ac: ActionC
   };
 }
 
-function namespaceSandbox(): NamespaceSandbox {
-  const helper = process.env.ACTIOND_SANDBOX_HELPER || sourceHelperPath();
-  if (!helper) throw new WorkerSetupError("the sandbox helper is not built: run `bash shim/build.sh` (or pass --sandbox=none to run actions unsandboxed)");
+export function namespaceSandbox(builtIn: BuiltInAssets): NamespaceSandbox {
+  // ACTIOND_SANDBOX_HELPER: a helper built some other way (tests of zig builds, debugging).
+  const helper = process.env.ACTIOND_SANDBOX_HELPER || builtIn.helper;
+  if (!helper) {
+    throw new WorkerSetupError(
+      builtIn.origin === "checkout"
+        ? "the sandbox helper is not built: run `bash shim/build.sh` (or pass --sandbox=none to run actions unsandboxed)"
+        : "this executable carries no sandbox helper (pass --sandbox=none to run actions unsandboxed)",
+    );
+  }
   return new NamespaceSandbox(helper);
 }
 
 /** Runs `true` in a real sandbox, so a host that cannot build one is found at start, not per action. */
-async function probe(sandbox: Sandbox, runtimes: RuntimeSet, workRoot: string, log: Logger): Promise<void> {
+export async function probeSandbox(sandbox: Sandbox, runtimes: RuntimeSet, workRoot: string, log: Logger): Promise<void> {
   const dir = mkdtempSync(join(workRoot, "probe-"));
   const folder = createWorkFolder(dir, sandbox.needsOverlay);
   try {
@@ -115,7 +131,7 @@ async function probe(sandbox: Sandbox, runtimes: RuntimeSet, workRoot: string, l
       const why = r.setupError ?? `exit code ${r.exitCode}: ${await Bun.file(folder.stderrPath).text()}`.trim();
       throw new WorkerSetupError(
         `cannot build the action sandbox here: ${why}. ` +
-          (!RUNNING_AS_ROOT
+          (!PRIVILEGED
             ? "Running as a regular user needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0; in a container: --security-opt seccomp=unconfined or a privileged container). "
             : "") +
           "Or pass --sandbox=none to run actions without isolation.",

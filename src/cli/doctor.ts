@@ -1,0 +1,230 @@
+// `actiond doctor`: checks what this machine allows, by trying it where it can (the sandbox runs a
+// real command), and says in plain words what works and what the user must do for what does not.
+import { closeSync, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { which } from "bun";
+import { createLogger } from "../log";
+import { PRIVILEGED } from "../identity";
+import { cgroupLimitsUnavailable } from "../exec/cgroups";
+import { openRuntimes, type RuntimeSet } from "../exec/runtime";
+import { removeTree } from "../exec/runner";
+import { namespaceSandbox, probeSandbox } from "../exec/worker";
+import { embeddedPayload } from "../payload/embedded";
+import { localAssets, type LocalAssets } from "../payload/local-assets";
+import type { PayloadManifest } from "../payload/manifest";
+import { defaultRoot } from "./serve";
+import { parseFlags } from "./usage";
+
+export const DOCTOR_HELP = `Usage: actiond doctor [--root DIR]
+
+Checks what this machine allows actiond to do: the sandbox (namespaces, user namespaces), runtime
+images (squashfs), cgroup v2 limits, and virtualization for serve-vm (KVM, or Virtualization.framework
+on macOS). Prints what works and what to do for what does not. Exit status 0 when \`actiond serve\`
+can run actions here (on macOS: when \`actiond serve-vm\` can), 1 otherwise.
+
+Flags:
+  --root DIR   the folder serve would use (default: ${defaultRoot()}); embedded assets are
+               extracted there, as serve does
+`;
+
+type Verdict = "ok" | "warn" | "FAIL" | "info";
+interface Finding {
+  verdict: Verdict;
+  area: string;
+  says: string;
+  /** What the user can do about it. */
+  fix?: string;
+}
+
+export async function doctor(argv: string[]): Promise<number> {
+  const { values } = parseFlags("doctor", argv, { root: { type: "string" } });
+  if (values.help) {
+    process.stdout.write(DOCTOR_HELP);
+    return 0;
+  }
+  const root = resolve((values.root as string | undefined) ?? defaultRoot());
+  const findings: Finding[] = [];
+  const report = (f: Finding) => {
+    findings.push(f);
+    process.stdout.write(`  ${f.verdict.padEnd(5)} ${f.area.padEnd(16)} ${f.says}\n${f.fix ? `  ${"".padEnd(5)} ${"".padEnd(16)} → ${f.fix}\n` : ""}`);
+  };
+  const uid = process.getuid?.();
+  const who = PRIVILEGED ? "as root" : uid === 0 ? "as root without CAP_SYS_ADMIN, as in a container: the rootless way" : `as uid ${uid}`;
+  process.stdout.write(`actiond doctor: what this machine allows (${process.platform}-${process.arch}, ${who})\n`);
+
+  let works: boolean;
+  if (process.platform === "linux") {
+    works = await linuxChecks(root, report);
+  } else if (process.platform === "darwin") {
+    works = macChecks((await embeddedPayload())?.manifest, report);
+  } else {
+    report({ verdict: "FAIL", area: "platform", says: `actiond runs on Linux and macOS, not ${process.platform}` });
+    works = false;
+  }
+  const command = process.platform === "darwin" ? "actiond serve-vm" : "actiond serve";
+  process.stdout.write(works ? `${command} can run actions here.\n` : `${command} cannot run actions here yet: see the FAIL lines above.\n`);
+  return works ? 0 : 1;
+}
+
+async function linuxChecks(root: string, report: (f: Finding) => void): Promise<boolean> {
+  const quiet = createLogger("error");
+  mkdirSync(root, { recursive: true });
+  let assets: LocalAssets;
+  try {
+    assets = await localAssets(root, quiet);
+  } catch (err) {
+    report({ verdict: "FAIL", area: "embedded assets", says: (err as Error).message });
+    return false;
+  }
+  const from = assets.origin === "embedded" ? "carried by this executable" : "built in this checkout";
+  if (!assets.helper) {
+    report({ verdict: "FAIL", area: "sandbox helper", says: `none ${from}`, fix: assets.origin === "checkout" ? "run `bash shim/build.sh`" : "download actiond again" });
+    return false;
+  }
+  report({ verdict: "ok", area: "sandbox helper", says: `${from}: ${assets.helper}` });
+
+  // Mounts go to a private folder (a server using this root keeps its own); unpacked copies are
+  // shared with serve, which would otherwise unpack the same image again.
+  const scratch = mkdtempSync(join(root, "doctor-"));
+  let runtimes: RuntimeSet | undefined;
+  try {
+    runtimes = await openRuntime(assets, scratch, root);
+    if (!runtimes) {
+      report({ verdict: "FAIL", area: "runtime image", says: "none to run actions in", fix: "build one with `bun runtimes/build.ts --profile cc`, or pass --runtime-image / --runtime-root to serve" });
+    } else {
+      const r = runtimes.default;
+      const how = {
+        kernel: "mounted with the kernel's squashfs (root)",
+        squashfuse: "mounted with squashfuse (FUSE)",
+        extract: "unpacked once with unsquashfs (no root, no FUSE): works, but uses disk and a slower first start",
+        directory: "a directory",
+      }[r.method];
+      report({ verdict: "ok", area: "runtime image", says: `${r.name} (${r.libc}, ${r.arch}) ${how}`, fix: r.method === "extract" ? "for mounting without root: apt-get install squashfuse, and access to /dev/fuse" : undefined });
+    }
+  } catch (err) {
+    report({ verdict: "FAIL", area: "runtime image", says: (err as Error).message.split("\n")[0] as string, fix: "run as root, or install squashfuse (with access to /dev/fuse) or squashfs-tools" });
+  }
+
+  let sandboxWorks = false;
+  if (runtimes) {
+    try {
+      const sandbox = namespaceSandbox(assets);
+      const workRoot = join(scratch, "exec");
+      mkdirSync(workRoot, { mode: 0o700 });
+      await probeSandbox(sandbox, runtimes, workRoot, quiet);
+      sandboxWorks = true;
+      report({
+        verdict: "ok",
+        area: "namespaces",
+        says: PRIVILEGED
+          ? "actions run in their own mount, PID, network, IPC and UTS namespaces"
+          : "actions run rootless: in a user namespace, with their own mount, PID, network, IPC and UTS namespaces",
+      });
+    } catch (err) {
+      report({ verdict: "FAIL", area: "namespaces", says: (err as Error).message.replace(/ Or pass --sandbox=none.*$/, ""), fix: "fix the above, or run serve with --sandbox=none (no isolation)" });
+    } finally {
+      await runtimes.close();
+    }
+  }
+  removeTree(scratch, createLogger("error"));
+
+  if (PRIVILEGED) userNamespaceCheck(report);
+  const noLimits = cgroupLimitsUnavailable();
+  report(
+    noLimits
+      ? {
+          verdict: "warn",
+          area: "cgroup v2",
+          says: `per-action limits (memory, pids, cpu) cannot be applied: ${noLimits}; actions run without them`,
+          fix: "use a cgroup v2 host (systemd.unified_cgroup_hierarchy=1), and run serve in a delegated cgroup, e.g. systemd-run --user -p Delegate=yes actiond serve",
+        }
+      : { verdict: "ok", area: "cgroup v2", says: "per-action limits (memory, pids, cpu) can be applied" },
+  );
+  vmChecks(assets, report);
+  return sandboxWorks;
+}
+
+/** The runtime serve would use: mounted in `scratch`, or else unpacked where serve keeps unpacked images. */
+async function openRuntime(assets: LocalAssets, scratch: string, root: string): Promise<RuntimeSet | undefined> {
+  if (assets.runtimeImages.length === 0) return undefined;
+  const log = createLogger("error");
+  const images = assets.runtimeImages.slice(0, 1);
+  try {
+    return await openRuntimes({ images, roots: [], stateDir: scratch, methods: ["kernel", "squashfuse"], log });
+  } catch {
+    return await openRuntimes({ images, roots: [], stateDir: join(root, "runtimes"), methods: ["extract"], log });
+  }
+}
+
+/** As root, whether a plain user could run serve (rootless): the kernel settings that forbid it. */
+function userNamespaceCheck(report: (f: Finding) => void): void {
+  const read = (p: string) => (existsSync(p) ? readFileSync(p, "utf8").trim() : undefined);
+  const blockers: string[] = [];
+  if (read("/proc/sys/user/max_user_namespaces") === "0") blockers.push("sysctl user.max_user_namespaces=0 (set it to e.g. 15000)");
+  if (read("/proc/sys/kernel/unprivileged_userns_clone") === "0") blockers.push("sysctl kernel.unprivileged_userns_clone=0 (set it to 1)");
+  if (read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") === "1") {
+    blockers.push("AppArmor restricts unprivileged user namespaces (sysctl kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile allowing userns for actiond)");
+  }
+  report(
+    blockers.length === 0
+      ? { verdict: "ok", area: "user namespaces", says: "plain users may create them, so serve also runs without root (rootless)" }
+      : { verdict: "info", area: "user namespaces", says: "serve runs as root here, but a plain user could not run it (rootless)", fix: blockers.join("; ") },
+  );
+}
+
+function vmChecks(assets: LocalAssets, report: (f: Finding) => void): void {
+  if (existsSync("/dev/kvm")) {
+    try {
+      closeSync(openSync("/dev/kvm", "r+"));
+      report({ verdict: "ok", area: "KVM", says: "/dev/kvm opens: serve-vm can run its guest with hardware virtualization" });
+    } catch (err) {
+      const denied = (err as NodeJS.ErrnoException).code === "EACCES";
+      report({
+        verdict: "warn",
+        area: "KVM",
+        says: `/dev/kvm exists but cannot be opened (${(err as Error).message})`,
+        fix: denied ? "add the user to the kvm group (usermod -aG kvm USER) and log in again" : "load kvm_intel or kvm_amd, with virtualization enabled in the firmware",
+      });
+    }
+  } else {
+    report({
+      verdict: "warn",
+      area: "KVM",
+      says: "no /dev/kvm: serve-vm would emulate its guest in software, many times slower (serve is not affected)",
+      fix: "enable virtualization (VT-x/AMD-V in the firmware, or nested virtualization for a VM) and load kvm_intel or kvm_amd",
+    });
+  }
+  const qemu = `qemu-system-${process.arch === "arm64" ? "aarch64" : "x86_64"}`;
+  if (!which(qemu)) report({ verdict: "info", area: "QEMU", says: `${qemu} is not installed: serve-vm needs it on Linux`, fix: `apt-get install ${process.arch === "arm64" ? "qemu-system-arm" : "qemu-system-x86"}` });
+  for (const m of assets.manifest?.missing ?? []) report({ verdict: "info", area: "serve-vm", says: `this build has no ${m.role}: ${m.reason}` });
+}
+
+function macChecks(manifest: PayloadManifest | undefined, report: (f: Finding) => void): boolean {
+  report({ verdict: "info", area: "serve", says: "actions need Linux: on macOS they run in a Linux VM (actiond serve-vm)" });
+  if (process.arch !== "arm64") {
+    report({ verdict: "FAIL", area: "processor", says: "serve-vm needs Apple silicon (its Linux guest is arm64)" });
+    return false;
+  }
+  const sysctl = Bun.spawnSync(["/usr/sbin/sysctl", "-n", "kern.hv_support"]).stdout.toString().trim();
+  const hv = sysctl === "1";
+  report(
+    hv
+      ? { verdict: "ok", area: "hypervisor", says: "Virtualization.framework can run VMs here" }
+      : { verdict: "FAIL", area: "hypervisor", says: "kern.hv_support is not 1: this Mac cannot run VMs (inside a VM without nested virtualization?)" },
+  );
+  const signed = Bun.spawnSync(["/usr/bin/codesign", "-d", "--entitlements", "-", "--xml", process.execPath], { stderr: "pipe" });
+  const entitled = signed.stdout.toString().includes("com.apple.security.virtualization");
+  report(
+    entitled
+      ? { verdict: "ok", area: "entitlement", says: "this executable is signed with com.apple.security.virtualization" }
+      : {
+          verdict: "FAIL",
+          area: "entitlement",
+          says: "this executable lacks the com.apple.security.virtualization entitlement, so it cannot start a VM",
+          fix: `codesign --force --sign - --entitlements actiond.entitlements ${process.execPath} (install.sh and the Homebrew formula do this)`,
+        },
+  );
+  const missing = manifest ? manifest.missing : [{ role: "guest-kernel", reason: "running from source: build with `npm run build`" }];
+  for (const m of missing) report({ verdict: "FAIL", area: "serve-vm", says: `this build has no ${m.role}: ${m.reason}` });
+  return hv && entitled && missing.length === 0;
+}

@@ -1,0 +1,38 @@
+// Where this actiond's native helpers and runtime images are: extracted from the executable when it
+// is a compiled one, or the checkout's build/ folder when it runs from source.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "../log";
+import { defaultRuntimeImage } from "../exec/runtime";
+import { sourceHelperPath } from "../exec/sandbox";
+import { embeddedPayload, extractAssets } from "./embedded";
+import type { PayloadManifest } from "./manifest";
+
+export interface LocalAssets {
+  origin: "embedded" | "checkout";
+  /** The sandbox helper, if built or carried. */
+  helper?: string;
+  relay?: string;
+  /** Runtime images actions get when the user names none. */
+  runtimeImages: string[];
+  /** A compiled executable's manifest (what it carries, and what it lacks). */
+  manifest?: PayloadManifest;
+}
+
+export async function localAssets(root: string, log: Logger): Promise<LocalAssets> {
+  const payload = await embeddedPayload();
+  if (!payload) {
+    const relay = join(import.meta.dir, "../../build/shim/actiond-vsock-relay");
+    const image = defaultRuntimeImage();
+    return { origin: "checkout", helper: sourceHelperPath(), relay: existsSync(relay) ? relay : undefined, runtimeImages: image ? [image] : [] };
+  }
+  const assets = await extractAssets(payload, root, log);
+  log.info(`embedded assets ready in ${assets.ms.toFixed(1)} ms (${assets.extracted} extracted, ${assets.reused} already there) under ${join(root, "embedded")}`);
+  return {
+    origin: "embedded",
+    helper: assets.byRole.get("sandbox-helper")?.[0],
+    relay: assets.byRole.get("vsock-relay")?.[0],
+    runtimeImages: assets.byRole.get("runtime") ?? [],
+    manifest: payload.manifest,
+  };
+}
