@@ -14,7 +14,7 @@ function run(...args: string[]) {
 
 describe("actiond CLI", () => {
   test("every command answers --help", () => {
-    for (const args of [["--help"], ["serve", "--help"], ["version", "--help"]]) {
+    for (const args of [["--help"], ["serve", "--help"], ["version", "--help"], ["doctor", "--help"]]) {
       const r = run(...args);
       expect(r.code).toBe(0);
       expect(r.out).toContain("Usage: actiond");
@@ -26,10 +26,41 @@ describe("actiond CLI", () => {
     expect(serveHelp).toContain("default 20GiB");
   });
 
-  test("version prints the version and the Bun runtime", () => {
+  test("version prints the version and the Bun runtime; from source it carries no assets", () => {
     const r = run("version");
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^actiond \d+\.\d+\.\d+ \(bun \d+\.\d+\.\d+, linux-/);
+    expect(r.out).toContain("assets: none embedded (running from a source checkout");
+  });
+
+  test("doctor finds the sandbox working here, and reports each area", () => {
+    const r = run("doctor", "--root", tempDir());
+    expect(r.code).toBe(0);
+    for (const area of ["sandbox helper", "runtime image", "namespaces", "user namespaces", "cgroup v2", "KVM"]) expect(r.out).toMatch(new RegExp(`\\n  (ok|warn|info)\\s+${area} `));
+    expect(r.out).toContain("actiond serve can run actions here.");
+  });
+
+  test("doctor as a plain user reports the rootless sandbox", () => {
+    const root = tempDir();
+    Bun.spawnSync(["chown", "tester:", root]);
+    const p = Bun.spawnSync(["setpriv", "--reuid=tester", "--regid=tester", "--init-groups", "--", process.execPath, MAIN, "doctor", "--root", root], { stdout: "pipe", stderr: "pipe" });
+    expect(p.stdout.toString()).toMatch(/ok\s+namespaces\s+actions run rootless/);
+    expect(p.exitCode).toBe(0);
+  });
+
+  test("where no sandbox can be built, doctor says FAIL with what to do, and exits 1", () => {
+    const p = Bun.spawnSync([process.execPath, MAIN, "doctor", "--root", tempDir()], { stdout: "pipe", stderr: "pipe", env: { ...process.env, ACTIOND_SANDBOX_HELPER: "/bin/false" } });
+    const out = p.stdout.toString();
+    expect(out).toMatch(/FAIL\s+namespaces\s+cannot build the action sandbox here/);
+    expect(out).toContain("→ fix the above, or run serve with --sandbox=none");
+    expect(out).toContain("actiond serve cannot run actions here yet");
+    expect(p.exitCode).toBe(1);
+  });
+
+  test("serve-vm says what this build lacks, and exits 1", () => {
+    const r = run("serve-vm");
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^actiond: serve-vm is not available in this build: it lacks guest-kernel, guest-initramfs/);
   });
 
   test("unknown commands, unknown flags and bad values are refused with one line and exit 2", () => {

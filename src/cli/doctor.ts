@@ -102,7 +102,9 @@ async function linuxChecks(root: string, report: (f: Finding) => void): Promise<
       report({ verdict: "ok", area: "runtime image", says: `${r.name} (${r.libc}, ${r.arch}) ${how}`, fix: r.method === "extract" ? "for mounting without root: apt-get install squashfuse, and access to /dev/fuse" : undefined });
     }
   } catch (err) {
-    report({ verdict: "FAIL", area: "runtime image", says: (err as Error).message.split("\n")[0] as string, fix: "run as root, or install squashfuse (with access to /dev/fuse) or squashfs-tools" });
+    // The message lists each way tried and why it could not be used; the last line says what to do.
+    const lines = (err as Error).message.split("\n");
+    report({ verdict: "FAIL", area: "runtime image", says: lines.slice(0, -1).join(" "), fix: lines.at(-1) });
   }
 
   let sandboxWorks = false;

@@ -21,7 +21,9 @@ export const DEFAULT_TIMEOUT_S = 3600;
 const SHUTDOWN_GRACE_MS = 10_000;
 const STATS_INTERVAL_MS = 60_000;
 
+/** $ACTIOND_ROOT (set by the devcontainer feature, for a volume), else $XDG_CACHE_HOME/actiond, else ~/.cache/actiond. */
 export function defaultRoot(): string {
+  if (process.env.ACTIOND_ROOT) return process.env.ACTIOND_ROOT;
   const cache = process.env.XDG_CACHE_HOME || join(homedir(), ".cache");
   return join(cache, "actiond");
 }
@@ -34,7 +36,8 @@ hermetic Linux sandbox (namespaces, uid 65534, loopback-only network, a Debian r
 
 Flags:
   --listen HOST:PORT     address to listen on (default ${DEFAULT_LISTEN}; port 0 picks a free one)
-  --root DIR             where the CAS, action cache and work folders live (default ${defaultRoot()})
+  --root DIR             where the CAS, action cache and work folders live (default ${defaultRoot()};
+                         $ACTIOND_ROOT sets another)
   --max-cas-size SIZE    disk budget for blobs and action results; the least recently used
                          are evicted beyond it, e.g. 500M, 50G
                          (default ${formatSize(DEFAULT_MAX_CAS_SIZE)})

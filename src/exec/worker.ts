@@ -1,7 +1,7 @@
 // Sets up execution for `serve`: the runtimes, the sandbox (checked by running a real command in
 // it), cgroup limits, job slots, and the runner. A sandbox that cannot be built stops start-up with
 // the reason and what to do, unless the user chose --sandbox=none.
-import { mkdtempSync, mkdirSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ActionCache } from "../cas/action-cache";
 import type { DiskCas } from "../cas/disk-cas";
@@ -113,6 +113,35 @@ export function namespaceSandbox(builtIn: BuiltInAssets): NamespaceSandbox {
   return new NamespaceSandbox(helper);
 }
 
+/** What usually stops a sandbox in the rootless way, and what to do about it. */
+function sandboxHint(workRoot: string): string {
+  if (PRIVILEGED) return "";
+  const hints: string[] = [];
+  if (existsSync("/.dockerenv") || existsSync("/run/.containerenv")) {
+    hints.push("In a container the sandbox needs user namespaces and its own /proc: start the container with --security-opt seccomp=unconfined --security-opt systempaths=unconfined (on AppArmor hosts also apparmor=unconfined), or --privileged.");
+  } else {
+    hints.push("Running without root needs unprivileged user namespaces (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, kernel.apparmor_restrict_unprivileged_userns=0).");
+  }
+  if (fileSystemType(workRoot) === "overlay") {
+    hints.push(`Rootless sandboxes lay an overlay over the work folders, which cannot be on an overlay filesystem as ${workRoot} is (a container's own filesystem): put --root on a volume or another filesystem.`);
+  }
+  return `${hints.join(" ")} `;
+}
+
+/** The type of the filesystem holding `path` (the longest mount point above it), e.g. "ext4", "overlay". */
+export function fileSystemType(path: string): string | undefined {
+  let best: { point: string; type: string } | undefined;
+  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const f = line.split(" ");
+    const point = f[4]?.replace(/\\040/g, " ");
+    const type = f[f.indexOf("-") + 1];
+    if (!point || !type) continue;
+    const under = point === "/" || path === point || path.startsWith(`${point}/`);
+    if (under && (!best || point.length >= best.point.length)) best = { point, type };
+  }
+  return best?.type;
+}
+
 /** Runs `true` in a real sandbox, so a host that cannot build one is found at start, not per action. */
 export async function probeSandbox(sandbox: Sandbox, runtimes: RuntimeSet, workRoot: string, log: Logger): Promise<void> {
   const dir = mkdtempSync(join(workRoot, "probe-"));
@@ -129,13 +158,7 @@ export async function probeSandbox(sandbox: Sandbox, runtimes: RuntimeSet, workR
     });
     if (r.setupError !== undefined || r.exitCode !== 0) {
       const why = r.setupError ?? `exit code ${r.exitCode}: ${await Bun.file(folder.stderrPath).text()}`.trim();
-      throw new WorkerSetupError(
-        `cannot build the action sandbox here: ${why}. ` +
-          (!PRIVILEGED
-            ? "Running as a regular user needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0; in a container: --security-opt seccomp=unconfined or a privileged container). "
-            : "") +
-          "Or pass --sandbox=none to run actions without isolation.",
-      );
+      throw new WorkerSetupError(`cannot build the action sandbox here: ${why}. ${sandboxHint(workRoot)}Or pass --sandbox=none to run actions without isolation.`);
     }
   } finally {
     removeTree(dir, log);
