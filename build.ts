@@ -1,8 +1,139 @@
-// `npm run build`: compile actiond into one standalone executable for this machine, dist/actiond-<os>-<arch>.
-// (Cross-targets and embedded assets come with the packaging work.)
-import { $ } from "bun";
+// `npm run build [-- --all | --target NAME ...]`: compile actiond into standalone executables,
+// dist/actiond-<target>, each carrying its assets (sandbox helper, vsock relay, runtime image), plus
+// what a release publishes beside them: <binary>.sha256, checksums.txt, install.sh, the macOS
+// entitlements, the Homebrew formula and the release notes. Without flags: this machine's target.
+import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { parseArgs } from "node:util";
+import { requireTools } from "./runtimes/recipe/run";
+import { hostTarget, MISSING_VM_REASON, TARGETS, type Target } from "./packaging/build/targets";
+import { ensureZig } from "./packaging/build/zig";
+import { stagePayload, type AssetSource } from "./packaging/build/payload";
+import pkg from "./package.json" with { type: "json" };
 
-const target = `${process.platform}-${process.arch}`;
-const outfile = `dist/actiond-${target}`;
-await $`bun build --compile --minify --sourcemap src/main.ts --outfile ${outfile}`;
-console.log(`built ${outfile}`);
+const REPO = import.meta.dir;
+const DIST = join(REPO, "dist");
+const say = (msg: string) => console.log(`build: ${msg}`);
+const mib = (n: number) => (n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
+/** Where the release files are published; install.sh and the formula download from here. */
+const RELEASES = "https://github.com/actiond/actiond/releases";
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const { values } = parseArgs({ options: { all: { type: "boolean", default: false }, target: { type: "string", multiple: true } } });
+  const targets = values.all ? Object.values(TARGETS) : (values.target?.map(targetNamed) ?? [hostTarget()]);
+  const arches = [...new Set(targets.map((t) => t.linuxArch))];
+
+  // Everything the build needs is checked before any work starts.
+  requireTools();
+  for (const arch of arches) requireAptArch(arch);
+  const zigDir = await ensureZig(REPO, say);
+
+  const commit = gitCommit();
+  const helpers = new Map<string, string>();
+  for (const arch of arches) {
+    const target = targets.find((t) => t.linuxArch === arch) as Target;
+    const out = join(REPO, "build/dist/shim", target.zigLinux);
+    await run(["bash", "shim/build.sh", out], { PATH: `${zigDir}:${process.env.PATH}`, ACTIOND_SHIM_TARGET: target.zigLinux });
+    helpers.set(arch, out);
+    await run([process.execPath, "runtimes/build.ts", "--profile", "cc", "--arch", arch]);
+  }
+
+  rmSync(DIST, { recursive: true, force: true });
+  mkdirSync(DIST, { recursive: true });
+  const built: string[] = [];
+  for (const target of targets) {
+    const shim = helpers.get(target.linuxArch) as string;
+    const sources: AssetSource[] = [
+      { name: "actiond-sandbox", role: "sandbox-helper", path: join(shim, "actiond-sandbox"), executable: true },
+      { name: "actiond-vsock-relay", role: "vsock-relay", path: join(shim, "actiond-vsock-relay"), executable: true },
+      { name: `runtime-cc-${target.linuxArch}.sqfs`, role: "runtime", path: join(REPO, "build/runtimes", `cc-${target.linuxArch}.sqfs`), executable: false },
+    ];
+    const { files, manifest } = stagePayload(join(REPO, "build/dist/payload", target.name), sources, {
+      version: pkg.version,
+      commit,
+      target: target.name,
+      bun: Bun.version,
+      missing: target.vmRoles.map((role) => ({ role, reason: MISSING_VM_REASON })),
+    });
+    const outfile = join(DIST, `actiond-${target.name}`);
+    // [name].[ext]: embedded files keep their names, which the manifest refers to. The source map is
+    // embedded too; bun also writes .map files beside its output, so it compiles into a scratch folder.
+    const scratch = join(REPO, "build/dist/compile", target.name);
+    rmSync(scratch, { recursive: true, force: true });
+    await run([process.execPath, "build", "--compile", `--target=${target.bun}`, "--minify", "--sourcemap", "--asset-naming=[name].[ext]", "src/main.ts", ...files, "--outfile", join(scratch, basename(outfile))]);
+    renameSync(join(scratch, basename(outfile)), outfile);
+    writeFileSync(`${outfile}.sha256`, `${sha256(outfile)}  ${basename(outfile)}\n`);
+    built.push(outfile);
+    say(`${basename(outfile)}: ${mib(statSync(outfile).size)}, carrying ${manifest.assets.map((a) => `${a.name} ${mib(a.storedSize)}`).join(", ")}`);
+  }
+
+  // The files a release publishes beside the executables.
+  copyFileSync(join(REPO, "packaging/install.sh"), join(DIST, "install.sh"));
+  copyFileSync(join(REPO, "packaging/macos/actiond.entitlements"), join(DIST, "actiond.entitlements"));
+  const darwin = built.find((f) => f.endsWith("darwin-arm64"));
+  if (darwin) {
+    render("packaging/homebrew/actiond.rb.in", "actiond.rb", {
+      VERSION: pkg.version,
+      RELEASES,
+      SHA256: sha256(darwin),
+      ENTITLEMENTS_SHA256: sha256(join(DIST, "actiond.entitlements")),
+    });
+  }
+  const published = [...built, join(DIST, "install.sh"), join(DIST, "actiond.entitlements"), ...(darwin ? [join(DIST, "actiond.rb")] : [])];
+  const checksums = published.map((f) => `${sha256(f)}  ${basename(f)}\n`).join("");
+  writeFileSync(join(DIST, "checksums.txt"), checksums);
+  render("packaging/RELEASE-NOTES.md.in", "RELEASE-NOTES.md", {
+    VERSION: pkg.version,
+    COMMIT: commit,
+    BUN: Bun.version,
+    RELEASES,
+    FILES: published.map((f) => `| ${basename(f)} | ${mib(statSync(f).size)} | \`${sha256(f)}\` |`).join("\n"),
+  });
+  say(`done in ${((performance.now() - started) / 1000).toFixed(1)} s: ${published.map((f) => basename(f)).join(", ")}, checksums.txt, RELEASE-NOTES.md in dist/`);
+}
+
+function targetNamed(name: string): Target {
+  const target = TARGETS[name as Target["name"]];
+  if (!target) throw new Error(`unknown --target ${name} (known: ${Object.keys(TARGETS).join(", ")})`);
+  return target;
+}
+
+/** The runtime image for a foreign architecture needs apt to know it; say how, before any work. */
+function requireAptArch(arch: Target["linuxArch"]): void {
+  const deb = arch === "x86_64" ? "amd64" : "arm64";
+  const known = [Bun.spawnSync(["dpkg", "--print-architecture"]).stdout.toString(), Bun.spawnSync(["dpkg", "--print-foreign-architectures"]).stdout.toString()];
+  if (!known.join("\n").split(/\s+/).includes(deb)) {
+    throw new Error(`the ${arch} runtime image is made from Debian's ${deb} packages, which apt does not know here: run (as root) \`dpkg --add-architecture ${deb} && apt-get update\``);
+  }
+}
+
+function gitCommit(): string {
+  const r = Bun.spawnSync(["git", "rev-parse", "HEAD"], { cwd: REPO });
+  return r.exitCode === 0 ? r.stdout.toString().trim() : "unknown";
+}
+
+function sha256(path: string): string {
+  return new Bun.CryptoHasher("sha256").update(readFileSync(path)).digest("hex");
+}
+
+/** Fills @NAME@ placeholders of a template in packaging/ into dist/<out>. */
+function render(template: string, out: string, vars: Record<string, string>): void {
+  const text = readFileSync(join(REPO, template), "utf8").replace(/@([A-Z0-9_]+)@/g, (m, name: string) => {
+    if (!(name in vars)) throw new Error(`${template}: no value for ${m}`);
+    return vars[name] as string;
+  });
+  writeFileSync(join(DIST, out), text);
+}
+
+async function run(cmd: string[], env: Record<string, string> = {}): Promise<void> {
+  const proc = Bun.spawn(cmd, { cwd: REPO, env: { ...process.env, ...env }, stdout: "inherit", stderr: "inherit" });
+  if ((await proc.exited) !== 0) throw new Error(`${cmd.slice(0, 3).join(" ")} … failed (exit ${proc.exitCode})`);
+}
+
+try {
+  await main();
+} catch (err) {
+  console.error(`build failed: ${(err as Error).message}`);
+  process.exit(1);
+}

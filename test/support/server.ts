@@ -30,6 +30,13 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Run the server as this (unprivileged) user, e.g. "tester"; the root folder is given to it. */
   user?: string;
+  /** The actiond to run (default: this checkout's src/main.ts under Bun), e.g. a compiled executable. */
+  command?: string[];
+  /** When false, the server gets only `env` (default: this process's environment plus `env`). */
+  inheritEnv?: boolean;
+  cwd?: string;
+  /** How long start-up may take (default 15 s; a first start may unpack a runtime image). */
+  startTimeoutMs?: number;
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<ServerProcess> {
@@ -39,16 +46,19 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
   if (opts.user) {
     Bun.spawnSync(["chown", "-R", `${opts.user}:`, root]);
     // The server runs from this checkout: say so plainly when the user cannot reach it.
-    const reach = Bun.spawnSync(["setpriv", `--reuid=${opts.user}`, `--regid=${opts.user}`, "--init-groups", "--", "test", "-r", MAIN, "-a", "-x", process.execPath]);
+    const exe = opts.command?.[0] ?? process.execPath;
+    const reach = Bun.spawnSync(["setpriv", `--reuid=${opts.user}`, `--regid=${opts.user}`, "--init-groups", "--", "test", "-r", opts.command ? exe : MAIN, "-a", "-x", exe]);
     if (reach.exitCode !== 0) {
-      throw new Error(`user ${opts.user} cannot read ${MAIN} or run ${process.execPath}: make the checkout's parent directories searchable (chmod o+x), as .ci/run does`);
+      throw new Error(`user ${opts.user} cannot read ${MAIN} or run ${exe}: make the checkout's parent directories searchable (chmod o+x), as .ci/run does`);
     }
   }
-  const proc = Bun.spawn([...asUser, process.execPath, MAIN, "serve", "--listen", "127.0.0.1:0", "--root", root, ...(opts.args ?? [])], {
+  const command = opts.command ?? [process.execPath, MAIN];
+  const proc = Bun.spawn([...asUser, ...command, "serve", "--listen", "127.0.0.1:0", "--root", root, ...(opts.args ?? [])], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
-    env: { ...process.env, ...opts.env },
+    cwd: opts.cwd,
+    env: opts.inheritEnv === false ? { ...opts.env } : { ...process.env, ...opts.env },
   });
   let text = "";
   const decoder = new TextDecoder();
@@ -60,7 +70,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     }
   })();
   const port = await new Promise<number>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`server did not start:\n${text}`)), 15_000);
+    const timer = setTimeout(() => rej(new Error(`server did not start:\n${text}`)), opts.startTimeoutMs ?? 15_000);
     onLine = () => {
       const m = /serving REAPI on [^\s]+:(\d+)/.exec(text);
       if (m) {
