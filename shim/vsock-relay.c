@@ -6,6 +6,9 @@
  *       PATH, where the guest worker listens.
  *   actiond-vsock-relay --vsock-port PORT --unix PATH --to-cid CID
  *       (on a host with /dev/vhost-vsock) accept on the Unix socket PATH; join each to CID:PORT.
+ *   actiond-vsock-relay --serial DEVICE --map PORT=PATH [--map PORT=PATH ...]
+ *       (in a QEMU guest without vsock) streams multiplexed over a virtio-serial port, each joined
+ *       to the Unix socket mapped to its port (serial-mux.c).
  *
  * One child process per connection copies bytes both ways and passes half-closes on, so a gRPC
  * stream ends exactly as it would on a direct socket. Children die with the relay. */
@@ -22,14 +25,17 @@
 #include <unistd.h>
 #include <linux/vm_sockets.h>
 
+#include "serial-mux.h"
 #include "utils.h"
 
 #define BUFFER_BYTES (64 * 1024)
 
 static const char USAGE[] =
     "Usage: actiond-vsock-relay --vsock-port PORT --unix PATH [--to-cid CID]\n"
+    "       actiond-vsock-relay --serial DEVICE --map PORT=PATH [--map PORT=PATH ...]\n"
     "  without --to-cid: accept vsock connections on PORT, join each to the Unix socket PATH\n"
-    "  with --to-cid:    accept on the Unix socket PATH, join each to vsock CID:PORT\n";
+    "  with --to-cid:    accept on the Unix socket PATH, join each to vsock CID:PORT\n"
+    "  with --serial:    streams multiplexed over a virtio-serial port, each to the socket mapped to its port\n";
 
 static unsigned parse_number(const char *flag, const char *text) {
   char *end;
@@ -83,8 +89,10 @@ static void relay(int a, int b) {
 }
 
 int main(int argc, char **argv) {
-  const char *unix_path = NULL;
+  const char *unix_path = NULL, *serial = NULL;
   long long port = -1, to_cid = -1;
+  struct port_map maps[16];
+  int nmaps = 0;
   for (int i = 1; i < argc; i++) {
     const char *flag = argv[i];
     if (strcmp(flag, "--help") == 0) {
@@ -96,7 +104,19 @@ int main(int argc, char **argv) {
     if (strcmp(flag, "--vsock-port") == 0) port = parse_number(flag, value);
     else if (strcmp(flag, "--unix") == 0) unix_path = value;
     else if (strcmp(flag, "--to-cid") == 0) to_cid = parse_number(flag, value);
-    else die("unknown flag %s\n%s", flag, USAGE);
+    else if (strcmp(flag, "--serial") == 0) serial = value;
+    else if (strcmp(flag, "--map") == 0) {
+      const char *eq = strchr(value, '=');
+      if (!eq || nmaps == 16) die("--map: expected PORT=PATH (at most 16): %s", value);
+      char *port_text = xstrdup(value);
+      port_text[eq - value] = '\0';
+      maps[nmaps++] = (struct port_map){.port = parse_number(flag, port_text), .path = eq + 1};
+    } else die("unknown flag %s\n%s", flag, USAGE);
+  }
+  if (serial) {
+    if (nmaps == 0) die("--serial needs at least one --map PORT=PATH\n%s", USAGE);
+    signal(SIGPIPE, SIG_IGN);
+    run_serial_mux(serial, maps, nmaps);
   }
   if (port < 0 || !unix_path) die("--vsock-port and --unix are required\n%s", USAGE);
 

@@ -7,7 +7,7 @@ import { DiskCas } from "../cas/disk-cas";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../log";
 import { DEFAULT_MAX_BATCH_BYTES, type ServerContext } from "../rpc/context";
 import { CallTracker } from "../rpc/grpc-service";
-import { startServer } from "../rpc/server";
+import { listenText, startServer, type ListenAddress } from "../rpc/server";
 import { Stats } from "../rpc/stats";
 import { localAssets } from "../payload/local-assets";
 import { WorkerSetupError, startWorker, type Worker, type WorkerOptions } from "../exec/worker";
@@ -35,7 +35,8 @@ hermetic Linux sandbox (namespaces, uid 65534, loopback-only network, a Debian r
   bazel build --remote_executor=grpc://127.0.0.1:8980 //...
 
 Flags:
-  --listen HOST:PORT     address to listen on (default ${DEFAULT_LISTEN}; port 0 picks a free one)
+  --listen HOST:PORT     address to listen on (default ${DEFAULT_LISTEN}; port 0 picks a free one);
+                         unix:PATH listens on a Unix socket
   --root DIR             where the CAS, action cache and work folders live (default ${defaultRoot()};
                          $ACTIOND_ROOT sets another)
   --max-cas-size SIZE    disk budget for blobs and action results; the least recently used
@@ -57,9 +58,16 @@ ${SHUTDOWN_GRACE_MS / 1000}s to finish, the rest are cancelled, then exit 0.
 `;
 
 /** The server's own flags, plus the execution flags the worker takes as they are. */
+export function parseListen(text: string): ListenAddress {
+  if (text.startsWith("unix:") && text.length > "unix:".length) return { path: resolve(text.slice("unix:".length)) };
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new UsageError(`serve: --listen "${text}" is not HOST:PORT or unix:PATH (for example 127.0.0.1:8980)`);
+  return { host: m[1] ?? m[2]!, port };
+}
+
 export interface ServeOptions extends WorkerOptions {
-  host: string;
-  port: number;
+  listen: ListenAddress;
   maxCasBytes: number;
   logLevel: LogLevel;
 }
@@ -78,10 +86,7 @@ export function parseServeFlags(argv: string[]): ServeOptions | "help" {
     "runtime-root": { type: "string", multiple: true },
   });
   if (values.help) return "help";
-  const listen = values.listen ?? DEFAULT_LISTEN;
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
-  const port = Number(m?.[3]);
-  if (!m || port > 65535) throw new UsageError(`serve: --listen "${listen}" is not HOST:PORT (for example 127.0.0.1:8980)`);
+  const listen = parseListen(values.listen ?? DEFAULT_LISTEN);
   const maxCasBytes = parseSize(values["max-cas-size"] ?? String(DEFAULT_MAX_CAS_SIZE));
   if (maxCasBytes === undefined || maxCasBytes < 1) {
     throw new UsageError(`serve: --max-cas-size "${values["max-cas-size"]}" is not a size (for example 500M or 50G)`);
@@ -97,8 +102,7 @@ export function parseServeFlags(argv: string[]): ServeOptions | "help" {
   const sandbox = values.sandbox ?? "namespaces";
   if (sandbox !== "namespaces" && sandbox !== "none") throw new UsageError(`serve: --sandbox "${sandbox}" is not one of namespaces, none`);
   return {
-    host: m[1] ?? m[2]!,
-    port,
+    listen,
     root: resolve(values.root ?? defaultRoot()),
     maxCasBytes,
     logLevel,
@@ -148,15 +152,17 @@ export async function serve(opts: ServeOptions): Promise<void> {
   };
   let server;
   try {
-    server = await startServer(ctx, opts.host, opts.port, worker);
+    server = await startServer(ctx, opts.listen, worker);
   } catch (err) {
     const msg = String((err as Error).message);
-    if (msg.includes("EADDRINUSE")) throw new FatalError(`cannot listen on ${opts.host}:${opts.port}: the address is already in use`);
-    throw new FatalError(`cannot listen on ${opts.host}:${opts.port}: ${msg}`);
+    const where = listenText(opts.listen);
+    if (msg.includes("EADDRINUSE")) throw new FatalError(`cannot listen on ${where}: the address is already in use`);
+    throw new FatalError(`cannot listen on ${where}: ${msg}`);
   }
-  log.info(`use it with: bazel build --remote_executor=grpc://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${server.port} ...`);
+  const bound = "path" in opts.listen ? opts.listen : { ...opts.listen, port: server.port };
+  if ("host" in bound) log.info(`use it with: bazel build --remote_executor=grpc://${bound.host.includes(":") ? `[${bound.host}]` : bound.host}:${bound.port} ...`);
   // Tests and scripts wait for this line, the last of start-up, to learn the port (useful with --listen HOST:0).
-  log.info(`actiond serving REAPI on ${opts.host}:${server.port} (root ${opts.root}, worker ${hostname()})`);
+  log.info(`actiond serving REAPI on ${listenText(bound)} (root ${opts.root}, worker ${hostname()})`);
   const stopReports = ctx.stats.every(log, STATS_INTERVAL_MS);
   const timingReports = setInterval(() => worker.timings.reportIfNew(log), STATS_INTERVAL_MS);
   timingReports.unref();

@@ -1,4 +1,5 @@
 // Wires every service into one grpc-js server and binds it.
+import { lstatSync, rmSync } from "node:fs";
 import { Server, ServerCredentials, setLogVerbosity, logVerbosity } from "@grpc/grpc-js";
 import { createServer, type AddressInfo, type Socket } from "node:net";
 import { actionCacheService } from "./action-cache";
@@ -16,7 +17,14 @@ export interface RunningServer {
   shutdown(graceMs: number): Promise<void>;
 }
 
-export async function startServer(ctx: ServerContext, host: string, port: number, execution: ExecutionDeps): Promise<RunningServer> {
+/** A TCP address, or a Unix socket (the VM guest's worker listens on one, behind the vsock relay). */
+export type ListenAddress = { host: string; port: number } | { path: string };
+
+export function listenText(a: ListenAddress): string {
+  return "path" in a ? `unix:${a.path}` : `${a.host}:${a.port}`;
+}
+
+export async function startServer(ctx: ServerContext, listenAt: ListenAddress, execution: ExecutionDeps): Promise<RunningServer> {
   // grpc-js would print its own unstructured errors (e.g. on a busy port); ours say it better.
   setLogVerbosity(logVerbosity.NONE);
   const server = new Server({
@@ -40,9 +48,11 @@ export async function startServer(ctx: ServerContext, host: string, port: number
   });
   const bound = await new Promise<number>((resolve, reject) => {
     listener.once("error", reject);
-    listener.listen({ host, port }, () => {
+    // A socket file left by a server that died would make the bind fail (anything else stays).
+    if ("path" in listenAt && lstatSync(listenAt.path, { throwIfNoEntry: false })?.isSocket()) rmSync(listenAt.path);
+    listener.listen(listenAt, () => {
       listener.off("error", reject);
-      resolve((listener.address() as AddressInfo).port);
+      resolve("path" in listenAt ? 0 : (listener.address() as AddressInfo).port);
     });
   });
   return {

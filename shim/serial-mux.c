@@ -1,0 +1,239 @@
+/* The guest end of the serial multiplexer: many streams over one virtio-serial port, for QEMU hosts
+ * without /dev/vhost-vsock. The host (src/vmhost/serial-mux.ts) opens a stream to a guest port; we
+ * connect it to the Unix socket mapped to that port and copy bytes both ways.
+ *
+ * Frame, both directions: type (1 byte) | stream id (4, big-endian) | length (4, big-endian) | payload
+ *   OPEN  host->guest  payload: port (4, big-endian)
+ *   DATA  both         payload: bytes
+ *   EOF   both         no more bytes from the sender on this stream (a half-close)
+ *   CLOSE both         the stream is gone (connect failed, error, or both sides done)
+ * There is no flow control in the protocol: each end buffers, per stream, what a local socket cannot
+ * take yet and never blocks on it (a local peer that stops reading while it waits for its own
+ * writes to drain would otherwise deadlock every stream). Writes to the port itself may block: the
+ * host always reads it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "serial-mux.h"
+#include "utils.h"
+
+enum { FRAME_OPEN = 1, FRAME_DATA = 2, FRAME_EOF = 3, FRAME_CLOSE = 4 };
+enum { HEADER = 9, MAX_STREAMS = 256, CHUNK = 64 * 1024, MAX_FRAME = 1024 * 1024 };
+
+struct stream {
+  uint32_t id;
+  int fd;              /* -1: slot free */
+  bool reading;        /* we still read from fd (it has not sent EOF) */
+  bool host_sending;   /* the host has not sent EOF */
+  unsigned char *out;  /* bytes from the host that fd has not taken yet */
+  size_t out_len, out_cap;
+};
+
+static struct stream streams[MAX_STREAMS];
+static int serial_fd;
+
+static void put32(unsigned char *p, uint32_t v) {
+  p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = v;
+}
+static uint32_t get32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void send_frame(int type, uint32_t id, const void *data, uint32_t len) {
+  unsigned char header[HEADER];
+  header[0] = (unsigned char)type;
+  put32(header + 1, id);
+  put32(header + 5, len);
+  if (!write_all(serial_fd, header, HEADER) || (len && !write_all(serial_fd, data, len))) die_with_error("write to the serial port");
+}
+
+static struct stream *find(uint32_t id) {
+  for (int i = 0; i < MAX_STREAMS; i++)
+    if (streams[i].fd >= 0 && streams[i].id == id) return &streams[i];
+  return NULL;
+}
+
+static void drop(struct stream *s, bool tell_host) {
+  if (tell_host) send_frame(FRAME_CLOSE, s->id, NULL, 0);
+  close(s->fd);
+  s->fd = -1;
+  free(s->out);
+  s->out = NULL;
+  s->out_len = s->out_cap = 0;
+}
+
+/* Writes what fd takes now of the stream's buffer; once it is empty after the host's EOF, passes
+ * the half-close on. Returns false when the stream failed (and was dropped). */
+static bool flush(struct stream *s) {
+  while (s->out_len > 0) {
+    ssize_t n = send(s->fd, s->out, s->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    if (n < 0) {
+      drop(s, true);
+      return false;
+    }
+    memmove(s->out, s->out + n, s->out_len - (size_t)n);
+    s->out_len -= (size_t)n;
+  }
+  if (!s->host_sending) {
+    shutdown(s->fd, SHUT_WR);
+    if (!s->reading) {
+      drop(s, true);
+      return false;
+    }
+  }
+  return true;
+}
+
+static void queue(struct stream *s, const unsigned char *data, size_t len) {
+  if (s->out_len + len > s->out_cap) {
+    s->out_cap = (s->out_len + len) * 2;
+    s->out = xrealloc(s->out, s->out_cap);
+  }
+  memcpy(s->out + s->out_len, data, len);
+  s->out_len += len;
+  flush(s);
+}
+
+static void drop_all(void) {
+  for (int i = 0; i < MAX_STREAMS; i++)
+    if (streams[i].fd >= 0) drop(&streams[i], false);
+}
+
+static void open_stream(uint32_t id, uint32_t port, const struct port_map *maps, int nmaps) {
+  const char *path = NULL;
+  for (int i = 0; i < nmaps; i++)
+    if (maps[i].port == port) path = maps[i].path;
+  struct stream *slot = NULL;
+  for (int i = 0; i < MAX_STREAMS && !slot; i++)
+    if (streams[i].fd < 0) slot = &streams[i];
+  int fd = -1;
+  if (path && slot) {
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+      close(fd);
+      fd = -1;
+    }
+  }
+  if (fd < 0) {
+    fprintf(stderr, "actiond-vsock-relay: stream %u to port %u: %s\n", id, port, !path ? "no such port" : !slot ? "too many streams" : strerror(errno));
+    send_frame(FRAME_CLOSE, id, NULL, 0);
+    return;
+  }
+  *slot = (struct stream){.id = id, .fd = fd, .reading = true, .host_sending = true, .out = NULL};
+}
+
+/* Handles every whole frame at the start of buf; returns how many bytes it used. */
+static size_t handle_frames(unsigned char *buf, size_t len, const struct port_map *maps, int nmaps) {
+  size_t used = 0;
+  while (len - used >= HEADER) {
+    unsigned char *f = buf + used;
+    uint32_t id = get32(f + 1), n = get32(f + 5);
+    if (n > MAX_FRAME) die("a frame of %u bytes from the host: the stream is corrupt", n);
+    if (len - used < HEADER + n) break;
+    struct stream *s = find(id);
+    switch (f[0]) {
+      case FRAME_OPEN:
+        if (n == 4 && !s) open_stream(id, get32(f + HEADER), maps, nmaps);
+        break;
+      case FRAME_DATA:
+        if (s) queue(s, f + HEADER, n);
+        break;
+      case FRAME_EOF:
+        if (s) {
+          s->host_sending = false;
+          flush(s);
+        }
+        break;
+      case FRAME_CLOSE:
+        if (s) drop(s, false);
+        break;
+      default:
+        die("frame type %d from the host: the stream is corrupt", f[0]);
+    }
+    used += HEADER + n;
+  }
+  return used;
+}
+
+/* The port: a device, or (for tests on a host without a VM) a Unix socket standing in for one. */
+static int open_port(const char *device) {
+  struct stat st;
+  if (stat(device, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (strlen(device) >= sizeof a.sun_path) die("%s: path too long", device);
+    strcpy(a.sun_path, device);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) die_with_error("connect to %s", device);
+    return fd;
+  }
+  int fd = open(device, O_RDWR | O_CLOEXEC);
+  if (fd < 0) die_with_error("open %s", device);
+  return fd;
+}
+
+__attribute__((noreturn)) void run_serial_mux(const char *device, const struct port_map *maps, int nmaps) {
+  serial_fd = open_port(device);
+  for (int i = 0; i < MAX_STREAMS; i++) streams[i].fd = -1;
+  size_t cap = HEADER + MAX_FRAME, have = 0;
+  unsigned char *in = xmalloc(cap);
+  unsigned char *chunk = xmalloc(CHUNK);
+  fprintf(stderr, "actiond-vsock-relay: ready on %s\n", device);
+  for (;;) {
+    struct pollfd fds[1 + MAX_STREAMS];
+    fds[0] = (struct pollfd){.fd = serial_fd, .events = POLLIN};
+    for (int i = 0; i < MAX_STREAMS; i++) {
+      struct stream *s = &streams[i];
+      short events = (s->reading ? POLLIN : 0) | (s->out_len > 0 ? POLLOUT : 0);
+      fds[1 + i] = (struct pollfd){.fd = s->fd >= 0 && events ? s->fd : -1, .events = events};
+    }
+    if (poll(fds, 1 + MAX_STREAMS, -1) < 0) {
+      if (errno == EINTR) continue;
+      die_with_error("poll");
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t n = read(serial_fd, in + have, cap - have);
+      if (n < 0 && errno != EINTR && errno != EAGAIN) die_with_error("read %s", device);
+      if (n == 0) {
+        /* The host is not connected (or went away): its streams are gone. */
+        drop_all();
+        have = 0;
+        usleep(100 * 1000);
+      } else if (n > 0) {
+        have += (size_t)n;
+        size_t used = handle_frames(in, have, maps, nmaps);
+        memmove(in, in + used, have - used);
+        have -= used;
+      }
+    }
+    for (int i = 0; i < MAX_STREAMS; i++) {
+      struct stream *s = &streams[i];
+      /* The frames above may have closed this slot, or reused it (even its fd number) for a new
+       * stream: the read never blocks, so a stale readiness costs one EAGAIN at most. */
+      if (s->fd < 0 || fds[1 + i].fd < 0 || !fds[1 + i].revents) continue;
+      if (s->out_len > 0 && !flush(s)) continue;
+      if (!s->reading || !(fds[1 + i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t n = recv(s->fd, chunk, CHUNK, MSG_DONTWAIT);
+      if (n > 0) {
+        send_frame(FRAME_DATA, s->id, chunk, (uint32_t)n);
+      } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        continue;
+      } else {
+        s->reading = false;
+        send_frame(FRAME_EOF, s->id, NULL, 0);
+        if (!s->host_sending || n < 0) drop(s, true);
+      }
+    }
+  }
+}
