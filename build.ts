@@ -1,14 +1,18 @@
-// `npm run build [-- --all | --target NAME ...]`: compile actiond into standalone executables,
+// `npm run build [-- --all | --target NAME ...] [--vm]`: compile actiond into standalone executables,
 // dist/actiond-<target>, each carrying its assets (sandbox helper, vsock relay, runtime image), plus
 // what a release publishes beside them: <binary>.sha256, checksums.txt, install.sh, the macOS
 // entitlements, the Homebrew formula and the release notes. Without flags: this machine's target.
+// --vm also builds the VM guest (kernel, initramfs) for each target's Linux and embeds it.
 import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { requireTools } from "./runtimes/recipe/run";
-import { hostTarget, MISSING_VM_REASON, TARGETS, type Target } from "./packaging/build/targets";
+import { hostTarget, MISSING_VM_REASON, MISSING_VZ_REASON, TARGETS, type Target } from "./packaging/build/targets";
 import { ensureZig } from "./packaging/build/zig";
 import { stagePayload, type AssetSource } from "./packaging/build/payload";
+import { archNamed } from "./runtimes/recipe/arch";
+import { buildInitramfs } from "./vm/initramfs";
+import type { PayloadManifest } from "./src/payload/manifest";
 import pkg from "./package.json" with { type: "json" };
 
 const REPO = import.meta.dir;
@@ -20,49 +24,60 @@ const RELEASES = "https://github.com/actiond/actiond/releases";
 
 async function main(): Promise<void> {
   const started = performance.now();
-  const { values } = parseArgs({ options: { all: { type: "boolean", default: false }, target: { type: "string", multiple: true } } });
+  const { values } = parseArgs({
+    options: { all: { type: "boolean", default: false }, target: { type: "string", multiple: true }, vm: { type: "boolean", default: false } },
+  });
   const targets = values.all ? Object.values(TARGETS) : (values.target?.map(targetNamed) ?? [hostTarget()]);
   const arches = [...new Set(targets.map((t) => t.linuxArch))];
 
-  // Everything the build needs is checked before any work starts.
+  // Everything the build needs is checked before any work starts (the kernel build checks its own).
   requireTools();
   for (const arch of arches) requireAptArch(arch);
   const zigDir = await ensureZig(REPO, say);
 
   const commit = gitCommit();
-  const helpers = new Map<string, string>();
+  const meta = (target: string, missing: PayloadManifest["missing"]) => ({ version: pkg.version, commit, target, bun: Bun.version, missing });
+  const helpers = new Map<string, AssetSource[]>();
+  const guests = new Map<string, AssetSource[]>();
   for (const arch of arches) {
-    const target = targets.find((t) => t.linuxArch === arch) as Target;
-    const out = join(REPO, "build/dist/shim", target.zigLinux);
-    await run(["bash", "shim/build.sh", out], { PATH: `${zigDir}:${process.env.PATH}`, ACTIOND_SHIM_TARGET: target.zigLinux });
-    helpers.set(arch, out);
+    const linux = linuxTarget(arch);
+    const shim = join(REPO, "build/dist/shim", linux.zigLinux);
+    await run(["bash", "shim/build.sh", shim], { PATH: `${zigDir}:${process.env.PATH}`, ACTIOND_SHIM_TARGET: linux.zigLinux });
+    helpers.set(arch, [
+      { name: "actiond-sandbox", role: "sandbox-helper", path: join(shim, "actiond-sandbox"), executable: true },
+      { name: "actiond-vsock-relay", role: "vsock-relay", path: join(shim, "actiond-vsock-relay"), executable: true },
+    ]);
     await run([process.execPath, "runtimes/build.ts", "--profile", "cc", "--arch", arch]);
+    if (!values.vm) continue;
+    // The VM guest: its kernel, and an initramfs holding /init and a guest build of actiond (the
+    // helpers only: its runtime image is a disk of its own).
+    await run([process.execPath, "vm/build-kernel.ts", "--arch", arch]);
+    const guestExe = join(REPO, "build/dist/guest", `actiond-guest-${linux.name}`);
+    await compile(linux, helpers.get(arch)!, meta(`${linux.name} (VM guest)`, []), guestExe);
+    const initramfs = join(REPO, "build/vm", `initramfs-${arch}`);
+    const made = await buildInitramfs({ arch: archNamed(arch), actiond: guestExe, init: join(shim, "actiond-guest-init"), debsDir: join(REPO, "build/runtimes/debs"), out: initramfs });
+    say(`initramfs-${arch}: ${mib(made.bytes)} (${made.files} files)`);
+    guests.set(arch, [
+      { name: `kernel-${arch}`, role: "guest-kernel", path: join(REPO, "build/vm", `kernel-${arch}`), executable: false },
+      { name: `initramfs-${arch}.gz`, role: "guest-initramfs", path: initramfs, executable: false },
+    ]);
   }
 
   rmSync(DIST, { recursive: true, force: true });
   mkdirSync(DIST, { recursive: true });
   const built: string[] = [];
   for (const target of targets) {
-    const shim = helpers.get(target.linuxArch) as string;
+    const guest = guests.get(target.linuxArch) ?? [];
     const sources: AssetSource[] = [
-      { name: "actiond-sandbox", role: "sandbox-helper", path: join(shim, "actiond-sandbox"), executable: true },
-      { name: "actiond-vsock-relay", role: "vsock-relay", path: join(shim, "actiond-vsock-relay"), executable: true },
+      ...helpers.get(target.linuxArch)!,
       { name: `runtime-cc-${target.linuxArch}.sqfs`, role: "runtime", path: join(REPO, "build/runtimes", `cc-${target.linuxArch}.sqfs`), executable: false },
+      ...guest,
     ];
-    const { files, manifest } = stagePayload(join(REPO, "build/dist/payload", target.name), sources, {
-      version: pkg.version,
-      commit,
-      target: target.name,
-      bun: Bun.version,
-      missing: target.vmRoles.map((role) => ({ role, reason: MISSING_VM_REASON })),
-    });
+    const missing = target.vmRoles
+      .filter((role) => !guest.some((g) => g.role === role))
+      .map((role) => ({ role, reason: role === "vz-shim" ? MISSING_VZ_REASON : MISSING_VM_REASON }));
     const outfile = join(DIST, `actiond-${target.name}`);
-    // [name].[ext]: embedded files keep their names, which the manifest refers to. The source map is
-    // embedded too; bun also writes .map files beside its output, so it compiles into a scratch folder.
-    const scratch = join(REPO, "build/dist/compile", target.name);
-    rmSync(scratch, { recursive: true, force: true });
-    await run([process.execPath, "build", "--compile", `--target=${target.bun}`, "--minify", "--sourcemap", "--asset-naming=[name].[ext]", "src/main.ts", ...files, "--outfile", join(scratch, basename(outfile))]);
-    renameSync(join(scratch, basename(outfile)), outfile);
+    const manifest = await compile(target, sources, meta(target.name, missing), outfile);
     writeFileSync(`${outfile}.sha256`, `${sha256(outfile)}  ${basename(outfile)}\n`);
     built.push(outfile);
     say(`${basename(outfile)}: ${mib(statSync(outfile).size)}, carrying ${manifest.assets.map((a) => `${a.name} ${mib(a.storedSize)}`).join(", ")}`);
@@ -91,6 +106,26 @@ async function main(): Promise<void> {
     FILES: published.map((f) => `| ${basename(f)} | ${mib(statSync(f).size)} | \`${sha256(f)}\` |`).join("\n"),
   });
   say(`done in ${((performance.now() - started) / 1000).toFixed(1)} s: ${published.map((f) => basename(f)).join(", ")}, checksums.txt, RELEASE-NOTES.md in dist/`);
+}
+
+/** bun build --compile of src/main.ts for `target`, carrying `sources` and their manifest. */
+async function compile(target: Target, sources: AssetSource[], meta: Omit<PayloadManifest, "assets">, outfile: string): Promise<PayloadManifest> {
+  const { files, manifest } = stagePayload(join(REPO, "build/dist/payload", basename(outfile)), sources, meta);
+  // [name].[ext]: embedded files keep their names, which the manifest refers to. The source map is
+  // embedded too; bun also writes .map files beside its output, so it compiles into a scratch folder.
+  // Bun inlines __dirname of CommonJS modules (grpc-js) as the absolute build path; a fixed value
+  // keeps the executable the same from any checkout (grpc-js uses it only for channelz's protos).
+  const scratch = join(REPO, "build/dist/compile", basename(outfile));
+  rmSync(scratch, { recursive: true, force: true });
+  await run([process.execPath, "build", "--compile", `--target=${target.bun}`, "--minify", "--sourcemap", "--asset-naming=[name].[ext]", '--define=__dirname="/actiond"', "src/main.ts", ...files, "--outfile", join(scratch, basename(outfile))]);
+  mkdirSync(dirname(outfile), { recursive: true });
+  renameSync(join(scratch, basename(outfile)), outfile);
+  return manifest;
+}
+
+/** The Linux target for an architecture (a VM guest runs the Linux build). */
+function linuxTarget(arch: Target["linuxArch"]): Target {
+  return arch === "x86_64" ? TARGETS["linux-x64"] : TARGETS["linux-arm64"];
 }
 
 function targetNamed(name: string): Target {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the native helpers: bash shim/build.sh [OUTDIR]  ->  OUTDIR/actiond-sandbox, OUTDIR/actiond-vsock-relay
+# Builds the native helpers: bash shim/build.sh [OUTDIR]  ->  OUTDIR/actiond-sandbox, actiond-vsock-relay,
+# actiond-guest-init (the VM guest's /init)
 # OUTDIR defaults to build/shim under the repository root. Compiler: `zig cc` when zig is on PATH
 # (or `python3 -m ziglang cc` when that module is installed), else $CC, else cc. ACTIOND_SHIM_TARGET
 # (e.g. aarch64-linux-musl) is passed to zig as -target. Static when the toolchain can link it.
@@ -34,9 +35,10 @@ link() {
     "${cc[@]}" -s -o "$out" "$@"
   fi
 }
-for src in sandbox.c vsock-relay.c utils.c; do
+for src in sandbox.c vsock-relay.c serial-mux.c guest-init.c utils.c; do
   "${cc[@]}" "${cflags[@]}" -c -o "$work/${src%.c}.o" "$here/$src"
 done
 link "$work/actiond-sandbox" "$work/sandbox.o" "$work/utils.o"
-link "$work/actiond-vsock-relay" "$work/vsock-relay.o" "$work/utils.o"
-mv -f "$work/actiond-sandbox" "$work/actiond-vsock-relay" "$out/"
+link "$work/actiond-vsock-relay" "$work/vsock-relay.o" "$work/serial-mux.o" "$work/utils.o"
+link "$work/actiond-guest-init" "$work/guest-init.o"
+mv -f "$work/actiond-sandbox" "$work/actiond-vsock-relay" "$work/actiond-guest-init" "$out/"

@@ -3,8 +3,9 @@
 import { SERVE_HELP, parseServeFlags, serve } from "./cli/serve";
 import { FatalError, UsageError, parseFlags } from "./cli/usage";
 import { doctor } from "./cli/doctor";
+import { guestInit, guestWorkerArgs } from "./guest/init";
 import { VERSION_HELP, versionText } from "./cli/version";
-import { embeddedPayload } from "./payload/embedded";
+import { SERVE_VM_HELP, parseServeVmFlags, serveVm } from "./cli/serve-vm";
 
 const HELP = `Usage: actiond <command> [flags]
 
@@ -13,7 +14,7 @@ A local Remote Execution API (REAPI v2) worker and cache for Bazel.
 Commands:
   serve      run Bazel's actions in a Linux sandbox, with the CAS and action cache on disk
              (see: actiond serve --help)
-  serve-vm   the same, in a Linux VM (for macOS; not available yet)
+  serve-vm   the same, in a small Linux VM (QEMU on Linux; macOS's Virtualization.framework: not yet)
   doctor     check what this machine allows, and what to do for what it does not
   version    print the version and the assets this executable carries
   help       show this help
@@ -45,17 +46,27 @@ async function main(argv: string[]): Promise<number> {
     }
     case "doctor":
       return doctor(rest);
-    case "serve-vm":
-      throw new FatalError(await serveVmUnavailable());
+    // Inside the VM guest only: started by its /init, and by --guest-init.
+    case "--guest-init":
+      return guestInit();
+    case "--guest-worker": {
+      const opts = parseServeFlags([...guestWorkerArgs(), ...rest]);
+      if (opts === "help") return 0;
+      await serve(opts);
+      return 0;
+    }
+    case "serve-vm": {
+      const opts = parseServeVmFlags(rest);
+      if (opts === "help") {
+        process.stdout.write(SERVE_VM_HELP);
+        return 0;
+      }
+      await serveVm(opts);
+      return 0;
+    }
     default:
       throw new UsageError(`unknown command "${command}" (try: actiond --help)`);
   }
-}
-
-/** Until the VM work lands, serve-vm says what this build lacks for it. */
-async function serveVmUnavailable(): Promise<string> {
-  const missing = (await embeddedPayload())?.manifest.missing.map((m) => m.role) ?? ["guest-kernel", "guest-initramfs"];
-  return `serve-vm is not available in this build: it lacks ${missing.join(", ")} (the VM guest is not built yet); on Linux, use actiond serve`;
 }
 
 // `actiond version | head -1` closes the pipe early; that is not an error.

@@ -1,8 +1,10 @@
 // The command line: help, refusals (exit 2), a busy port, and a clean stop on SIGTERM/SIGINT.
 import { describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { WriteRequestSchema } from "../src/gen/google/bytestream/bytestream_pb";
-import { GetActionResultRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { GetActionResultRequestSchema, GetCapabilitiesRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { ReapiClient, sha256 } from "./support/client";
 import { randomBytes } from "./support/helpers";
 import { MAIN, startServer, tempDir } from "./support/server";
@@ -14,7 +16,7 @@ function run(...args: string[]) {
 
 describe("actiond CLI", () => {
   test("every command answers --help", () => {
-    for (const args of [["--help"], ["serve", "--help"], ["version", "--help"], ["doctor", "--help"]]) {
+    for (const args of [["--help"], ["serve", "--help"], ["version", "--help"], ["doctor", "--help"], ["serve-vm", "--help"]]) {
       const r = run(...args);
       expect(r.code).toBe(0);
       expect(r.out).toContain("Usage: actiond");
@@ -57,10 +59,18 @@ describe("actiond CLI", () => {
     expect(p.exitCode).toBe(1);
   });
 
-  test("serve-vm says what this build lacks, and exits 1", () => {
-    const r = run("serve-vm");
-    expect(r.code).toBe(1);
-    expect(r.err).toMatch(/^actiond: serve-vm is not available in this build: it lacks guest-kernel, guest-initramfs/);
+  test("serve-vm refuses what it cannot do with one line: a missing guest file, the vz hypervisor, bad flags", () => {
+    const missing = run("serve-vm", "--root", tempDir(), "--kernel", "/nonexistent/kernel");
+    expect(missing.code).toBe(1);
+    expect(missing.err.trim().split("\n")).toEqual([expect.stringMatching(/^actiond: serve-vm: the kernel \/nonexistent\/kernel does not exist$|^actiond: serve-vm needs a guest /)]);
+    const vz = run("serve-vm", "--root", tempDir(), "--hypervisor", "vz");
+    expect(vz.code).toBe(1);
+    expect(vz.err).toContain("serve-vm --hypervisor vz is not available yet");
+    for (const args of [["--hypervisor", "xen"], ["--cpus", "0"], ["--memory-mib", "lots"], ["--listen", "unix:/tmp/x"]]) {
+      const r = run("serve-vm", ...args);
+      expect(r.code).toBe(2);
+      expect(r.err).toStartWith("actiond: serve-vm: ");
+    }
   });
 
   test("unknown commands, unknown flags and bad values are refused with one line and exit 2", () => {
@@ -96,6 +106,22 @@ describe("actiond CLI", () => {
     expect(p.exitCode).toBe(1);
     const lines = p.stderr.toString().trim().split("\n").filter((l) => l.startsWith("actiond:"));
     expect(lines).toEqual([expect.stringMatching(/^actiond: cannot build the action sandbox here: .*--sandbox=none/)]);
+  });
+
+  test("--listen unix:PATH serves on a Unix socket", async () => {
+    const path = join(tempDir(), "actiond.sock");
+    const proc = Bun.spawn([process.execPath, MAIN, "serve", "--listen", `unix:${path}`, "--root", tempDir()], { stdout: "pipe", stderr: "pipe" });
+    try {
+      for (let i = 0; i < 100 && !existsSync(path); i++) await Bun.sleep(100);
+      const client = new ReapiClient(`unix:${path}`);
+      const caps = await client.unary(client.caps, "getCapabilities", GetCapabilitiesRequestSchema, {});
+      expect(caps.executionCapabilities?.execEnabled).toBe(true);
+      client.close();
+    } finally {
+      proc.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+    }
+    expect(await new Response(proc.stderr).text()).toContain(`actiond serving REAPI on unix:${path} (root`);
   });
 
   test("a port already in use is a clear one-line error", async () => {

@@ -14,7 +14,7 @@ export interface Target {
   vmRoles: AssetRole[];
 }
 
-const VM_REASON = "the VM guest is not built yet (vm/): `serve-vm` cannot start";
+const VM_REASON = "built without --vm, so serve-vm has no guest to boot";
 
 export const TARGETS: Record<Target["name"], Target> = {
   "linux-x64": { name: "linux-x64", bun: "bun-linux-x64", linuxArch: "x86_64", zigLinux: "x86_64-linux-musl", vmRoles: ["guest-kernel", "guest-initramfs"] },
@@ -23,6 +23,7 @@ export const TARGETS: Record<Target["name"], Target> = {
 };
 
 export const MISSING_VM_REASON = VM_REASON;
+export const MISSING_VZ_REASON = "the Virtualization.framework shim is not written yet: serve-vm cannot start on macOS";
 
 /** This machine's target (what `npm run build` makes without --all). */
 export function hostTarget(): Target {

@@ -1,0 +1,146 @@
+// actiond --guest-init: the VM guest's supervisor, started by /init (shim/guest-init.c), which stays
+// PID 1 and reaps orphans. It finds the disks, formats the CAS disk when it is blank (or the host
+// asks), mounts it at /cas and the runtime image at /runtimes, starts the worker (`--guest-worker`,
+// the same server as `serve`, on a Unix socket) and the vsock relays, and keeps the worker running
+// or powers off as the host's kernel command line says. The host asks for a clean shutdown on the
+// control port (the gRPC port + 1): "shutdown\n". Then the worker stops, the disks are unmounted,
+// and /init powers the VM off, so the CAS disk needs no fsck next time.
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statfsSync } from "node:fs";
+import type { Subprocess } from "bun";
+import { createLogger } from "../log";
+import { localAssets } from "../payload/local-assets";
+import { guestMounts, HEAD_BYTES, identifyDisk, parseCmdline, planDisks, type Disk } from "./disks";
+import { controlPort, MUX_PORT_NAME, SHUTDOWN_COMMAND } from "./protocol";
+import { mount, unmount } from "./syscalls";
+
+export const WORKER_SOCKET = "/run/actiond.sock";
+const CONTROL_SOCKET = "/run/actiond-control.sock";
+const say = (msg: string) => process.stderr.write(`actiond guest: ${msg}\n`);
+
+export async function guestInit(): Promise<number> {
+  const started = performance.now();
+  const opts = parseCmdline(readFileSync("/proc/cmdline", "utf8"));
+  const disks = listDisks();
+  const plan = planDisks(disks, opts.format);
+  if (plan.cas.format) {
+    say(`formatting ${plan.cas.device} (ext4) for the CAS`);
+    const mkfs = Bun.spawnSync(["/usr/sbin/mkfs.ext4", "-q", "-F", "-L", "actiond-cas", plan.cas.device], { stderr: "pipe" });
+    if (mkfs.exitCode !== 0) throw new Error(`mkfs.ext4 ${plan.cas.device} failed: ${mkfs.stderr.toString().trim()}`);
+  }
+  const mounted: string[] = [];
+  for (const m of guestMounts(plan)) {
+    mkdirSync(m.target, { recursive: true });
+    mount(m);
+    mounted.push(m.target);
+  }
+  const assets = await localAssets("/cas", createLogger("warn"));
+  if (!assets.relay) throw new Error("this actiond carries no vsock relay");
+
+  let stopping = false;
+  let worker: Subprocess | undefined;
+  // The host reaches the guest over vsock, or (QEMU without vhost-vsock) a multiplexed serial port.
+  const serial = serialPort(MUX_PORT_NAME);
+  const relayArgs = serial
+    ? [["--serial", serial, "--map", `${opts.port}=${WORKER_SOCKET}`, "--map", `${controlPort(opts.port)}=${CONTROL_SOCKET}`]]
+    : [["--vsock-port", String(opts.port), "--unix", WORKER_SOCKET], ["--vsock-port", String(controlPort(opts.port)), "--unix", CONTROL_SOCKET]];
+  const relays = relayArgs.map((args) => Bun.spawn([assets.relay!, ...args], { stdio: ["ignore", "inherit", "inherit"] }));
+  let requestShutdown!: () => void;
+  const shutdownRequested = new Promise<void>((resolve) => (requestShutdown = resolve));
+  Bun.listen({
+    unix: CONTROL_SOCKET,
+    socket: {
+      data(socket, data) {
+        if (data.toString().trim() === SHUTDOWN_COMMAND) {
+          socket.end("ok\n");
+          requestShutdown();
+        } else socket.end("unknown command\n");
+      },
+    },
+  });
+  process.on("SIGTERM", () => requestShutdown());
+
+  // The worker: restarted when it dies, unless the host said to power off then.
+  const runWorker = async () => {
+    for (let attempt = 0; !stopping; attempt++) {
+      worker = Bun.spawn([process.execPath, "--guest-worker"], { stdio: ["ignore", "inherit", "pipe"] });
+      watchForReady(worker, started);
+      const code = await worker.exited;
+      if (stopping) return;
+      say(`the worker exited (${code})${opts.onWorkerExit === "restart" ? "; starting it again" : "; powering off"}`);
+      if (opts.onWorkerExit === "poweroff") return requestShutdown();
+      await Bun.sleep(Math.min(1000 * 2 ** attempt, 10_000));
+    }
+  };
+  void runWorker();
+
+  await shutdownRequested;
+  stopping = true;
+  say("shutting down");
+  if (worker && worker.exitCode === null) {
+    worker.kill("SIGTERM");
+    const timer = setTimeout(() => worker?.kill("SIGKILL"), 30_000);
+    await worker.exited;
+    clearTimeout(timer);
+  }
+  for (const r of relays) r.kill("SIGKILL");
+  for (const target of mounted.reverse()) {
+    try {
+      unmount(target);
+    } catch (err) {
+      say((err as Error).message);
+    }
+  }
+  say("disks unmounted");
+  return 0;
+}
+
+/** Copies the worker's log to the console and says "ready" once it serves. */
+function watchForReady(worker: Subprocess<"ignore", "inherit", "pipe">, started: number): void {
+  void (async () => {
+    let announced = false;
+    const decoder = new TextDecoder();
+    for await (const chunk of worker.stderr) {
+      const text = decoder.decode(chunk);
+      process.stderr.write(text);
+      if (!announced && text.includes("actiond serving REAPI")) {
+        announced = true;
+        say(`ready (${((performance.now() - started) / 1000).toFixed(1)} s after guest-init started)`);
+      }
+    }
+  })();
+}
+
+/** The device of the virtio-serial port the host named `name`, if it gave one. */
+function serialPort(name: string): string | undefined {
+  const dir = "/sys/class/virtio-ports";
+  if (!existsSync(dir)) return undefined;
+  const port = readdirSync(dir).find((p) => readFileSync(`${dir}/${p}/name`, "utf8").trim() === name);
+  return port ? `/dev/${port}` : undefined;
+}
+
+/** The virtio disks (/sys/block/vd*), with what each holds. */
+function listDisks(): Disk[] {
+  return readdirSync("/sys/block")
+    .filter((name) => name.startsWith("vd"))
+    .sort()
+    .map((name) => {
+      const device = `/dev/${name}`;
+      const head = new Uint8Array(HEAD_BYTES);
+      const fd = openSync(device, "r");
+      try {
+        readSync(fd, head, 0, HEAD_BYTES, 0);
+      } finally {
+        closeSync(fd);
+      }
+      const readOnly = existsSync(`/sys/block/${name}/ro`) && readFileSync(`/sys/block/${name}/ro`, "utf8").trim() === "1";
+      return { device, readOnly, content: identifyDisk(head) };
+    });
+}
+
+/** `--guest-worker`: serve's flags for the guest: its store on the CAS disk (nine tenths of it: ext4
+ * needs room of its own), its runtime the mounted image. */
+export function guestWorkerArgs(): string[] {
+  const fs = statfsSync("/cas");
+  const budget = Math.floor(fs.blocks * fs.bsize * 0.9);
+  return ["--listen", `unix:${WORKER_SOCKET}`, "--root", "/cas", "--runtime-root", "/runtimes", "--max-cas-size", String(budget)];
+}

@@ -1,0 +1,101 @@
+// The QEMU backend of serve-vm (Linux hosts): boots the guest with its two disks, a console log, and
+// a virtio-serial port carrying the host's streams (SerialMux), and no network device. KVM when
+// /dev/kvm opens, software emulation (TCG) otherwise.
+import { closeSync, existsSync, openSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { join } from "node:path";
+import { which, type Subprocess } from "bun";
+import { MUX_PORT_NAME } from "../guest/protocol";
+import { SerialMux } from "./serial-mux";
+
+export interface GuestConfig {
+  kernel: string;
+  initramfs: string;
+  runtimeImage: string;
+  casImage: string;
+  memoryMib: number;
+  cpus: number;
+  /** Where the console log and the port's socket go. */
+  stateDir: string;
+  /** The gRPC port in the guest (its control port is the next one). */
+  guestPort: number;
+}
+
+export interface RunningGuest {
+  mux: SerialMux;
+  process: Subprocess;
+  console: string;
+  accel: "kvm" | "tcg";
+  /** Resolves with QEMU's exit code. */
+  exited: Promise<number>;
+}
+
+/** The QEMU executable for this machine's architecture, or a message saying what to install. */
+export function findQemu(): string {
+  const name = process.arch === "arm64" ? "qemu-system-aarch64" : "qemu-system-x86_64";
+  const path = which(name);
+  if (!path) throw new Error(`serve-vm needs QEMU here: ${name} is not on PATH (apt-get install ${process.arch === "arm64" ? "qemu-system-arm" : "qemu-system-x86"})`);
+  return path;
+}
+
+function kvmUsable(): boolean {
+  try {
+    closeSync(openSync("/dev/kvm", "r+"));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", muxSocket: string, consoleLog: string): string[] {
+  const x86 = process.arch !== "arm64";
+  return [
+    ...(x86 ? ["-machine", `q35,accel=${accel}`] : ["-machine", `virt,accel=${accel}`]),
+    "-cpu", accel === "kvm" ? "host" : "max",
+    "-m", String(cfg.memoryMib),
+    "-smp", String(cfg.cpus),
+    "-nodefaults", "-display", "none", "-monitor", "none",
+    // A guest that reboots has ended: /init reboots instead of powering off, which needs no ACPI.
+    "-no-reboot",
+    "-kernel", cfg.kernel,
+    "-initrd", cfg.initramfs,
+    "-append", `console=${x86 ? "ttyS0" : "ttyAMA0"} init=/init panic=-1 quiet actiond.off=reboot actiond.port=${cfg.guestPort}`,
+    "-serial", `file:${consoleLog}`,
+    "-drive", `file=${cfg.casImage},if=virtio,format=raw,cache=writeback,discard=unmap`,
+    "-drive", `file=${cfg.runtimeImage},if=virtio,format=raw,readonly=on`,
+    "-device", "virtio-serial-pci",
+    "-chardev", `socket,id=mux,path=${muxSocket},server=on,wait=off`,
+    "-device", `virtserialport,chardev=mux,name=${MUX_PORT_NAME}`,
+    "-device", "virtio-rng-pci",
+  ];
+}
+
+/** Starts QEMU and connects to the guest's multiplexed port. */
+export async function bootGuest(cfg: GuestConfig): Promise<RunningGuest> {
+  const qemu = findQemu();
+  const accel = kvmUsable() ? "kvm" : "tcg";
+  const muxSocket = join(cfg.stateDir, "mux.sock");
+  const consoleLog = join(cfg.stateDir, "console.log");
+  const proc = Bun.spawn([qemu, ...qemuArgs(cfg, accel, muxSocket, consoleLog)], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const exited = proc.exited;
+  let port: Socket | undefined;
+  for (let i = 0; i < 200 && !port; i++) {
+    if (proc.exitCode !== null) break;
+    if (existsSync(muxSocket)) port = await connectUnix(muxSocket).catch(() => undefined);
+    if (!port) await Bun.sleep(50);
+  }
+  if (!port) {
+    proc.kill("SIGKILL");
+    const err = await new Response(proc.stderr).text();
+    throw new Error(`QEMU did not start: ${err.trim() || `exit ${await exited}`}`);
+  }
+  return { mux: new SerialMux(port), process: proc, console: consoleLog, accel, exited };
+}
+
+function connectUnix(path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(path);
+    s.once("connect", () => resolve(s));
+    s.once("error", reject);
+  });
+}

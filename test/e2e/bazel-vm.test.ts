@@ -1,0 +1,67 @@
+// serve-vm end to end: `actiond serve-vm --hypervisor qemu` boots the x86_64 guest (software
+// emulation here), and Bazel 4.2.3 builds and tests the e2e workspace with every action executed
+// inside the guest (an action's `uname -r` is the guest kernel's). Then the guest is shut down
+// cleanly, booted again, and its CAS disk still holds the earlier results.
+//
+// Needs the guest (npm run build -- --vm makes build/vm/) and QEMU; skipped without them unless
+// ACTIOND_REQUIRE_VM=1.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { MAIN, REPO, startServer, tempDir, type ServerProcess } from "../support/server";
+import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel } from "./bazel";
+import { expectRemoteEqualsLocal } from "./scenarios";
+
+const GUEST = ["kernel-x86_64", "initramfs-x86_64"].map((f) => join(REPO, "build/vm", f));
+const haveGuest = GUEST.every(existsSync) && !!Bun.which("qemu-system-x86_64");
+if (!haveGuest && process.env.ACTIOND_REQUIRE_VM !== "1") console.warn("SKIP bazel-vm e2e: build/vm/ or qemu-system-x86_64 missing (npm run build -- --vm; apt-get install qemu-system-x86)");
+const SKIP = skipWithoutBazel("bazel-vm e2e") || (!haveGuest && process.env.ACTIOND_REQUIRE_VM !== "1") || process.arch !== "x64";
+const RELEASE_FILE = join(REPO, "build/vm/kernel-x86_64.release");
+
+let tmp = "";
+let root = "";
+let server: ServerProcess | undefined;
+
+const startVm = () =>
+  startServer({ root, command: [process.execPath, MAIN, "serve-vm"], args: ["--hypervisor", "qemu", "--cas-image-size-mib", "4096", "--log-level", "debug"], startTimeoutMs: 300_000 });
+
+beforeAll(async () => {
+  if (SKIP) return;
+  tmp = tempDir("actiond-e2e-vm-");
+  root = join(tmp, "root");
+  server = await startVm();
+}, 300_000);
+
+afterAll(async () => {
+  await server?.stop();
+  if (tmp) {
+    makeDirsWritable(tmp);
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test.skipIf(SKIP)("every action runs in the guest: outputs equal a local build's, and uname -r is the guest kernel's", async () => {
+  await expectRemoteEqualsLocal(tmp, server!);
+  const w = new BazelWorkspace(tmp);
+  await w.run(["build", "//where:kernel", `--remote_executor=grpc://${server!.address}`, "--spawn_strategy=remote", "--genrule_strategy=remote", "--remote_local_fallback=false", ...COMMON_FLAGS]);
+  const release = readFileSync(join(w.ws, "bazel-bin/where/kernel.txt"), "utf8").trim();
+  expect(release).toBe(readFileSync(RELEASE_FILE, "utf8").trim());
+  expect(release).not.toBe(Bun.spawnSync(["uname", "-r"]).stdout.toString().trim());
+}, 900_000);
+
+test.skipIf(SKIP)("a clean shutdown, a second boot, and the CAS disk still holds the earlier results", async () => {
+  expect(await server!.stop()).toBe(0);
+  const console1 = readFileSync(join(root, "vm/console.log"), "utf8");
+  expect(console1).toContain("actiond guest: disks unmounted");
+  server = await startVm();
+  const console2 = readFileSync(join(root, "vm/console.log"), "utf8");
+  expect(console2).not.toContain("formatting");
+  expect(console2).not.toMatch(/EXT4-fs \(vda\): recovery complete/);
+  // A clean build of the same actions is all cache hits from the guest's CAS and action cache.
+  const w = new BazelWorkspace(tmp);
+  await w.run(["clean"]);
+  const again = processSummary(
+    await w.run(["build", "//...", `--remote_executor=grpc://${server!.address}`, "--spawn_strategy=remote", "--genrule_strategy=remote", "--remote_local_fallback=false", ...COMMON_FLAGS]),
+  );
+  expect(again.kinds["remote cache hit"]).toBe(again.total - (again.kinds["internal"] ?? 0));
+}, 900_000);
