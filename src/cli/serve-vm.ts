@@ -141,6 +141,7 @@ export async function serveVm(opts: ServeVmOptions): Promise<void> {
     const started = performance.now();
     const g = await bootGuest(cfg);
     guest = g;
+    if (g.kvmFailure) log.warn(`QEMU could not use KVM here (${g.kvmFailure}); the guest runs in software emulation, much slower`);
     log.info(`guest booting (QEMU, ${g.accel === "kvm" ? "KVM" : "software emulation"}, ${cfg.cpus} CPUs, ${cfg.memoryMib} MiB); console: ${g.console}`);
     const ready = await waitUntilAnswering(address, opts.startTimeoutMs, g);
     if (!ready) {

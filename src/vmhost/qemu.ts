@@ -1,7 +1,7 @@
 // The QEMU backend of serve-vm (Linux hosts): boots the guest with its two disks, a console log, and
 // a virtio-serial port carrying the host's streams (SerialMux), and no network device. KVM when
 // /dev/kvm opens, software emulation (TCG) otherwise.
-import { closeSync, existsSync, openSync } from "node:fs";
+import { closeSync, existsSync, openSync, statSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { which, type Subprocess } from "bun";
@@ -26,6 +26,8 @@ export interface RunningGuest {
   process: Subprocess;
   console: string;
   accel: "kvm" | "tcg";
+  /** Why KVM was not used although /dev/kvm opened (QEMU refused to start with it). */
+  kvmFailure?: string;
   /** Resolves with QEMU's exit code. */
   exited: Promise<number>;
 }
@@ -59,7 +61,7 @@ export function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", muxSocket: stri
     "-no-reboot",
     "-kernel", cfg.kernel,
     "-initrd", cfg.initramfs,
-    "-append", `console=${x86 ? "ttyS0" : "ttyAMA0"} init=/init panic=-1 quiet actiond.off=reboot actiond.port=${cfg.guestPort}`,
+    "-append", `console=${x86 ? "ttyS0" : "ttyAMA0"} init=/init panic=-1 actiond.off=reboot actiond.port=${cfg.guestPort}`,
     "-serial", `file:${consoleLog}`,
     "-drive", `file=${cfg.casImage},if=virtio,format=raw,cache=writeback,discard=unmap`,
     "-drive", `file=${cfg.runtimeImage},if=virtio,format=raw,readonly=on`,
@@ -70,10 +72,20 @@ export function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", muxSocket: stri
   ];
 }
 
-/** Starts QEMU and connects to the guest's multiplexed port. */
+/** Starts QEMU and connects to the guest's multiplexed port: with KVM when /dev/kvm opens and QEMU
+ * can use it (a nested or partial KVM may refuse the CPU), else in software emulation. */
 export async function bootGuest(cfg: GuestConfig): Promise<RunningGuest> {
+  if (!kvmUsable()) return start(cfg, "tcg");
+  try {
+    return await start(cfg, "kvm");
+  } catch (err) {
+    const kvmFailure = (err as Error).message.split("\n")[0];
+    return { ...(await start(cfg, "tcg")), kvmFailure };
+  }
+}
+
+async function start(cfg: GuestConfig, accel: "kvm" | "tcg"): Promise<RunningGuest> {
   const qemu = findQemu();
-  const accel = kvmUsable() ? "kvm" : "tcg";
   const muxSocket = join(cfg.stateDir, "mux.sock");
   const consoleLog = join(cfg.stateDir, "console.log");
   const proc = Bun.spawn([qemu, ...qemuArgs(cfg, accel, muxSocket, consoleLog)], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
@@ -87,9 +99,25 @@ export async function bootGuest(cfg: GuestConfig): Promise<RunningGuest> {
   if (!port) {
     proc.kill("SIGKILL");
     const err = await new Response(proc.stderr).text();
-    throw new Error(`QEMU did not start: ${err.trim() || `exit ${await exited}`}`);
+    throw new Error(`QEMU (${accel}) did not start: ${err.trim() || `exit ${await exited}`}`);
+  }
+  // A nested or partial KVM can start QEMU and then run nothing: the kernel's first line shows it runs.
+  if (accel === "kvm" && !(await printsWithin(consoleLog, KVM_FIRST_LINE_MS, proc))) {
+    proc.kill("SIGKILL");
+    await exited;
+    port.destroy();
+    throw new Error(`the guest printed nothing within ${KVM_FIRST_LINE_MS / 1000} s under KVM`);
   }
   return { mux: new SerialMux(port), process: proc, console: consoleLog, accel, exited };
+}
+
+const KVM_FIRST_LINE_MS = 15_000;
+
+async function printsWithin(consoleLog: string, ms: number, proc: Subprocess): Promise<boolean> {
+  for (const deadline = Date.now() + ms; Date.now() < deadline && proc.exitCode === null; await Bun.sleep(100)) {
+    if (existsSync(consoleLog) && statSync(consoleLog).size > 0) return true;
+  }
+  return false;
 }
 
 function connectUnix(path: string): Promise<Socket> {

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { buildAction, execute, executionClient, uploadBlobs } from "../support/actions";
 import { ReapiClient } from "../support/client";
-import { MAIN, startServer, tempDir, type ServerProcess } from "../support/server";
+import { startServer, tempDir, type ServerProcess } from "../support/server";
 
 const { values } = parseArgs({ options: { actions: { type: "string", default: "50" }, reps: { type: "string", default: "3" } } });
 const N = Number(values.actions);
@@ -47,7 +47,7 @@ async function run(server: ServerProcess, salt: string): Promise<number> {
 
 const tmp = tempDir("actiond-bench-vm-");
 const t0 = performance.now();
-const vm = await startServer({ root: join(tmp, "vm"), command: [process.execPath, MAIN, "serve-vm"], args: ["--hypervisor", "qemu", "--cas-image-size-mib", "4096", "--cpus", "2"], startTimeoutMs: 300_000 });
+const vm = await startServer({ root: join(tmp, "vm"), subcommand: "serve-vm", args: ["--hypervisor", "qemu", "--cas-image-size-mib", "4096", "--cpus", "2"], startTimeoutMs: 300_000 });
 const bootWall = performance.now() - t0;
 const bootGuest = /guest ready in ([\d.]+) s/.exec(vm.log())?.[1];
 const host = await startServer({ root: join(tmp, "host"), args: ["--jobs", "2"] });

@@ -32,6 +32,8 @@ export interface StartOptions {
   user?: string;
   /** The actiond to run (default: this checkout's src/main.ts under Bun), e.g. a compiled executable. */
   command?: string[];
+  /** Its command (default "serve"; "serve-vm" takes the same --listen and --root). */
+  subcommand?: string;
   /** When false, the server gets only `env` (default: this process's environment plus `env`). */
   inheritEnv?: boolean;
   cwd?: string;
@@ -53,7 +55,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     }
   }
   const command = opts.command ?? [process.execPath, MAIN];
-  const proc = Bun.spawn([...asUser, ...command, "serve", "--listen", "127.0.0.1:0", "--root", root, ...(opts.args ?? [])], {
+  const proc = Bun.spawn([...asUser, ...command, opts.subcommand ?? "serve", "--listen", "127.0.0.1:0", "--root", root, ...(opts.args ?? [])], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
