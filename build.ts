@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, wr
 import { basename, dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { requireTools } from "./runtimes/recipe/run";
-import { hostTarget, MISSING_VM_REASON, MISSING_VZ_REASON, TARGETS, type Target } from "./packaging/build/targets";
+import { hostTarget, MISSING_VM_REASON, TARGETS, type Target } from "./packaging/build/targets";
 import { ensureZig } from "./packaging/build/zig";
 import { stagePayload, type AssetSource } from "./packaging/build/payload";
 import { archNamed } from "./runtimes/recipe/arch";
@@ -63,11 +63,18 @@ async function main(): Promise<void> {
     ]);
   }
 
+  // macOS: the Virtualization.framework shim (a dylib for bun:ffi).
+  const vzShim = join(REPO, "build/dist/shim/aarch64-macos");
+  if (targets.some((t) => t.vmRoles.includes("vz-shim"))) {
+    await run(["bash", "shim/build.sh", vzShim], { PATH: `${zigDir}:${process.env.PATH}`, ACTIOND_SHIM_TARGET: "aarch64-macos" });
+  }
+
   rmSync(DIST, { recursive: true, force: true });
   mkdirSync(DIST, { recursive: true });
   const built: string[] = [];
   for (const target of targets) {
-    const guest = guests.get(target.linuxArch) ?? [];
+    const guest = [...(guests.get(target.linuxArch) ?? [])];
+    if (target.vmRoles.includes("vz-shim")) guest.push({ name: "libactiond-vz.dylib", role: "vz-shim", path: join(vzShim, "libactiond-vz.dylib"), executable: false });
     const sources: AssetSource[] = [
       ...helpers.get(target.linuxArch)!,
       { name: `runtime-cc-${target.linuxArch}.sqfs`, role: "runtime", path: join(REPO, "build/runtimes", `cc-${target.linuxArch}.sqfs`), executable: false },
@@ -75,7 +82,7 @@ async function main(): Promise<void> {
     ];
     const missing = target.vmRoles
       .filter((role) => !guest.some((g) => g.role === role))
-      .map((role) => ({ role, reason: role === "vz-shim" ? MISSING_VZ_REASON : MISSING_VM_REASON }));
+      .map((role) => ({ role, reason: MISSING_VM_REASON }));
     const outfile = join(DIST, `actiond-${target.name}`);
     const manifest = await compile(target, sources, meta(target.name, missing), outfile);
     writeFileSync(`${outfile}.sha256`, `${sha256(outfile)}  ${basename(outfile)}\n`);

@@ -34,10 +34,13 @@ case "$(uname -s)" in
   Darwin) os=darwin ;;
   *) fail "actiond runs on Linux and macOS; this is $(uname -s)" ;;
 esac
-case "$(uname -m)" in
+machine="$(uname -m)"
+# A shell under Rosetta says x86_64 on Apple silicon; the hardware says what it is.
+if [ "$os" = darwin ] && [ "$(sysctl -n hw.optional.arm64 2>/dev/null)" = 1 ]; then machine=arm64; fi
+case "$machine" in
   x86_64|amd64) arch=x64 ;;
   aarch64|arm64) arch=arm64 ;;
-  *) fail "no actiond build for this processor ($(uname -m))" ;;
+  *) fail "no actiond build for this processor ($machine)" ;;
 esac
 [ "$os-$arch" != darwin-x64 ] || fail "on macOS actiond needs Apple silicon (its Linux guest is arm64)"
 name="actiond-$os-$arch"
@@ -48,7 +51,8 @@ if [ -z "$from" ]; then
 fi
 
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT INT TERM
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 fetch() { # fetch FILE: copies or downloads $from/FILE into $work/FILE
   if [ -d "$from" ]; then
     [ -f "$from/$1" ] || fail "$from/$1 does not exist"

@@ -28,6 +28,15 @@ cflags=(-std=c11 -D_GNU_SOURCE -O2 -D_FORTIFY_SOURCE=2 -Wall -Wextra -Werror -fn
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
+# macOS: only the Virtualization.framework shim, a dylib for bun:ffi (blocks for its completion handlers).
+if [[ "${ACTIOND_SHIM_TARGET:-}" == *macos* ]]; then
+  # A fixed install name: the default is the output path, a temporary folder.
+  "${cc[@]}" -shared -fblocks -std=c11 -O2 -Wall -Wextra -Werror -fno-ident -Wl,-install_name,@rpath/libactiond-vz.dylib \
+    -o "$work/libactiond-vz.dylib" "$here/vz.c"
+  mv -f "$work/libactiond-vz.dylib" "$out/"
+  exit 0
+fi
+
 # Link statically if the toolchain can (glibc's libc.a, musl), else dynamically.
 link() {
   local out="$1"; shift

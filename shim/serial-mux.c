@@ -34,6 +34,8 @@ struct stream {
   int fd;              /* -1: slot free */
   bool reading;        /* we still read from fd (it has not sent EOF) */
   bool host_sending;   /* the host has not sent EOF */
+  bool host_closed;    /* the host has forgotten the stream: deliver what is buffered, then close quietly */
+  bool write_failed;   /* fd takes no more (its peer closed): host data is dropped, but fd is read to its end */
   unsigned char *out;  /* bytes from the host that fd has not taken yet */
   size_t out_len, out_cap;
 };
@@ -78,16 +80,23 @@ static bool flush(struct stream *s) {
     ssize_t n = send(s->fd, s->out, s->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
     if (n < 0) {
-      drop(s, true);
-      return false;
+      /* The peer will read no more; what it wrote before closing (an error reply, say) still
+       * goes to the host, so keep reading it to its end. */
+      s->write_failed = true;
+      s->out_len = 0;
+      if (!s->reading || s->host_closed) {
+        drop(s, !s->host_closed);
+        return false;
+      }
+      return true;
     }
     memmove(s->out, s->out + n, s->out_len - (size_t)n);
     s->out_len -= (size_t)n;
   }
   if (!s->host_sending) {
     shutdown(s->fd, SHUT_WR);
-    if (!s->reading) {
-      drop(s, true);
+    if (!s->reading || s->host_closed) {
+      drop(s, !s->host_closed);
       return false;
     }
   }
@@ -95,6 +104,7 @@ static bool flush(struct stream *s) {
 }
 
 static void queue(struct stream *s, const unsigned char *data, size_t len) {
+  if (s->write_failed) return;
   if (s->out_len + len > s->out_cap) {
     s->out_cap = (s->out_len + len) * 2;
     s->out = xrealloc(s->out, s->out_cap);
@@ -127,7 +137,9 @@ static void open_stream(uint32_t id, uint32_t port, const struct port_map *maps,
     }
   }
   if (fd < 0) {
-    fprintf(stderr, "actiond-vsock-relay: stream %u to port %u: %s\n", id, port, !path ? "no such port" : !slot ? "too many streams" : strerror(errno));
+    /* Nothing listening yet (the worker is starting): expected, and the host retries. */
+    if (!path || !slot || (errno != ENOENT && errno != ECONNREFUSED))
+      fprintf(stderr, "actiond-vsock-relay: stream %u to port %u: %s\n", id, port, !path ? "no such port" : !slot ? "too many streams" : strerror(errno));
     send_frame(FRAME_CLOSE, id, NULL, 0);
     return;
   }
@@ -146,6 +158,7 @@ static size_t handle_frames(unsigned char *buf, size_t len, const struct port_ma
     switch (f[0]) {
       case FRAME_OPEN:
         if (n == 4 && !s) open_stream(id, get32(f + HEADER), maps, nmaps);
+        else send_frame(FRAME_CLOSE, id, NULL, 0); /* a malformed or repeated OPEN: refuse it */
         break;
       case FRAME_DATA:
         if (s) queue(s, f + HEADER, n);
@@ -157,7 +170,14 @@ static size_t handle_frames(unsigned char *buf, size_t len, const struct port_ma
         }
         break;
       case FRAME_CLOSE:
-        if (s) drop(s, false);
+        /* Data may still be buffered (the host sends EOF and CLOSE back to back): deliver it first. */
+        if (s && s->out_len > 0 && !s->write_failed) {
+          s->host_closed = true;
+          s->host_sending = false;
+          s->reading = false;
+        } else if (s) {
+          drop(s, false);
+        }
         break;
       default:
         die("frame type %d from the host: the stream is corrupt", f[0]);
@@ -167,10 +187,13 @@ static size_t handle_frames(unsigned char *buf, size_t len, const struct port_ma
   return used;
 }
 
+static bool port_is_socket;
+
 /* The port: a device, or (for tests on a host without a VM) a Unix socket standing in for one. */
 static int open_port(const char *device) {
   struct stat st;
   if (stat(device, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    port_is_socket = true;
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     if (strlen(device) >= sizeof a.sun_path) die("%s: path too long", device);
     strcpy(a.sun_path, device);
@@ -206,7 +229,9 @@ __attribute__((noreturn)) void run_serial_mux(const char *device, const struct p
       ssize_t n = read(serial_fd, in + have, cap - have);
       if (n < 0 && errno != EINTR && errno != EAGAIN) die_with_error("read %s", device);
       if (n == 0) {
-        /* The host is not connected (or went away): its streams are gone. */
+        /* The host is not connected (or went away): its streams are gone. A device waits for it to
+         * come back; a socket (tests) does not come back. */
+        if (port_is_socket) die("the host closed %s", device);
         drop_all();
         have = 0;
         usleep(100 * 1000);
@@ -232,7 +257,8 @@ __attribute__((noreturn)) void run_serial_mux(const char *device, const struct p
       } else {
         s->reading = false;
         send_frame(FRAME_EOF, s->id, NULL, 0);
-        if (!s->host_sending || n < 0) drop(s, true);
+        /* Done both ways once the host's data is delivered too (flush drops it then). */
+        if (n < 0 || (!s->host_sending && (s->out_len == 0 || s->write_failed))) drop(s, !s->host_closed);
       }
     }
   }

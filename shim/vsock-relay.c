@@ -13,6 +13,8 @@
  * One child process per connection copies bytes both ways and passes half-closes on, so a gRPC
  * stream ends exactly as it would on a direct socket. Children die with the relay. */
 #include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -60,31 +62,52 @@ static int listen_on(int family, const void *addr, socklen_t len, const char *wh
   return fd;
 }
 
-/* Copies what is readable from `from` to `to`; on end of stream passes the half-close on.
- * Returns false when this direction is finished. */
-static bool pump(int from, int to, char *buf) {
-  ssize_t n = read(from, buf, BUFFER_BYTES);
-  if (n < 0 && errno == EINTR) return true;
-  if (n <= 0) {
-    shutdown(to, SHUT_WR);
-    return false;
-  }
-  if (!write_all(to, buf, (size_t)n)) return false;
-  return true;
-}
+/* One direction of a connection: bytes read from `from` wait in buf until `to` takes them. */
+struct direction {
+  int from, to;
+  char *buf;
+  size_t len, off;
+  bool ended;
+};
 
-/* Runs in the child: copy both ways until both directions have ended or either side fails. */
+/* Runs in the child: copy both ways until both directions have ended or either side fails. Both
+ * sockets are non-blocking, and a direction reads again only once `to` took what it had, so neither
+ * side's backpressure can stop the other direction. */
 static void relay(int a, int b) {
-  char *buf = xmalloc(BUFFER_BYTES);
-  bool a_open = true, b_open = true;
-  while (a_open || b_open) {
-    struct pollfd fds[2] = {{.fd = a_open ? a : -1, .events = POLLIN}, {.fd = b_open ? b : -1, .events = POLLIN}};
+  struct direction d[2] = {{.from = a, .to = b, .buf = xmalloc(BUFFER_BYTES)}, {.from = b, .to = a, .buf = xmalloc(BUFFER_BYTES)}};
+  fcntl(a, F_SETFL, fcntl(a, F_GETFL) | O_NONBLOCK);
+  fcntl(b, F_SETFL, fcntl(b, F_GETFL) | O_NONBLOCK);
+  while (!d[0].ended || !d[1].ended) {
+    struct pollfd fds[2];
+    for (int i = 0; i < 2; i++) {
+      bool waiting = d[i].len > d[i].off;
+      fds[i] = (struct pollfd){.fd = d[i].ended ? -1 : waiting ? d[i].to : d[i].from, .events = waiting ? POLLOUT : POLLIN};
+    }
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       die_with_error("poll");
     }
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) a_open = pump(a, b, buf);
-    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) b_open = pump(b, a, buf);
+    for (int i = 0; i < 2; i++) {
+      struct direction *x = &d[i];
+      if (x->ended || !fds[i].revents) continue;
+      if (x->len > x->off) {
+        ssize_t n = write(x->to, x->buf + x->off, x->len - x->off);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (n < 0) return; /* the other side is gone: closing both ends tells everyone */
+        x->off += (size_t)n;
+        if (x->off == x->len) x->len = x->off = 0;
+      } else {
+        ssize_t n = read(x->from, x->buf, BUFFER_BYTES);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (n < 0) return; /* a reset is not a clean end: close both, so the peer sees it too */
+        if (n == 0) {
+          x->ended = true;
+          shutdown(x->to, SHUT_WR);
+        } else {
+          x->len = (size_t)n;
+        }
+      }
+    }
   }
 }
 
@@ -140,13 +163,17 @@ int main(int argc, char **argv) {
     int accepted = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
     if (accepted < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      die_with_error("accept");
+      /* Out of descriptors or memory, for now: wait, and serve the next ones. */
+      fprintf(stderr, "actiond-vsock-relay: accept: %s\n", strerror(errno));
+      sleep(1);
+      continue;
     }
     pid_t pid = fork();
     if (pid < 0) {
       fprintf(stderr, "actiond-vsock-relay: fork: %s (connection dropped)\n", strerror(errno));
     } else if (pid == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() == 1) _exit(0); /* the relay died before the line above took effect */
       close(listener);
       int family = to_cid < 0 ? AF_UNIX : AF_VSOCK;
       int peer = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);

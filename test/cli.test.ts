@@ -65,7 +65,7 @@ describe("actiond CLI", () => {
     expect(missing.err.trim().split("\n")).toEqual([expect.stringMatching(/^actiond: serve-vm: the kernel \/nonexistent\/kernel does not exist$|^actiond: serve-vm needs a guest /)]);
     const vz = run("serve-vm", "--root", tempDir(), "--hypervisor", "vz");
     expect(vz.code).toBe(1);
-    expect(vz.err).toContain("serve-vm --hypervisor vz is not available yet");
+    expect(vz.err).toContain("serve-vm --hypervisor vz needs macOS (Virtualization.framework)");
     for (const args of [["--hypervisor", "xen"], ["--cpus", "0"], ["--memory-mib", "lots"], ["--listen", "unix:/tmp/x"]]) {
       const r = run("serve-vm", ...args);
       expect(r.code).toBe(2);

@@ -60,8 +60,9 @@ describe("guest disks", () => {
   });
 
   test("the kernel command line carries the host's instructions", () => {
-    expect(parseCmdline("console=hvc0 init=/init quiet")).toEqual({ format: false, onWorkerExit: "restart", port: 8980 });
-    expect(parseCmdline("console=hvc0 actiond.format=1 actiond.worker=poweroff actiond.port=9000\n")).toEqual({ format: true, onWorkerExit: "poweroff", port: 9000 });
+    expect(parseCmdline("console=hvc0 init=/init quiet")).toEqual({ format: false, onWorkerExit: "restart", port: 8980, link: "vsock" });
+    expect(parseCmdline("console=hvc0 actiond.format=1 actiond.worker=poweroff actiond.port=9000 actiond.link=serial\n")).toEqual({ format: true, onWorkerExit: "poweroff", port: 9000, link: "serial" });
+    expect(() => parseCmdline("actiond.link=carrier-pigeon")).toThrow("actiond.link=carrier-pigeon: expected vsock or serial");
     expect(() => parseCmdline("actiond.worker=sometimes")).toThrow("actiond.worker=sometimes: expected restart or poweroff");
     expect(() => parseCmdline("actiond.port=x")).toThrow("actiond.port=x is not a port");
   });

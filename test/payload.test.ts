@@ -26,7 +26,7 @@ function makePayload(): Made {
   for (const [name, content, zstd, executable] of [["tool", tool, true, true], ["data.img", data, false, false]] as const) {
     const stored = zstd ? Bun.zstdCompressSync(content) : content;
     const file = zstd ? `${name}.zst` : name;
-    entries.push([{ name, role: zstd ? "sandbox-helper" : "runtime", size: content.length, sha256: sha256(content), encoding: zstd ? "zstd" : "none", file, storedSize: stored.length, storedSha256: sha256(stored), executable }, stored]);
+    entries.push([{ name, role: zstd ? "sandbox-helper" : "runtime", size: content.length, sha256: sha256(content), encoding: zstd ? "zstd" : "none", file, storedSize: stored.length, storedSha256: sha256(stored), storedHead: Buffer.from(stored.subarray(0, 16)).toString("hex"), executable }, stored]);
   }
   const manifest: PayloadManifest = { version: "0.0.0", commit: "test", target: "linux-x64", bun: Bun.version, assets: entries.map(([e]) => e), missing: [] };
   return {

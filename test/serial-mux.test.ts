@@ -17,6 +17,7 @@ const dir = tempDir("actiond-mux-");
 const listenOn = (server: Server, path: string) => new Promise<void>((resolve) => server.listen(path, () => resolve()));
 
 let relay: Subprocess;
+const earlyReceived: number[] = [];
 let actiond: Subprocess;
 let mux: SerialMux;
 const fronts: Server[] = [];
@@ -35,13 +36,22 @@ beforeAll(async () => {
     s.pipe(s);
   });
   await listenOn(echo, join(dir, "echo.sock"));
+  // A server that answers at once and half-closes, then reads on: whatever the host sent must still
+  // arrive whole, though the stream is half-closed from this side and the host closes its end soon.
+  const early = createServer({ allowHalfOpen: true }, (s) => {
+    s.end("ok");
+    let n = 0;
+    s.on("data", (d: Buffer) => (n += d.length));
+    s.on("end", () => earlyReceived.push(n));
+  });
+  await listenOn(early, join(dir, "early.sock"));
   actiond = Bun.spawn([process.execPath, MAIN, "serve", "--listen", `unix:${join(dir, "actiond.sock")}`, "--root", join(dir, "root")], { stdout: "ignore", stderr: "pipe" });
 
   // The "serial port": the relay connects to it, and the host end of the mux speaks over it.
   const port = createServer();
   const relayConnected = new Promise<Socket>((resolve) => port.once("connection", resolve));
   await listenOn(port, join(dir, "port.sock"));
-  relay = Bun.spawn([RELAY, "--serial", join(dir, "port.sock"), "--map", `7000=${join(dir, "echo.sock")}`, "--map", `7002=${join(dir, "actiond.sock")}`], { stdout: "ignore", stderr: "inherit" });
+  relay = Bun.spawn([RELAY, "--serial", join(dir, "port.sock"), "--map", `7000=${join(dir, "echo.sock")}`, "--map", `7002=${join(dir, "actiond.sock")}`, "--map", `7003=${join(dir, "early.sock")}`], { stdout: "ignore", stderr: "inherit" });
   mux = new SerialMux(await relayConnected);
   for (let i = 0; i < 100 && !(await Bun.file(join(dir, "actiond.sock")).exists()); i++) await Bun.sleep(100);
 });
@@ -71,6 +81,14 @@ describe("serial multiplexer", () => {
     const payloads = Array.from({ length: 16 }, () => randomBytes(2 * 1024 * 1024));
     const results = await Promise.all(payloads.map((p) => roundTrip(port, p)));
     for (const [i, r] of results.entries()) expect({ i, size: r.back.length, hash: sha256(r.back).hash }).toEqual({ i, size: payloads[i]!.length, hash: sha256(payloads[i]!).hash });
+  }, 60_000);
+
+  test("a side that half-closes first still gets everything the other side sends after", async () => {
+    const port = await front(7003);
+    const results = await Promise.all(Array.from({ length: 4 }, () => roundTrip(port, randomBytes(4 * 1024 * 1024))));
+    for (const r of results) expect(r.back.toString()).toBe("ok");
+    for (let i = 0; i < 100 && earlyReceived.length < 4; i++) await Bun.sleep(50);
+    expect(earlyReceived).toEqual([4, 4, 4, 4].map((m) => m * 1024 * 1024));
   }, 60_000);
 
   test("a stream to a port with nothing behind it is closed, and the others go on", async () => {

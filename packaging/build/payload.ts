@@ -37,6 +37,7 @@ export function stagePayload(dir: string, sources: AssetSource[], meta: Omit<Pay
       file,
       storedSize: stored.length,
       storedSha256: sha256(stored),
+      storedHead: Buffer.from(stored.subarray(0, 16)).toString("hex"),
       executable: src.executable,
     });
   }

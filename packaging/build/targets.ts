@@ -23,7 +23,6 @@ export const TARGETS: Record<Target["name"], Target> = {
 };
 
 export const MISSING_VM_REASON = VM_REASON;
-export const MISSING_VZ_REASON = "the Virtualization.framework shim is not written yet: serve-vm cannot start on macOS";
 
 /** This machine's target (what `npm run build` makes without --all). */
 export function hostTarget(): Target {

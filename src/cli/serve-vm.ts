@@ -11,6 +11,7 @@ import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../log";
 import { controlPort, GUEST_GRPC_PORT, SHUTDOWN_COMMAND } from "../guest/protocol";
 import { embeddedPayload, extractAssets } from "../payload/embedded";
 import { bootGuest, type GuestConfig, type RunningGuest } from "../vmhost/qemu";
+import { bootVzGuest } from "../vmhost/vz";
 import { DEFAULT_LISTEN, defaultRoot, parseListen } from "./serve";
 import { FatalError, UsageError, parseFlags } from "./usage";
 import * as grpc from "@grpc/grpc-js";
@@ -19,8 +20,8 @@ import { grpcServiceDefinition } from "../rpc/grpc-service";
 
 export const SERVE_VM_HELP = `Usage: actiond serve-vm [flags]
 
-Runs the worker and cache in a small Linux VM (QEMU on Linux; Virtualization.framework on macOS is
-not available yet) and serves REAPI on the host. Point Bazel at it as at \`actiond serve\`.
+Runs the worker and cache in a small Linux VM (QEMU on Linux, Virtualization.framework on macOS:
+untested, no Mac was available) and serves REAPI on the host. Point Bazel at it as at \`actiond serve\`.
 
 Flags:
   --listen HOST:PORT          address to listen on (default ${DEFAULT_LISTEN})
@@ -100,8 +101,8 @@ export function parseServeVmFlags(argv: string[]): ServeVmOptions | "help" {
 
 export async function serveVm(opts: ServeVmOptions): Promise<void> {
   const log = createLogger(opts.logLevel);
-  if (opts.hypervisor === "vz") {
-    throw new FatalError("serve-vm --hypervisor vz is not available yet (the Virtualization.framework shim is not written); on Linux use --hypervisor qemu");
+  if (opts.hypervisor === "vz" && process.platform !== "darwin") {
+    throw new FatalError("serve-vm --hypervisor vz needs macOS (Virtualization.framework); on Linux use --hypervisor qemu");
   }
   const stopSignal = new Promise<string>((resolveStop) => {
     process.once("SIGINT", () => resolveStop("SIGINT"));
@@ -110,8 +111,9 @@ export async function serveVm(opts: ServeVmOptions): Promise<void> {
   const stateDir = join(opts.root, "vm");
   mkdirSync(stateDir, { recursive: true });
   const arch = process.arch === "arm64" ? "aarch64" : "x86_64";
+  const { vzShim, ...files } = await guestFiles(opts, log);
   const cfg: GuestConfig = {
-    ...(await guestFiles(opts, log)),
+    ...files,
     casImage: opts.casImage ?? join(stateDir, `cas-${arch}.img`),
     memoryMib: opts.memoryMib,
     cpus: opts.cpus,
@@ -120,86 +122,111 @@ export async function serveVm(opts: ServeVmOptions): Promise<void> {
   };
   ensureCasImage(cfg.casImage, opts.casImageSizeMib, log);
 
-  // Connections go to whichever guest is running; while none is, they are refused (UNAVAILABLE).
+  let stopping = false;
+  // The latest guest, booting or running. Connections go to it (while it boots, its ports refuse
+  // them, as they do between a guest's stop and its next boot: clients see UNAVAILABLE and retry);
+  // the readiness probe comes this way too, so it takes the same path as Bazel.
   let guest: RunningGuest | undefined;
   const sockets = new Set<Socket>();
   const listener = createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
-    if (!guest) return void client.destroy();
+    if (stopping || !guest?.running()) return void client.destroy();
     sockets.add(client);
     client.once("close", () => sockets.delete(client));
-    guest.mux.join(client, GUEST_GRPC_PORT);
+    guest.link.join(client, GUEST_GRPC_PORT);
   });
   await new Promise<void>((res, rej) => {
     listener.once("error", (err) => rej(new FatalError(`cannot listen on ${opts.listen.host}:${opts.listen.port}: ${(err as Error).message}`)));
     listener.listen(opts.listen.port, opts.listen.host, () => res());
   });
   const port = (listener.address() as { port: number }).port;
-  const address = `${opts.listen.host}:${port}`;
+  const address = `${opts.listen.host.includes(":") ? `[${opts.listen.host}]` : opts.listen.host}:${port}`;
 
-  let stopping = false;
-  const boot = async (): Promise<RunningGuest> => {
+  const stopped = stopSignal.then(() => undefined);
+  /** Boots a guest and waits until it answers; returns undefined if a stop signal came first. */
+  const boot = async (): Promise<RunningGuest | undefined> => {
     const started = performance.now();
-    const g = await bootGuest(cfg);
+    const g = opts.hypervisor === "vz" ? await bootVzGuest(cfg, vzShim!) : await bootGuest(cfg);
     guest = g;
     if (g.kvmFailure) log.warn(`QEMU could not use KVM here (${g.kvmFailure}); the guest runs in software emulation, much slower`);
-    log.info(`guest booting (QEMU, ${g.accel === "kvm" ? "KVM" : "software emulation"}, ${cfg.cpus} CPUs, ${cfg.memoryMib} MiB); console: ${g.console}`);
-    const ready = await waitUntilAnswering(address, opts.startTimeoutMs, g);
-    if (!ready) {
-      g.process.kill("SIGKILL");
-      throw new FatalError(`the guest did not answer within ${opts.startTimeoutMs} ms; the last of its console (${g.console}):\n${consoleTail(g.console)}`);
+    const how = { kvm: "QEMU, KVM", tcg: "QEMU, software emulation", vz: "Virtualization.framework" }[g.accel];
+    log.info(`guest booting (${how}, ${cfg.cpus} CPUs, ${cfg.memoryMib} MiB); console: ${g.console}`);
+    const answered = await Promise.race([waitUntilAnswering(address, opts.startTimeoutMs, g), stopped]);
+    if (answered === undefined) return undefined;
+    if (!answered) {
+      const why = g.running() ? `did not answer within ${opts.startTimeoutMs} ms` : `stopped while booting (${g.failure() ?? "no reason given"})`;
+      g.kill();
+      throw new FatalError(`the guest ${why}; the last of its console (${g.console}):\n${consoleTail(g.console)}`);
     }
     log.info(`guest ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     return g;
   };
-  let current = await boot();
-  log.info(`use it with: bazel build --remote_executor=grpc://${address} ...`);
-  log.info(`actiond serving REAPI on ${address} (root ${opts.root}, worker: the VM)`);
 
-  // A guest that stops on its own is booted again.
-  void (async () => {
-    while (!stopping) {
-      const code = await current.exited;
-      if (stopping) return;
-      guest = undefined;
-      for (const s of sockets) s.destroy();
-      log.warn(`the guest stopped (QEMU exit ${code}); booting it again. Its console: ${current.console}\n${consoleTail(current.console)}`);
-      try {
-        current = await boot();
-      } catch (err) {
-        log.error((err as Error).message);
-        process.kill(process.pid, "SIGTERM");
-        return;
+  let current: RunningGuest | undefined;
+  try {
+    current = await boot();
+  } catch (err) {
+    listener.close();
+    throw err;
+  }
+  if (current) {
+    log.info(`use it with: bazel build --remote_executor=grpc://${address} ...`);
+    log.info(`actiond serving REAPI on ${address} (root ${opts.root}, worker: the VM)`);
+    // A guest that stops on its own is booted again.
+    void (async () => {
+      while (current && !stopping) {
+        const code = await current.exited;
+        if (stopping) return;
+        for (const s of sockets) s.destroy();
+        log.warn(`the guest stopped (exit ${code}); booting it again. Its console: ${current.console}\n${consoleTail(current.console)}`);
+        try {
+          current = await boot();
+        } catch (err) {
+          log.error((err as Error).message);
+          process.kill(process.pid, "SIGTERM");
+          return;
+        }
       }
-    }
-  })();
+    })();
+  }
 
   const signal = await stopSignal;
   stopping = true;
   log.info(`${signal}: shutting the guest down`);
+  // A second signal: do not wait for the guest any longer.
+  for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => guest?.kill());
   listener.close();
   for (const s of sockets) s.destroy();
-  const g = guest;
-  if (g) {
-    const answer = await g.mux.request(controlPort(GUEST_GRPC_PORT), `${SHUTDOWN_COMMAND}\n`).catch((err: Error) => err.message);
-    log.debug(`guest answered the shutdown: ${answer.trim()}`);
-    const timeout = new Promise<"timeout">((res) => setTimeout(() => res("timeout"), 60_000).unref());
-    if ((await Promise.race([g.exited, timeout])) === "timeout") {
-      log.warn("the guest did not stop within 60 s; stopping QEMU (its CAS disk may need a journal replay next time)");
-      g.process.kill("SIGKILL");
-      await g.exited;
-    }
-  }
+  if (guest) await shutDownGuest(guest, log);
   log.info("stopped");
 }
 
-/** Kernel, initramfs and runtime image: from the flags, else what this executable carries, else a checkout's build/. */
-async function guestFiles(opts: ServeVmOptions, log: Logger): Promise<Pick<GuestConfig, "kernel" | "initramfs" | "runtimeImage">> {
+/** Asks the guest to stop its worker and unmount its disks, and waits for it; stops it at once if
+ * it cannot be asked (still booting, or gone) or does not stop in time. */
+async function shutDownGuest(g: RunningGuest, log: Logger): Promise<void> {
+  if (!g.running()) return;
+  const timeout = (ms: number) => new Promise<"timeout">((res) => setTimeout(() => res("timeout"), ms).unref());
+  const answer = await Promise.race([g.link.request(controlPort(GUEST_GRPC_PORT), `${SHUTDOWN_COMMAND}\n`).catch((err: Error) => err.message), timeout(10_000)]);
+  if (answer.trim() !== "ok") {
+    log.warn(`the guest could not be asked to shut down (${answer.trim()}); stopping it`);
+    g.kill();
+  } else if ((await Promise.race([g.exited, timeout(60_000)])) === "timeout") {
+    log.warn("the guest did not stop within 60 s; stopping it (its CAS disk may need a journal replay next time)");
+    g.kill();
+  }
+  await g.exited;
+}
+
+/** Kernel, initramfs and runtime image (and on macOS the VZ shim): from the flags, else what this
+ * executable carries, else a checkout's build/. */
+async function guestFiles(opts: ServeVmOptions, log: Logger): Promise<Pick<GuestConfig, "kernel" | "initramfs" | "runtimeImage"> & { vzShim?: string }> {
   const arch = process.arch === "arm64" ? "aarch64" : "x86_64";
   let carried: Partial<Record<"kernel" | "initramfs" | "runtimeImage", string>> = {};
+  let vzShim: string | undefined;
   const payload = await embeddedPayload();
   if (payload) {
-    const assets = await extractAssets(payload, opts.root, log);
+    const assets = await extractAssets(payload, opts.root, log, ["guest-kernel", "guest-initramfs", "runtime", "vz-shim"]);
     carried = { kernel: assets.byRole.get("guest-kernel")?.[0], initramfs: assets.byRole.get("guest-initramfs")?.[0], runtimeImage: assets.byRole.get("runtime")?.[0] };
+    vzShim = assets.byRole.get("vz-shim")?.[0];
   } else {
     const build = join(import.meta.dir, "../../build");
     const inCheckout = (p: string) => (existsSync(p) ? p : undefined);
@@ -216,7 +243,8 @@ async function guestFiles(opts: ServeVmOptions, log: Logger): Promise<Pick<Guest
     throw new FatalError(`serve-vm needs a guest ${missing.join(", ")}: ${how}, or pass --kernel, --initramfs, --runtime-image`);
   }
   for (const [what, path] of Object.entries(files)) if (!existsSync(path!)) throw new FatalError(`serve-vm: the ${what} ${path} does not exist`);
-  return files as Pick<GuestConfig, "kernel" | "initramfs" | "runtimeImage">;
+  if (opts.hypervisor === "vz" && !vzShim) throw new FatalError("serve-vm --hypervisor vz: this build carries no Virtualization.framework shim (libactiond-vz.dylib)");
+  return { ...(files as Pick<GuestConfig, "kernel" | "initramfs" | "runtimeImage">), vzShim };
 }
 
 /** Creates the CAS disk as a sparse file; the guest formats it on first boot. */
@@ -234,23 +262,21 @@ function ensureCasImage(path: string, sizeMib: number, log: Logger): void {
   log.info(`CAS disk ${path} created (${sizeMib} MiB, sparse); the guest formats it on first boot`);
 }
 
-/** Calls GetCapabilities through our own listener until the guest's worker answers. */
+/** Calls GetCapabilities through our own listener until the guest's worker answers. A new client
+ * each time: one client would wait longer and longer between reconnects (grpc-js's backoff). */
 async function waitUntilAnswering(address: string, timeoutMs: number, g: RunningGuest): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   const Client = grpc.makeGenericClientConstructor(grpcServiceDefinition(Capabilities), Capabilities.name);
-  const client = new Client(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
-  try {
-    while (Date.now() < deadline && g.process.exitCode === null) {
-      const ok = await new Promise<boolean>((res) =>
-        client.getCapabilities(create(GetCapabilitiesRequestSchema, {}), { deadline: Date.now() + 5000 }, (err: Error | null) => res(!err)),
-      );
-      if (ok) return true;
-      await Bun.sleep(250);
-    }
-    return false;
-  } finally {
+  while (Date.now() < deadline && g.running()) {
+    const client = new Client(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
+    const ok = await new Promise<boolean>((res) =>
+      client.getCapabilities(create(GetCapabilitiesRequestSchema, {}), { deadline: Date.now() + 5000 }, (err: Error | null) => res(!err)),
+    );
     client.close();
+    if (ok) return true;
+    await Bun.sleep(250);
   }
+  return false;
 }
 
 function consoleTail(path: string): string {

@@ -82,9 +82,12 @@ export interface GuestOptions {
   onWorkerExit: "restart" | "poweroff";
   /** The vsock port the gRPC relay listens on. */
   port: number;
+  /** How the host's streams arrive: vsock, or multiplexed over a virtio-serial port (QEMU). */
+  link: "vsock" | "serial";
 }
 
-/** Reads actiond.format=1, actiond.worker=restart|poweroff, actiond.port=N from the kernel command line. */
+/** Reads actiond.format=1, actiond.worker=restart|poweroff, actiond.port=N, actiond.link=vsock|serial
+ * from the kernel command line. */
 export function parseCmdline(cmdline: string): GuestOptions {
   const words = new Map<string, string>();
   for (const word of cmdline.trim().split(/\s+/)) {
@@ -95,5 +98,7 @@ export function parseCmdline(cmdline: string): GuestOptions {
   if (!Number.isInteger(port) || port <= 0 || port > 0xffffffff) throw new Error(`actiond.port=${words.get("actiond.port")} is not a port`);
   const onExit = words.get("actiond.worker") ?? "restart";
   if (onExit !== "restart" && onExit !== "poweroff") throw new Error(`actiond.worker=${onExit}: expected restart or poweroff`);
-  return { format: words.get("actiond.format") === "1", onWorkerExit: onExit, port };
+  const link = words.get("actiond.link") ?? "vsock";
+  if (link !== "vsock" && link !== "serial") throw new Error(`actiond.link=${link}: expected vsock or serial`);
+  return { format: words.get("actiond.format") === "1", onWorkerExit: onExit, port, link };
 }

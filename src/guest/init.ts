@@ -38,8 +38,9 @@ export async function guestInit(): Promise<number> {
 
   let stopping = false;
   let worker: Subprocess | undefined;
-  // The host reaches the guest over vsock, or (QEMU without vhost-vsock) a multiplexed serial port.
-  const serial = serialPort(MUX_PORT_NAME);
+  // The host reaches the guest over vsock, or (QEMU without vhost-vsock) a multiplexed serial port,
+  // whose name may show up in sysfs a little after boot.
+  const serial = opts.link === "serial" ? await waitForSerialPort(MUX_PORT_NAME, 10_000) : undefined;
   const relayArgs = serial
     ? [["--serial", serial, "--map", `${opts.port}=${WORKER_SOCKET}`, "--map", `${controlPort(opts.port)}=${CONTROL_SOCKET}`]]
     : [["--vsock-port", String(opts.port), "--unix", WORKER_SOCKET], ["--vsock-port", String(controlPort(opts.port)), "--unix", CONTROL_SOCKET]];
@@ -59,15 +60,18 @@ export async function guestInit(): Promise<number> {
   });
   process.on("SIGTERM", () => requestShutdown());
 
-  // The worker: restarted when it dies, unless the host said to power off then.
+  // The worker: restarted when it dies, unless the host said to power off then. Quick deaths in a
+  // row wait longer each time; a worker that ran a while starts the count again.
   const runWorker = async () => {
     for (let attempt = 0; !stopping; attempt++) {
+      const since = Date.now();
       worker = Bun.spawn([process.execPath, "--guest-worker"], { stdio: ["ignore", "inherit", "pipe"] });
       watchForReady(worker, started);
       const code = await worker.exited;
       if (stopping) return;
       say(`the worker exited (${code})${opts.onWorkerExit === "restart" ? "; starting it again" : "; powering off"}`);
       if (opts.onWorkerExit === "poweroff") return requestShutdown();
+      if (Date.now() - since > 60_000) attempt = 0;
       await Bun.sleep(Math.min(1000 * 2 ** attempt, 10_000));
     }
   };
@@ -82,15 +86,20 @@ export async function guestInit(): Promise<number> {
     await worker.exited;
     clearTimeout(timer);
   }
+  // The relays run from the CAS disk: they must be gone before it can be unmounted.
   for (const r of relays) r.kill("SIGKILL");
-  for (const target of mounted.reverse()) {
+  await Promise.all(relays.map((r) => r.exited));
+  // The disks are what must be left consistent; the tmpfs and cgroup mounts go with the VM.
+  let clean = true;
+  for (const target of mounted.reverse().filter((t) => t === "/cas" || t === "/runtimes")) {
     try {
-      unmount(target);
+      clean = unmount(target) && clean;
     } catch (err) {
+      clean = false;
       say((err as Error).message);
     }
   }
-  say("disks unmounted");
+  say(clean ? "disks unmounted" : "disks detached while still busy (the CAS disk may need a journal replay at the next boot)");
   return 0;
 }
 
@@ -110,12 +119,15 @@ function watchForReady(worker: Subprocess<"ignore", "inherit", "pipe">, started:
   })();
 }
 
-/** The device of the virtio-serial port the host named `name`, if it gave one. */
-function serialPort(name: string): string | undefined {
+/** The device of the virtio-serial port the host named `name`, waiting for it to appear. */
+async function waitForSerialPort(name: string, timeoutMs: number): Promise<string> {
   const dir = "/sys/class/virtio-ports";
-  if (!existsSync(dir)) return undefined;
-  const port = readdirSync(dir).find((p) => readFileSync(`${dir}/${p}/name`, "utf8").trim() === name);
-  return port ? `/dev/${port}` : undefined;
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await Bun.sleep(100)) {
+    if (!existsSync(dir)) continue;
+    const port = readdirSync(dir).find((p) => existsSync(`${dir}/${p}/name`) && readFileSync(`${dir}/${p}/name`, "utf8").trim() === name);
+    if (port && existsSync(`/dev/${port}`)) return `/dev/${port}`;
+  }
+  throw new Error(`the host said its streams come over the serial port "${name}", which did not appear within ${timeoutMs / 1000} s`);
 }
 
 /** The virtio disks (/sys/block/vd*), with what each holds. */

@@ -29,9 +29,10 @@ export function mount(m: Mount): void {
   if (rc !== 0) throw failure(`mount ${m.fstype} ${m.source} on ${m.target}`);
 }
 
-/** Unmounts `target`; if it is busy, detaches it (it goes once unused). */
-export function unmount(target: string): void {
+/** Unmounts `target` (true); if it is busy, detaches it, to go once unused (false). */
+export function unmount(target: string): boolean {
   const c = (libc ??= open());
-  if (c.symbols.umount2(cstr(target), 0) === 0) return;
+  if (c.symbols.umount2(cstr(target), 0) === 0) return true;
   if (c.symbols.umount2(cstr(target), MNT_DETACH) !== 0) throw failure(`umount ${target}`);
+  return false;
 }

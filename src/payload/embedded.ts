@@ -38,14 +38,16 @@ export interface ExtractedAssets {
 /** A temporary file older than this belongs to an extraction that died, not one in progress. */
 const STALE_TMP_MS = 10 * 60_000;
 
-/** Makes every asset of `payload` available under <root>/embedded, extracting what is missing or damaged. */
-export async function extractAssets(payload: EmbeddedPayload, root: string, log: Logger): Promise<ExtractedAssets> {
+/** Makes the assets of `payload` with these roles (default: all) available under <root>/embedded,
+ * extracting what is missing or damaged. */
+export async function extractAssets(payload: EmbeddedPayload, root: string, log: Logger, roles?: AssetRole[]): Promise<ExtractedAssets> {
   const started = performance.now();
   const dir = join(root, "embedded");
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   removeStaleTemporaries(dir);
   const result: ExtractedAssets = { byRole: new Map(), extracted: 0, reused: 0, ms: 0 };
   for (const asset of payload.manifest.assets) {
+    if (roles && !roles.includes(asset.role)) continue;
     const path = join(dir, `${asset.name}-${asset.sha256}`);
     if (await isIntact(path, asset, log)) {
       result.reused++;
@@ -79,7 +81,8 @@ async function isIntact(path: string, asset: AssetEntry, log: Logger): Promise<b
     return true;
   }
   log.warn(`${path} is damaged (sha256 ${sha256}, expected ${asset.sha256}): extracting it again`);
-  rmSync(path, { force: true });
+  // Only the file that was checked: another process may have put a good one there meanwhile.
+  if (statSync(path, { throwIfNoEntry: false })?.ino === st.ino) rmSync(path, { force: true });
   rmSync(stampPath, { force: true });
   return false;
 }
@@ -103,8 +106,11 @@ async function extract(asset: AssetEntry, blob: Blob, dir: string, path: string)
     try {
       linkSync(tmp, path);
     } catch (err) {
-      // Another process extracted it first; its file is complete (it was linked only once checked).
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      // EEXIST: another process extracted it first; its file is complete (linked only once checked).
+      // A filesystem without hard links: rename instead (any file there has the same checked bytes).
+      if (code === "EPERM" || code === "ENOTSUP" || code === "EOPNOTSUPP") renameSync(tmp, path);
+      else if (code !== "EEXIST") throw err;
     }
   } finally {
     rmSync(tmp, { force: true });

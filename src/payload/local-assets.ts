@@ -26,7 +26,8 @@ export async function localAssets(root: string, log: Logger): Promise<LocalAsset
     const image = defaultRuntimeImage();
     return { origin: "checkout", helper: sourceHelperPath(), relay: existsSync(relay) ? relay : undefined, runtimeImages: image ? [image] : [] };
   }
-  const assets = await extractAssets(payload, root, log);
+  // serve needs these; the VM guest's files are serve-vm's to extract.
+  const assets = await extractAssets(payload, root, log, ["sandbox-helper", "vsock-relay", "runtime"]);
   log.info(`embedded assets ready in ${assets.ms.toFixed(1)} ms (${assets.extracted} extracted, ${assets.reused} already there) under ${join(root, "embedded")}`);
   return {
     origin: "embedded",

@@ -17,6 +17,8 @@ export interface AssetEntry {
   file: string;
   storedSize: number;
   storedSha256: string;
+  /** The first 16 stored bytes, hex: where a check that reads the executable finds the asset. */
+  storedHead: string;
   /** Extracted with the executable bit. */
   executable: boolean;
 }

@@ -1,8 +1,9 @@
-// The QEMU backend of serve-vm (Linux hosts): boots the guest with its two disks, a console log, and
+// The QEMU backend of serve-vm (Linux hosts), and what every backend gives serve-vm: boots the guest with its two disks, a console log, and
 // a virtio-serial port carrying the host's streams (SerialMux), and no network device. KVM when
 // /dev/kvm opens, software emulation (TCG) otherwise.
-import { closeSync, existsSync, openSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { connect, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { join } from "node:path";
 import { which, type Subprocess } from "bun";
 import { MUX_PORT_NAME } from "../guest/protocol";
@@ -21,15 +22,27 @@ export interface GuestConfig {
   guestPort: number;
 }
 
+/** "A stream to guest port N", whatever carries it (the serial multiplexer, or vsock relays). */
+export interface GuestLink {
+  /** Joins `client` (a socket created with allowHalfOpen, or any duplex stream) to `port` in the guest. */
+  join(client: Duplex, port: number): void;
+  /** Sends `text` to `port`, half-closes, and resolves with the guest's whole answer. */
+  request(port: number, text: string): Promise<string>;
+}
+
 export interface RunningGuest {
-  mux: SerialMux;
-  process: Subprocess;
+  link: GuestLink;
   console: string;
-  accel: "kvm" | "tcg";
+  accel: "kvm" | "tcg" | "vz";
   /** Why KVM was not used although /dev/kvm opened (QEMU refused to start with it). */
   kvmFailure?: string;
-  /** Resolves with QEMU's exit code. */
+  /** Resolves with the hypervisor's exit code once the guest has stopped. */
   exited: Promise<number>;
+  /** Stops the guest at once (the clean way is the shutdown request on its control port). */
+  kill(): void;
+  running(): boolean;
+  /** Why the guest stopped, when the hypervisor says (QEMU's last error line, or VZ's error). */
+  failure(): string | undefined;
 }
 
 /** The QEMU executable for this machine's architecture, or a message saying what to install. */
@@ -61,7 +74,7 @@ export function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", muxSocket: stri
     "-no-reboot",
     "-kernel", cfg.kernel,
     "-initrd", cfg.initramfs,
-    "-append", `console=${x86 ? "ttyS0" : "ttyAMA0"} init=/init panic=-1 actiond.off=reboot actiond.port=${cfg.guestPort}`,
+    "-append", `console=${x86 ? "ttyS0" : "ttyAMA0"} init=/init panic=-1 actiond.off=reboot actiond.port=${cfg.guestPort} actiond.link=serial`,
     "-serial", `file:${consoleLog}`,
     "-drive", `file=${cfg.casImage},if=virtio,format=raw,cache=writeback,discard=unmap`,
     "-drive", `file=${cfg.runtimeImage},if=virtio,format=raw,readonly=on`,
@@ -75,6 +88,9 @@ export function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", muxSocket: stri
 /** Starts QEMU and connects to the guest's multiplexed port: with KVM when /dev/kvm opens and QEMU
  * can use it (a nested or partial KVM may refuse the CPU), else in software emulation. */
 export async function bootGuest(cfg: GuestConfig): Promise<RunningGuest> {
+  // The previous boot's console stays beside the new one.
+  const consoleLog = join(cfg.stateDir, "console.log");
+  if (existsSync(consoleLog)) renameSync(consoleLog, `${consoleLog}.1`);
   if (!kvmUsable()) return start(cfg, "tcg");
   try {
     return await start(cfg, "kvm");
@@ -88,7 +104,12 @@ async function start(cfg: GuestConfig, accel: "kvm" | "tcg"): Promise<RunningGue
   const qemu = findQemu();
   const muxSocket = join(cfg.stateDir, "mux.sock");
   const consoleLog = join(cfg.stateDir, "console.log");
-  const proc = Bun.spawn([qemu, ...qemuArgs(cfg, accel, muxSocket, consoleLog)], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  // Each attempt's console starts empty: the KVM check reads it.
+  rmSync(consoleLog, { force: true });
+  // QEMU's own messages go to a file: nobody reads a pipe once the guest runs.
+  const qemuLog = join(cfg.stateDir, "qemu.log");
+  const proc = Bun.spawn([qemu, ...qemuArgs(cfg, accel, muxSocket, consoleLog)], { stdin: "ignore", stdout: "ignore", stderr: Bun.file(qemuLog) });
+  const lastError = () => readFileSync(qemuLog, "utf8").trim().split("\n").at(-1) || undefined;
   const exited = proc.exited;
   let port: Socket | undefined;
   for (let i = 0; i < 200 && !port; i++) {
@@ -98,8 +119,8 @@ async function start(cfg: GuestConfig, accel: "kvm" | "tcg"): Promise<RunningGue
   }
   if (!port) {
     proc.kill("SIGKILL");
-    const err = await new Response(proc.stderr).text();
-    throw new Error(`QEMU (${accel}) did not start: ${err.trim() || `exit ${await exited}`}`);
+    const code = await exited;
+    throw new Error(`QEMU (${accel}) did not start: ${lastError() ?? `exit ${code}`}`);
   }
   // A nested or partial KVM can start QEMU and then run nothing: the kernel's first line shows it runs.
   if (accel === "kvm" && !(await printsWithin(consoleLog, KVM_FIRST_LINE_MS, proc))) {
@@ -108,7 +129,16 @@ async function start(cfg: GuestConfig, accel: "kvm" | "tcg"): Promise<RunningGue
     port.destroy();
     throw new Error(`the guest printed nothing within ${KVM_FIRST_LINE_MS / 1000} s under KVM`);
   }
-  return { mux: new SerialMux(port), process: proc, console: consoleLog, accel, exited };
+  const mux = new SerialMux(port);
+  return {
+    link: { join: (client, p) => mux.join(client, p), request: (p, text) => mux.request(p, text) },
+    console: consoleLog,
+    accel,
+    exited,
+    kill: () => proc.kill("SIGKILL"),
+    running: () => proc.exitCode === null,
+    failure: () => (proc.exitCode === null ? undefined : `QEMU exit ${proc.exitCode}${lastError() ? `: ${lastError()}` : ""}`),
+  };
 }
 
 const KVM_FIRST_LINE_MS = 15_000;

@@ -54,6 +54,8 @@ export class SerialMux {
 
   /** Joins `client` (a socket created with allowHalfOpen, or any duplex stream) to `guestPort` in the guest. */
   join(client: Duplex, guestPort: number): void {
+    // The guest is gone: nothing would ever answer.
+    if (this.port.destroyed) return void client.destroy();
     const id = this.nextId++;
     this.streams.set(id, client);
     const port = Buffer.alloc(4);

@@ -55,6 +55,7 @@ test.skipIf(SKIP)("a clean shutdown, a second boot, and the CAS disk still holds
   const console1 = readFileSync(join(root, "vm/console.log"), "utf8");
   expect(console1).toContain("actiond guest: disks unmounted");
   server = await startVm();
+  expect(readFileSync(join(root, "vm/console.log.1"), "utf8")).toBe(console1);
   const console2 = readFileSync(join(root, "vm/console.log"), "utf8");
   expect(console2).not.toContain("formatting");
   expect(console2).not.toMatch(/EXT4-fs \(vda\): recovery complete/);

@@ -22,6 +22,7 @@ if [ -d "$from" ]; then
 else
   command -v curl >/dev/null 2>&1 || { echo "actiond feature: curl is needed (add it to the image first)" >&2; exit 1; }
   installer="$(mktemp)"
+  trap 'rm -f "$installer"' EXIT
   curl -fsSL -o "$installer" "$from/install.sh"
 fi
 sh "$installer" --from "$from" --prefix "$prefix"
@@ -36,6 +37,6 @@ if [ -z "${_ACTIOND_PREFIX:-}" ]; then
   fi
   # A new volume takes this folder's owner: the user who will run actiond serve.
   mkdir -p /var/lib/actiond
-  chown "${_REMOTE_USER:-root}:" /var/lib/actiond 2>/dev/null || true
+  chown "${_REMOTE_USER:-root}:" /var/lib/actiond || echo "actiond feature: could not give /var/lib/actiond to ${_REMOTE_USER:-root}; actiond serve needs to write there" >&2
 fi
 echo "actiond feature: run \`actiond doctor\` in the container to see what its sandbox can do, then \`actiond serve\`"

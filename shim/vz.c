@@ -1,0 +1,351 @@
+/* libactiond-vz.dylib: the macOS side of serve-vm, loaded by bun:ffi (src/vmhost/vz.ts).
+ *
+ * It boots the Linux guest with Virtualization.framework (VZLinuxBootLoader: raw Image, initramfs,
+ * command line), with the CAS disk read-write, the runtime image read-only, a virtio console writing
+ * to a log file, an entropy device and one virtio socket device; and it relays each connection made
+ * to a Unix socket to a vsock port of the guest, so TypeScript only sees Unix sockets, as with QEMU.
+ *
+ * Plain C calling the Objective-C runtime: libobjc and the framework are opened with dlopen, so the
+ * library links against libSystem only and zig can cross-compile it. Every Virtualization.framework
+ * call and callback runs on one serial dispatch queue of ours (Bun's main thread never drains the
+ * main queue). Built with -fblocks for the completion handlers.
+ *
+ * NOT RUN: these machines are Linux; this file has been compiled, never executed. */
+#include <dispatch/dispatch.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+typedef void *id;
+typedef void *SEL;
+typedef void *Class;
+
+static id (*get_class)(const char *);
+static SEL (*sel)(const char *);
+static void *msg_send; /* objc_msgSend, cast per call */
+static void *(*pool_push)(void);
+static void (*pool_pop)(void *);
+
+/* objc_msgSend with the signature each call needs. */
+#define SEND(ret, ...) ((ret(*)(id, SEL, ##__VA_ARGS__))msg_send)
+
+struct vm {
+  dispatch_queue_t queue;
+  id machine;          /* VZVirtualMachine */
+  volatile int state;  /* 0 starting, 1 running, 2 stopped, 3 failed */
+  char error[512];
+};
+
+static void set_error(char *buf, size_t len, const char *what, id nserror) {
+  const char *detail = "";
+  if (nserror) {
+    id text = SEND(id)(nserror, sel("localizedDescription"));
+    detail = text ? SEND(const char *)(text, sel("UTF8String")) : "";
+  }
+  snprintf(buf, len, "%s%s%s", what, *detail ? ": " : "", detail);
+}
+
+static bool load_runtime(char *err, size_t errlen) {
+  if (msg_send) return true;
+  void *objc = dlopen("/usr/lib/libobjc.A.dylib", RTLD_NOW);
+  void *vz = dlopen("/System/Library/Frameworks/Virtualization.framework/Virtualization", RTLD_NOW);
+  dlopen("/System/Library/Frameworks/Foundation.framework/Foundation", RTLD_NOW);
+  if (!objc || !vz) {
+    snprintf(err, errlen, "cannot load %s (macOS 12 or later is needed)", objc ? "Virtualization.framework" : "libobjc");
+    return false;
+  }
+  get_class = (id(*)(const char *))dlsym(objc, "objc_getClass");
+  sel = (SEL(*)(const char *))dlsym(objc, "sel_registerName");
+  pool_push = (void *(*)(void))dlsym(objc, "objc_autoreleasePoolPush");
+  pool_pop = (void (*)(void *))dlsym(objc, "objc_autoreleasePoolPop");
+  msg_send = dlsym(objc, "objc_msgSend");
+  return get_class && sel && pool_push && pool_pop && msg_send;
+}
+
+static id new_of(const char *class_name) {
+  return SEND(id)(get_class(class_name), sel("new"));
+}
+static id alloc_of(const char *class_name) {
+  return SEND(id)(get_class(class_name), sel("alloc"));
+}
+static id string(const char *s) {
+  return SEND(id, const char *)(get_class("NSString"), sel("stringWithUTF8String:"), s);
+}
+static id file_url(const char *path) {
+  return SEND(id, id)(get_class("NSURL"), sel("fileURLWithPath:"), string(path));
+}
+static id array(id *items, unsigned long n) {
+  return SEND(id, id *, unsigned long)(get_class("NSArray"), sel("arrayWithObjects:count:"), items, n);
+}
+
+static id disk(const char *path, bool read_only, char *err, size_t errlen) {
+  id error = NULL;
+  id attachment = SEND(id, id, bool, id *)(alloc_of("VZDiskImageStorageDeviceAttachment"), sel("initWithURL:readOnly:error:"), file_url(path), read_only, &error);
+  if (!attachment) {
+    set_error(err, errlen, path, error);
+    return NULL;
+  }
+  return SEND(id, id)(alloc_of("VZVirtioBlockDeviceConfiguration"), sel("initWithAttachment:"), attachment);
+}
+
+/* Builds and starts the VM; returns a handle, or NULL with the reason in err. */
+void *actiond_vz_start(const char *kernel, const char *initramfs, const char *cmdline, const char *cas_image, const char *runtime_image,
+                       const char *console_log, uint64_t memory_bytes, uint32_t cpus, char *err, size_t errlen) {
+  if (!load_runtime(err, errlen)) return NULL;
+  void *pool = pool_push();
+  struct vm *vm = calloc(1, sizeof *vm);
+  /* Each work item drains its own autorelease pool (NSErrors, connections are released promptly). */
+  vm->queue = dispatch_queue_create("actiond.vz", dispatch_queue_attr_make_with_autorelease_frequency(DISPATCH_QUEUE_SERIAL, DISPATCH_AUTORELEASE_FREQUENCY_WORK_ITEM));
+
+  id boot = SEND(id, id)(alloc_of("VZLinuxBootLoader"), sel("initWithKernelURL:"), file_url(kernel));
+  SEND(void, id)(boot, sel("setInitialRamdiskURL:"), file_url(initramfs));
+  SEND(void, id)(boot, sel("setCommandLine:"), string(cmdline));
+
+  id config = new_of("VZVirtualMachineConfiguration");
+  SEND(void, id)(config, sel("setBootLoader:"), boot);
+  SEND(void, unsigned long)(config, sel("setCPUCount:"), cpus);
+  SEND(void, uint64_t)(config, sel("setMemorySize:"), memory_bytes);
+
+  id cas = disk(cas_image, false, err, errlen);
+  id runtime = cas ? disk(runtime_image, true, err, errlen) : NULL;
+  if (!cas || !runtime) goto fail;
+  id disks[] = {cas, runtime};
+  SEND(void, id)(config, sel("setStorageDevices:"), array(disks, 2));
+
+  id error = NULL;
+  id log = SEND(id, id, bool, id *)(alloc_of("VZFileSerialPortAttachment"), sel("initWithURL:append:error:"), file_url(console_log), false, &error);
+  if (!log) {
+    set_error(err, errlen, console_log, error);
+    goto fail;
+  }
+  id console = new_of("VZVirtioConsoleDeviceSerialPortConfiguration");
+  SEND(void, id)(console, sel("setAttachment:"), log);
+  SEND(void, id)(config, sel("setSerialPorts:"), array(&console, 1));
+  id entropy = new_of("VZVirtioEntropyDeviceConfiguration");
+  SEND(void, id)(config, sel("setEntropyDevices:"), array(&entropy, 1));
+  id sockets = new_of("VZVirtioSocketDeviceConfiguration");
+  SEND(void, id)(config, sel("setSocketDevices:"), array(&sockets, 1));
+
+  if (!SEND(bool, id *)(config, sel("validateWithError:"), &error)) {
+    set_error(err, errlen, "the VM configuration is not valid", error);
+    goto fail;
+  }
+  /* A VM belongs to the queue it is created with: create and start it there. */
+  dispatch_sync(vm->queue, ^{
+    vm->machine = SEND(id, id, dispatch_queue_t)(alloc_of("VZVirtualMachine"), sel("initWithConfiguration:queue:"), config, vm->queue);
+    SEND(void, void (^)(id))(vm->machine, sel("startWithCompletionHandler:"), ^(id start_error) {
+      if (start_error) {
+        set_error(vm->error, sizeof vm->error, "the VM did not start", start_error);
+        vm->state = 3;
+      } else {
+        vm->state = 1;
+      }
+    });
+  });
+  pool_pop(pool);
+  return vm;
+fail:
+  pool_pop(pool);
+  free(vm);
+  return NULL;
+}
+
+/* 0 starting, 1 running, 2 stopped, 3 failed (actiond_vz_error says why). */
+int actiond_vz_state(void *handle) {
+  struct vm *vm = handle;
+  if (vm->state == 1) {
+    __block long state = 0;
+    dispatch_sync(vm->queue, ^{
+      state = SEND(long)(vm->machine, sel("state"));
+    });
+    /* VZVirtualMachineState: 0 stopped, 1 running, 2 paused, 3 error, 4 starting, ... */
+    if (state == 0) vm->state = 2;
+    if (state == 3) {
+      snprintf(vm->error, sizeof vm->error, "the VM stopped with an error");
+      vm->state = 3;
+    }
+  }
+  return vm->state;
+}
+
+const char *actiond_vz_error(void *handle) {
+  return ((struct vm *)handle)->error;
+}
+
+/* Stops the VM at once (the clean way is the guest's own shutdown, asked on its control port).
+ * canStop and stopWithCompletionHandler: need macOS 12, as Bun itself needs a newer macOS. */
+void actiond_vz_force_stop(void *handle) {
+  struct vm *vm = handle;
+  dispatch_sync(vm->queue, ^{
+    if (SEND(bool)(vm->machine, sel("canStop"))) SEND(void, void (^)(id))(vm->machine, sel("stopWithCompletionHandler:"), ^(id e) { (void)e; });
+  });
+}
+
+/* ---- relaying Unix-socket connections to guest vsock ports ---- */
+
+struct relay {
+  struct vm *vm;
+  uint32_t port;
+  int listener;
+};
+
+struct pair {
+  int a, b;
+};
+
+static void *copy_both_ways(void *arg) {
+  struct pair p = *(struct pair *)arg;
+  free(arg);
+  char buf[65536];
+  bool a_open = true, b_open = true;
+  while (a_open || b_open) {
+    struct pollfd fds[2] = {{.fd = a_open ? p.a : -1, .events = POLLIN}, {.fd = b_open ? p.b : -1, .events = POLLIN}};
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
+    for (int i = 0; i < 2; i++) {
+      if (!fds[i].revents) continue;
+      int from = i ? p.b : p.a, to = i ? p.a : p.b;
+      ssize_t n = read(from, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) goto out; /* a reset, not a clean end: close both */
+      if (n == 0) {
+        shutdown(to, SHUT_WR);
+        if (i) b_open = false;
+        else a_open = false;
+        continue;
+      }
+      for (ssize_t done = 0; done < n;) {
+        ssize_t w = write(to, buf + done, (size_t)(n - done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) goto out;
+        done += w;
+      }
+    }
+  }
+out:
+  close(p.a);
+  close(p.b);
+  return NULL;
+}
+
+/* What a connect request and its completion handler share: whoever finishes last frees it. */
+struct pending {
+  dispatch_semaphore_t done;
+  int fd;
+  int refs;        /* 2: the waiter and the handler */
+  bool abandoned;  /* the waiter gave up: the handler closes what it got */
+};
+
+static void release_pending(struct pending *p) {
+  if (__atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    dispatch_release(p->done);
+    free(p);
+  }
+}
+
+/* Sockets we hand on: never inherited by children, and no SIGPIPE into the Bun process. */
+static void own_socket(int fd) {
+  int on = 1;
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
+}
+
+/* Connects a guest vsock port; returns a file descriptor of ours, or -1. */
+static int connect_guest(struct vm *vm, uint32_t port) {
+  struct pending *p = calloc(1, sizeof *p);
+  *p = (struct pending){.done = dispatch_semaphore_create(0), .fd = -1, .refs = 2};
+  dispatch_async(vm->queue, ^{
+    id devices = SEND(id)(vm->machine, sel("socketDevices"));
+    id device = SEND(id, unsigned long)(devices, sel("objectAtIndex:"), 0);
+    SEND(void, uint32_t, void (^)(id, id))(device, sel("connectToPort:completionHandler:"), port, ^(id connection, id error) {
+      (void)error;
+      /* The connection closes its descriptor when released: keep a duplicate. */
+      int fd = connection ? dup(SEND(int)(connection, sel("fileDescriptor"))) : -1;
+      if (fd >= 0) own_socket(fd);
+      if (__atomic_load_n(&p->abandoned, __ATOMIC_ACQUIRE)) {
+        if (fd >= 0) close(fd);
+      } else {
+        p->fd = fd;
+      }
+      dispatch_semaphore_signal(p->done);
+      release_pending(p);
+    });
+  });
+  int fd = -1;
+  if (dispatch_semaphore_wait(p->done, dispatch_time(DISPATCH_TIME_NOW, 30 * NSEC_PER_SEC)) == 0) {
+    fd = p->fd;
+  } else {
+    __atomic_store_n(&p->abandoned, true, __ATOMIC_RELEASE);
+    /* The handler may have run between the timeout and the flag: take what it left. */
+    if (dispatch_semaphore_wait(p->done, DISPATCH_TIME_NOW) == 0 && p->fd >= 0) close(p->fd);
+  }
+  release_pending(p);
+  return fd;
+}
+
+static void *accept_loop(void *arg) {
+  struct relay *r = arg;
+  for (;;) {
+    int client = accept(r->listener, NULL, NULL);
+    if (client < 0) {
+      if (errno == EBADF || errno == EINVAL) return NULL;
+      if (errno != EINTR && errno != ECONNABORTED) sleep(1); /* out of descriptors, for now */
+      continue;
+    }
+    own_socket(client);
+    int guest = connect_guest(r->vm, r->port);
+    if (guest < 0) {
+      close(client);
+      continue;
+    }
+    struct pair *p = malloc(sizeof *p);
+    *p = (struct pair){client, guest};
+    pthread_t t;
+    if (pthread_create(&t, NULL, copy_both_ways, p) == 0) {
+      pthread_detach(t);
+    } else {
+      close(client);
+      close(guest);
+      free(p);
+    }
+  }
+}
+
+/* Listens on the Unix socket `path`; each connection to it is joined to guest vsock `port`.
+ * Returns 0, or -1 with the reason in err. */
+int actiond_vz_relay(void *handle, uint32_t port, const char *path, char *err, size_t errlen) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a.sun_path) {
+    snprintf(err, errlen, "%s: path too long", path);
+    return -1;
+  }
+  strcpy(a.sun_path, path);
+  unlink(path);
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0) {
+    snprintf(err, errlen, "listen on %s: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  struct relay *r = malloc(sizeof *r);
+  *r = (struct relay){handle, port, fd};
+  pthread_t t;
+  if (pthread_create(&t, NULL, accept_loop, r) != 0) {
+    snprintf(err, errlen, "cannot start the relay thread");
+    close(fd);
+    free(r);
+    return -1;
+  }
+  pthread_detach(t);
+  return 0;
+}
