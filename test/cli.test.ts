@@ -66,7 +66,7 @@ describe("actiond CLI", () => {
     const vz = run("serve-vm", "--root", tempDir(), "--hypervisor", "vz");
     expect(vz.code).toBe(1);
     expect(vz.err).toContain("serve-vm --hypervisor vz needs macOS (Virtualization.framework)");
-    for (const args of [["--hypervisor", "xen"], ["--cpus", "0"], ["--memory-mib", "lots"], ["--listen", "unix:/tmp/x"]]) {
+    for (const args of [["--hypervisor", "xen"], ["--cpus", "0"], ["--memory-mib", "lots"], ["--listen", "unix:/tmp/x"], ["--accel", "warp"]]) {
       const r = run("serve-vm", ...args);
       expect(r.code).toBe(2);
       expect(r.err).toStartWith("actiond: serve-vm: ");

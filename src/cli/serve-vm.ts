@@ -37,6 +37,7 @@ Flags:
   --cpus N                    guest CPUs (default: this machine's, at most 4)
   --start-timeout-ms N        how long the guest may take to answer (default 120000)
   --hypervisor qemu|vz        default: vz on macOS, qemu on Linux
+  --accel auto|kvm|tcg        QEMU: KVM, software emulation, or KVM when it works (default auto)
   --log-level LEVEL           debug, info, warn, error (default info)
 `;
 
@@ -52,6 +53,7 @@ interface ServeVmOptions {
   cpus: number;
   startTimeoutMs: number;
   hypervisor: "qemu" | "vz";
+  accel: "auto" | "kvm" | "tcg";
   logLevel: LogLevel;
 }
 
@@ -68,6 +70,7 @@ export function parseServeVmFlags(argv: string[]): ServeVmOptions | "help" {
     cpus: { type: "string" },
     "start-timeout-ms": { type: "string" },
     hypervisor: { type: "string" },
+    accel: { type: "string" },
     "log-level": { type: "string" },
   });
   if (values.help) return "help";
@@ -80,6 +83,8 @@ export function parseServeVmFlags(argv: string[]): ServeVmOptions | "help" {
   };
   const hypervisor = values.hypervisor ?? (process.platform === "darwin" ? "vz" : "qemu");
   if (hypervisor !== "qemu" && hypervisor !== "vz") throw new UsageError(`serve-vm: --hypervisor "${hypervisor}" is not one of qemu, vz`);
+  const accel = values.accel ?? "auto";
+  if (accel !== "auto" && accel !== "kvm" && accel !== "tcg") throw new UsageError(`serve-vm: --accel "${accel}" is not one of auto, kvm, tcg`);
   const logLevel = (values["log-level"] ?? "info") as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`serve-vm: --log-level "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
   const file = (p: string | undefined) => (p ? resolve(p) : undefined);
@@ -95,6 +100,7 @@ export function parseServeVmFlags(argv: string[]): ServeVmOptions | "help" {
     cpus: whole("cpus", values.cpus, Math.min(4, navigator.hardwareConcurrency || 1)),
     startTimeoutMs: whole("start-timeout-ms", values["start-timeout-ms"], 120_000),
     hypervisor,
+    accel,
     logLevel,
   };
 }
@@ -145,7 +151,7 @@ export async function serveVm(opts: ServeVmOptions): Promise<void> {
   /** Boots a guest and waits until it answers; returns undefined if a stop signal came first. */
   const boot = async (): Promise<RunningGuest | undefined> => {
     const started = performance.now();
-    const g = opts.hypervisor === "vz" ? await bootVzGuest(cfg, vzShim!) : await bootGuest(cfg);
+    const g = opts.hypervisor === "vz" ? await bootVzGuest(cfg, vzShim!) : await bootGuest(cfg, opts.accel);
     guest = g;
     if (g.kvmFailure) log.warn(`QEMU could not use KVM here (${g.kvmFailure}); the guest runs in software emulation, much slower`);
     const how = { kvm: "QEMU, KVM", tcg: "QEMU, software emulation", vz: "Virtualization.framework" }[g.accel];

@@ -87,10 +87,11 @@ export function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", muxSocket: stri
 
 /** Starts QEMU and connects to the guest's multiplexed port: with KVM when /dev/kvm opens and QEMU
  * can use it (a nested or partial KVM may refuse the CPU), else in software emulation. */
-export async function bootGuest(cfg: GuestConfig): Promise<RunningGuest> {
+export async function bootGuest(cfg: GuestConfig, accel: "auto" | "kvm" | "tcg" = "auto"): Promise<RunningGuest> {
   // The previous boot's console stays beside the new one.
   const consoleLog = join(cfg.stateDir, "console.log");
   if (existsSync(consoleLog)) renameSync(consoleLog, `${consoleLog}.1`);
+  if (accel !== "auto") return start(cfg, accel);
   if (!kvmUsable()) return start(cfg, "tcg");
   try {
     return await start(cfg, "kvm");

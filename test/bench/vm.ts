@@ -2,7 +2,7 @@
 // (serve), in one run: N trivial actions (echo into an output) sent by our client, 2 at once,
 // several repetitions alternating, medians; plus the guest's boot time to ready.
 //
-//   npm run build -- --vm && bun test/bench/vm.ts [--actions 50] [--reps 3]
+//   npm run build -- --vm && bun test/bench/vm.ts [--actions 50] [--reps 3] [--accel auto|kvm|tcg]
 //
 // Each repetition uses fresh action digests (a salt), so nothing is a cache hit. Not a `bun test` file.
 import { rmSync } from "node:fs";
@@ -12,7 +12,7 @@ import { buildAction, execute, executionClient, uploadBlobs } from "../support/a
 import { ReapiClient } from "../support/client";
 import { startServer, tempDir, type ServerProcess } from "../support/server";
 
-const { values } = parseArgs({ options: { actions: { type: "string", default: "50" }, reps: { type: "string", default: "3" } } });
+const { values } = parseArgs({ options: { actions: { type: "string", default: "50" }, reps: { type: "string", default: "3" }, accel: { type: "string" } } });
 const N = Number(values.actions);
 const REPS = Number(values.reps);
 const AT_ONCE = 2;
@@ -47,7 +47,7 @@ async function run(server: ServerProcess, salt: string): Promise<number> {
 
 const tmp = tempDir("actiond-bench-vm-");
 const t0 = performance.now();
-const vm = await startServer({ root: join(tmp, "vm"), subcommand: "serve-vm", args: ["--hypervisor", "qemu", "--cas-image-size-mib", "4096", "--cpus", "2"], startTimeoutMs: 300_000 });
+const vm = await startServer({ root: join(tmp, "vm"), subcommand: "serve-vm", args: ["--hypervisor", "qemu", "--cas-image-size-mib", "4096", "--cpus", "2", ...(values.accel ? ["--accel", values.accel] : [])], startTimeoutMs: 300_000 });
 const bootWall = performance.now() - t0;
 const bootGuest = /guest ready in ([\d.]+) s/.exec(vm.log())?.[1];
 const host = await startServer({ root: join(tmp, "host"), args: ["--jobs", "2"] });
