@@ -1,7 +1,8 @@
 // serve-vm end to end: `actiond serve-vm --hypervisor qemu` boots the x86_64 guest (software
 // emulation here), and Bazel 4.2.3 builds and tests the e2e workspace with every action executed
 // inside the guest (an action's `uname -r` is the guest kernel's). Then the guest is shut down
-// cleanly, booted again, and its CAS disk still holds the earlier results.
+// cleanly, booted again, and its CAS disk still holds the earlier results. A guest killed under
+// serve-vm is booted again, and clients get through once it is back.
 //
 // Needs the guest (npm run build -- --vm makes build/vm/) and QEMU; skipped without them unless
 // ACTIOND_REQUIRE_VM=1.
@@ -11,6 +12,8 @@ import { join } from "node:path";
 import { REPO, startServer, tempDir, type ServerProcess } from "../support/server";
 import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel } from "./bazel";
 import { expectRemoteEqualsLocal } from "./scenarios";
+import { ReapiClient } from "../support/client";
+import { GetCapabilitiesRequestSchema } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 
 const GUEST = ["kernel-x86_64", "initramfs-x86_64"].map((f) => join(REPO, "build/vm", f));
 const haveGuest = GUEST.every(existsSync) && !!Bun.which("qemu-system-x86_64");
@@ -66,4 +69,19 @@ test.skipIf(SKIP)("a clean shutdown, a second boot, and the CAS disk still holds
     await w.run(["build", "//...", `--remote_executor=grpc://${server!.address}`, "--spawn_strategy=remote", "--genrule_strategy=remote", "--remote_local_fallback=false", ...COMMON_FLAGS]),
   );
   expect(again.kinds["remote cache hit"]).toBe(again.total - (again.kinds["internal"] ?? 0));
+}, 900_000);
+
+test.skipIf(SKIP)("a guest that dies is booted again, and the server answers again once it is back", async () => {
+  const qemu = Bun.spawnSync(["pgrep", "-P", String(server!.proc.pid), "qemu-system"]).stdout.toString().trim().split("\n")[0];
+  expect(qemu).toMatch(/^\d+$/);
+  const readyLines = () => server!.log().split("\n").filter((l) => l.includes("guest ready in")).length;
+  const before = readyLines();
+  process.kill(Number(qemu), "SIGKILL");
+  for (let i = 0; i < 600 && readyLines() === before; i++) await Bun.sleep(500);
+  expect(server!.log()).toContain("the guest stopped (exit");
+  expect(readyLines()).toBe(before + 1);
+  const client = new ReapiClient(server!.address);
+  const caps = await client.unary(client.caps, "getCapabilities", GetCapabilitiesRequestSchema, {});
+  expect(caps.executionCapabilities?.execEnabled).toBe(true);
+  client.close();
 }, 900_000);
