@@ -31,7 +31,8 @@ trap 'rm -rf "$work"' EXIT
 # macOS: only the Virtualization.framework shim, a dylib for bun:ffi (blocks for its completion handlers).
 if [[ "${ACTIOND_SHIM_TARGET:-}" == *macos* ]]; then
   # A fixed install name: the default is the output path, a temporary folder.
-  "${cc[@]}" -shared -fblocks -std=c11 -O2 -Wall -Wextra -Werror -fno-ident -Wl,-install_name,@rpath/libactiond-vz.dylib \
+  # -Wl,-S: no debug stabs, which name the object file by a path that differs between checkouts.
+  "${cc[@]}" -shared -fblocks -std=c11 -O2 -Wall -Wextra -Werror -fno-ident -Wl,-install_name,@rpath/libactiond-vz.dylib -Wl,-S \
     -o "$work/libactiond-vz.dylib" "$here/vz.c"
   mv -f "$work/libactiond-vz.dylib" "$out/"
   exit 0
