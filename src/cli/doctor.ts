@@ -178,7 +178,7 @@ function vmChecks(assets: LocalAssets, report: (f: Finding) => void): void {
   if (existsSync("/dev/kvm")) {
     try {
       closeSync(openSync("/dev/kvm", "r+"));
-      report({ verdict: "ok", area: "KVM", says: "/dev/kvm opens: serve-vm can run its guest with hardware virtualization" });
+      report({ verdict: "ok", area: "KVM", says: "/dev/kvm opens: serve-vm tries KVM first (and uses software emulation if QEMU cannot run a guest with it)" });
     } catch (err) {
       const denied = (err as NodeJS.ErrnoException).code === "EACCES";
       report({
