@@ -1,6 +1,6 @@
 // `actiond doctor`: checks what this machine allows, by trying it where it can (the sandbox runs a
 // real command), and says in plain words what works and what the user must do for what does not.
-import { closeSync, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { which } from "bun";
 import { createLogger } from "../log";
@@ -11,6 +11,7 @@ import { removeTree } from "../exec/runner";
 import { namespaceSandbox, probeSandbox } from "../exec/worker";
 import { embeddedPayload } from "../payload/embedded";
 import { localAssets, type LocalAssets } from "../payload/local-assets";
+import { kvmOpenError, QEMU } from "../vmhost/qemu";
 import type { PayloadManifest } from "../payload/manifest";
 import { defaultRoot } from "./serve";
 import { parseFlags } from "./usage";
@@ -175,29 +176,25 @@ function userNamespaceCheck(report: (f: Finding) => void): void {
 }
 
 function vmChecks(assets: LocalAssets, report: (f: Finding) => void): void {
-  if (existsSync("/dev/kvm")) {
-    try {
-      closeSync(openSync("/dev/kvm", "r+"));
-      report({ verdict: "ok", area: "KVM", says: "/dev/kvm opens: serve-vm tries KVM first (and uses software emulation if QEMU cannot run a guest with it)" });
-    } catch (err) {
-      const denied = (err as NodeJS.ErrnoException).code === "EACCES";
-      report({
-        verdict: "warn",
-        area: "KVM",
-        says: `/dev/kvm exists but cannot be opened (${(err as Error).message})`,
-        fix: denied ? "add the user to the kvm group (usermod -aG kvm USER) and log in again" : "load kvm_intel or kvm_amd, with virtualization enabled in the firmware",
-      });
-    }
-  } else {
+  const kvm = kvmOpenError();
+  if (!kvm) {
+    report({ verdict: "ok", area: "KVM", says: "/dev/kvm opens: serve-vm tries KVM first (and uses software emulation if QEMU cannot run a guest with it)" });
+  } else if (kvm.code === "ENOENT") {
     report({
       verdict: "warn",
       area: "KVM",
       says: "no /dev/kvm: serve-vm would emulate its guest in software, many times slower (serve is not affected)",
       fix: "enable virtualization (VT-x/AMD-V in the firmware, or nested virtualization for a VM) and load kvm_intel or kvm_amd",
     });
+  } else {
+    report({
+      verdict: "warn",
+      area: "KVM",
+      says: `/dev/kvm exists but cannot be opened (${kvm.message})`,
+      fix: kvm.code === "EACCES" ? "add the user to the kvm group (usermod -aG kvm USER) and log in again" : "load kvm_intel or kvm_amd, with virtualization enabled in the firmware",
+    });
   }
-  const qemu = `qemu-system-${process.arch === "arm64" ? "aarch64" : "x86_64"}`;
-  if (!which(qemu)) report({ verdict: "info", area: "QEMU", says: `${qemu} is not installed: serve-vm needs it on Linux`, fix: `apt-get install ${process.arch === "arm64" ? "qemu-system-arm" : "qemu-system-x86"}` });
+  if (!which(QEMU.binary)) report({ verdict: "info", area: "QEMU", says: `${QEMU.binary} is not installed: serve-vm needs it on Linux`, fix: `apt-get install ${QEMU.debianPackage}` });
   for (const m of assets.manifest?.missing ?? []) report({ verdict: "info", area: "serve-vm", says: `this build has no ${m.role}: ${m.reason}` });
 }
 

@@ -10,6 +10,8 @@ import { create } from "@bufbuild/protobuf";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../log";
 import { controlPort, GUEST_GRPC_PORT, SHUTDOWN_COMMAND } from "../guest/protocol";
 import { embeddedPayload, extractAssets } from "../payload/embedded";
+import { sourceRuntimeImage } from "../exec/runtime";
+import { hostRuntimeArch } from "../exec/runtime-manifest";
 import { bootGuest, type GuestConfig, type RunningGuest } from "../vmhost/qemu";
 import { bootVzGuest } from "../vmhost/vz";
 import { DEFAULT_LISTEN, defaultRoot, parseListen } from "./serve";
@@ -116,7 +118,7 @@ export async function serveVm(opts: ServeVmOptions): Promise<void> {
   });
   const stateDir = join(opts.root, "vm");
   mkdirSync(stateDir, { recursive: true });
-  const arch = process.arch === "arm64" ? "aarch64" : "x86_64";
+  const arch = hostRuntimeArch();
   const { vzShim, ...files } = await guestFiles(opts, log);
   const cfg: GuestConfig = {
     ...files,
@@ -225,7 +227,7 @@ async function shutDownGuest(g: RunningGuest, log: Logger): Promise<void> {
 /** Kernel, initramfs and runtime image (and on macOS the VZ shim): from the flags, else what this
  * executable carries, else a checkout's build/. */
 async function guestFiles(opts: ServeVmOptions, log: Logger): Promise<Pick<GuestConfig, "kernel" | "initramfs" | "runtimeImage"> & { vzShim?: string }> {
-  const arch = process.arch === "arm64" ? "aarch64" : "x86_64";
+  const arch = hostRuntimeArch();
   let carried: Partial<Record<"kernel" | "initramfs" | "runtimeImage", string>> = {};
   let vzShim: string | undefined;
   const payload = await embeddedPayload();
@@ -239,7 +241,7 @@ async function guestFiles(opts: ServeVmOptions, log: Logger): Promise<Pick<Guest
     carried = {
       kernel: inCheckout(join(build, "vm", `kernel-${arch}`)),
       initramfs: inCheckout(join(build, "vm", `initramfs-${arch}`)),
-      runtimeImage: inCheckout(join(build, "runtimes", `cc-${arch}.sqfs`)),
+      runtimeImage: inCheckout(sourceRuntimeImage("cc")),
     };
   }
   const files = { kernel: opts.kernel ?? carried.kernel, initramfs: opts.initramfs ?? carried.initramfs, runtimeImage: opts.runtimeImage ?? carried.runtimeImage };

@@ -45,20 +45,23 @@ export interface RunningGuest {
   failure(): string | undefined;
 }
 
-/** The QEMU executable for this machine's architecture, or a message saying what to install. */
+/** QEMU for this machine's architecture: its executable, and the Debian package that has it. */
+export const QEMU = process.arch === "arm64" ? { binary: "qemu-system-aarch64", debianPackage: "qemu-system-arm" } : { binary: "qemu-system-x86_64", debianPackage: "qemu-system-x86" };
+
+/** The QEMU executable, or a message saying what to install. */
 export function findQemu(): string {
-  const name = process.arch === "arm64" ? "qemu-system-aarch64" : "qemu-system-x86_64";
-  const path = which(name);
-  if (!path) throw new Error(`serve-vm needs QEMU here: ${name} is not on PATH (apt-get install ${process.arch === "arm64" ? "qemu-system-arm" : "qemu-system-x86"})`);
+  const path = which(QEMU.binary);
+  if (!path) throw new Error(`serve-vm needs QEMU here: ${QEMU.binary} is not on PATH (apt-get install ${QEMU.debianPackage})`);
   return path;
 }
 
-function kvmUsable(): boolean {
+/** Why /dev/kvm cannot be opened for use (missing, no permission, no module), or undefined when it can. */
+export function kvmOpenError(): NodeJS.ErrnoException | undefined {
   try {
     closeSync(openSync("/dev/kvm", "r+"));
-    return true;
-  } catch {
-    return false;
+    return undefined;
+  } catch (err) {
+    return err as NodeJS.ErrnoException;
   }
 }
 
@@ -92,7 +95,7 @@ export async function bootGuest(cfg: GuestConfig, accel: "auto" | "kvm" | "tcg" 
   const consoleLog = join(cfg.stateDir, "console.log");
   if (existsSync(consoleLog)) renameSync(consoleLog, `${consoleLog}.1`);
   if (accel !== "auto") return start(cfg, accel);
-  if (!kvmUsable()) return start(cfg, "tcg");
+  if (kvmOpenError()) return start(cfg, "tcg");
   try {
     return await start(cfg, "kvm");
   } catch (err) {
