@@ -7,7 +7,7 @@ import { chmodSync, copyFileSync, lstatSync, mkdirSync, mkdtempSync, readdirSync
 import { basename, dirname, join } from "node:path";
 import type { Arch } from "../runtimes/recipe/arch";
 import { extractDeb, fetchDebs, resolvePackages } from "../runtimes/recipe/apt";
-import { checkRoot } from "../runtimes/recipe/check";
+import { checkRoot, resolveInRoot } from "../runtimes/recipe/check";
 
 /** Package → the files the initramfs takes from it (paths as the package installs them). */
 function wanted(arch: Arch): Record<string, string[]> {
@@ -51,7 +51,10 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<{ bytes: 
         // Libraries are often symlinks to a versioned file: take the file, under the name asked for.
         const dest = join(root, path.replace(/^(lib|sbin)\//, "usr/$1/"));
         mkdirSync(dirname(dest), { recursive: true });
-        copyFileSync(resolveInside(unpacked, path), dest);
+        // Symlinks followed as if the package were /, so an absolute one never reaches this host's files.
+        const file = resolveInRoot(unpacked, `/${path}`);
+        if (!file) throw new Error(`${deb.name} has no ${path}`);
+        copyFileSync(file, dest);
         chmodSync(dest, path.includes("sbin/") || path.endsWith(basename(arch.loader)) ? 0o755 : 0o644);
       }
     }
@@ -74,17 +77,6 @@ export async function buildInitramfs(inputs: InitramfsInputs): Promise<{ bytes: 
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }
-}
-
-/** Follows symlinks as if `root` were /, so an absolute link never reaches this host's files. */
-function resolveInside(root: string, path: string): string {
-  let current = join(root, path);
-  for (let hops = 0; hops < 40; hops++) {
-    if (!lstatSync(current).isSymbolicLink()) return current;
-    const target = readlinkSync(current);
-    current = target.startsWith("/") ? join(root, target) : join(dirname(current), target);
-  }
-  throw new Error(`${path}: too many symlinks`);
 }
 
 function countFiles(dir: string): number {
