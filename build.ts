@@ -12,6 +12,7 @@ import { ensureZig } from "./packaging/build/zig";
 import { stagePayload, type AssetSource } from "./packaging/build/payload";
 import { archNamed } from "./runtimes/recipe/arch";
 import { buildInitramfs } from "./vm/initramfs";
+import { sha256File } from "./src/exec/runtime-image";
 import type { PayloadManifest } from "./src/payload/manifest";
 import pkg from "./package.json" with { type: "json" };
 
@@ -85,7 +86,7 @@ async function main(): Promise<void> {
       .map((role) => ({ role, reason: MISSING_VM_REASON }));
     const outfile = join(DIST, `actiond-${target.name}`);
     const manifest = await compile(target, sources, meta(target.name, missing), outfile);
-    writeFileSync(`${outfile}.sha256`, `${sha256(outfile)}  ${basename(outfile)}\n`);
+    writeFileSync(`${outfile}.sha256`, `${await sha256(outfile)}  ${basename(outfile)}\n`);
     built.push(outfile);
     say(`${basename(outfile)}: ${mib(statSync(outfile).size)}, carrying ${manifest.assets.map((a) => `${a.name} ${mib(a.storedSize)}`).join(", ")}`);
   }
@@ -98,19 +99,21 @@ async function main(): Promise<void> {
     render("packaging/homebrew/actiond.rb.in", "actiond.rb", {
       VERSION: pkg.version,
       RELEASES,
-      SHA256: sha256(darwin),
-      ENTITLEMENTS_SHA256: sha256(join(DIST, "actiond.entitlements")),
+      SHA256: await sha256(darwin),
+      ENTITLEMENTS_SHA256: await sha256(join(DIST, "actiond.entitlements")),
     });
   }
   const published = [...built, join(DIST, "install.sh"), join(DIST, "actiond.entitlements"), ...(darwin ? [join(DIST, "actiond.rb")] : [])];
-  const checksums = published.map((f) => `${sha256(f)}  ${basename(f)}\n`).join("");
+  const sums = new Map<string, string>();
+  for (const f of published) sums.set(f, await sha256(f));
+  const checksums = published.map((f) => `${sums.get(f)}  ${basename(f)}\n`).join("");
   writeFileSync(join(DIST, "checksums.txt"), checksums);
   render("packaging/RELEASE-NOTES.md.in", "RELEASE-NOTES.md", {
     VERSION: pkg.version,
     COMMIT: commit,
     BUN: Bun.version,
     RELEASES,
-    FILES: published.map((f) => `| ${basename(f)} | ${mib(statSync(f).size)} | \`${sha256(f)}\` |`).join("\n"),
+    FILES: published.map((f) => `| ${basename(f)} | ${mib(statSync(f).size)} | \`${sums.get(f)}\` |`).join("\n"),
   });
   say(`done in ${((performance.now() - started) / 1000).toFixed(1)} s: ${published.map((f) => basename(f)).join(", ")}, checksums.txt, RELEASE-NOTES.md in dist/`);
 }
@@ -155,8 +158,11 @@ function gitCommit(): string {
   return r.exitCode === 0 ? r.stdout.toString().trim() : "unknown";
 }
 
-function sha256(path: string): string {
-  return new Bun.CryptoHasher("sha256").update(readFileSync(path)).digest("hex");
+/** Each published file is hashed once (the executables are 200 MiB each); they do not change after. */
+const digests = new Map<string, Promise<string>>();
+function sha256(path: string): Promise<string> {
+  if (!digests.has(path)) digests.set(path, sha256File(path));
+  return digests.get(path)!;
 }
 
 /** Fills @NAME@ placeholders of a template in packaging/ into dist/<out>. */
