@@ -153,9 +153,9 @@ async function openRuntime(assets: LocalAssets, scratch: string, root: string): 
   const log = createLogger("error");
   const images = assets.runtimeImages.slice(0, 1);
   try {
-    return await openRuntimes({ images, roots: [], stateDir: scratch, methods: ["kernel", "squashfuse"], log });
+    return await openRuntimes({ images, roots: [], stateDir: scratch, methods: ["kernel", "squashfuse"], log, digests: assets.digests });
   } catch {
-    return await openRuntimes({ images, roots: [], stateDir: join(root, "runtimes"), methods: ["extract"], log });
+    return await openRuntimes({ images, roots: [], stateDir: join(root, "runtimes"), methods: ["extract"], log, digests: assets.digests });
   }
 }
 

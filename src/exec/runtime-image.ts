@@ -52,9 +52,10 @@ export async function sha256File(path: string): Promise<string> {
  * each failed and what to install. Mount points and extractions are named by the image's content
  * hash under `stateDir`, so a mount or extraction left by an earlier run of the same image is reused.
  */
-export async function makeImageAvailable(image: string, stateDir: string, methods: readonly MountMethod[], log: Logger): Promise<AvailableImage> {
+/** `knownSha256`: the image's digest when this start has already checked it (a compiled actiond's own). */
+export async function makeImageAvailable(image: string, stateDir: string, methods: readonly MountMethod[], log: Logger, knownSha256?: string): Promise<AvailableImage> {
   checkSquashfsImage(image);
-  const sha = await sha256File(image);
+  const sha = knownSha256 ?? (await sha256File(image));
   const reasons: string[] = [];
   for (const method of methods) {
     const attempt = method === "kernel" ? kernelMount : method === "squashfuse" ? fuseMount : extract;

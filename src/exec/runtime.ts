@@ -40,6 +40,8 @@ export interface OpenRuntimesOptions {
   log: Logger;
   /** The ways to try for images, in order (default: kernel, squashfuse, extract). */
   methods?: readonly MountMethod[];
+  /** sha256 of images this start has already checked, by path, so they are not hashed again. */
+  digests?: ReadonlyMap<string, string>;
 }
 
 /** Opens images first, then directories, in the order given; the first is the default. */
@@ -53,7 +55,7 @@ export async function openRuntimes(opts: OpenRuntimesOptions): Promise<RuntimeSe
   try {
     for (const image of opts.images) {
       const source = resolve(image);
-      const available = await makeImageAvailable(source, opts.stateDir, opts.methods ?? MOUNT_METHODS, opts.log);
+      const available = await makeImageAvailable(source, opts.stateDir, opts.methods ?? MOUNT_METHODS, opts.log, opts.digests?.get(source));
       held.push(available);
       runtimes.push(describe(available.root, source, available.method));
     }

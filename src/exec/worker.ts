@@ -37,6 +37,8 @@ export interface Worker {
 export interface BuiltInAssets {
   helper?: string;
   runtimeImages: string[];
+  /** sha256 of those images, already checked this start. */
+  digests?: ReadonlyMap<string, string>;
   /** Where they come from, for messages: the executable itself, or a source checkout's build/. */
   origin: "embedded" | "checkout";
 }
@@ -58,7 +60,7 @@ export async function startWorker(opts: WorkerOptions, builtIn: BuiltInAssets, c
   }
   let runtimes: RuntimeSet;
   try {
-    runtimes = await openRuntimes({ images, roots: opts.runtimeRoots, stateDir: join(opts.root, "runtimes"), log });
+    runtimes = await openRuntimes({ images, roots: opts.runtimeRoots, stateDir: join(opts.root, "runtimes"), log, digests: builtIn.digests });
   } catch (err) {
     throw new WorkerSetupError((err as Error).message);
   }

@@ -30,6 +30,8 @@ export async function embeddedPayload(): Promise<EmbeddedPayload | undefined> {
 export interface ExtractedAssets {
   /** Extracted paths in manifest order, by role. */
   byRole: Map<AssetRole, string[]>;
+  /** The sha256 of each extracted path (checked by this call). */
+  digests: Map<string, string>;
   extracted: number;
   reused: number;
   ms: number;
@@ -45,7 +47,7 @@ export async function extractAssets(payload: EmbeddedPayload, root: string, log:
   const dir = join(root, "embedded");
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   removeStaleTemporaries(dir);
-  const result: ExtractedAssets = { byRole: new Map(), extracted: 0, reused: 0, ms: 0 };
+  const result: ExtractedAssets = { byRole: new Map(), digests: new Map(), extracted: 0, reused: 0, ms: 0 };
   for (const asset of payload.manifest.assets) {
     if (roles && !roles.includes(asset.role)) continue;
     const path = join(dir, `${asset.name}-${asset.sha256}`);
@@ -60,6 +62,7 @@ export async function extractAssets(payload: EmbeddedPayload, root: string, log:
       result.extracted++;
     }
     result.byRole.set(asset.role, [...(result.byRole.get(asset.role) ?? []), path]);
+    result.digests.set(path, asset.sha256);
   }
   result.ms = performance.now() - started;
   return result;

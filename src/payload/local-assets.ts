@@ -15,6 +15,8 @@ export interface LocalAssets {
   relay?: string;
   /** Runtime images actions get when the user names none. */
   runtimeImages: string[];
+  /** sha256 of the carried files, checked at extraction (so nobody hashes them again this start). */
+  digests?: ReadonlyMap<string, string>;
   /** A compiled executable's manifest (what it carries, and what it lacks). */
   manifest?: PayloadManifest;
 }
@@ -34,6 +36,7 @@ export async function localAssets(root: string, log: Logger): Promise<LocalAsset
     helper: assets.byRole.get("sandbox-helper")?.[0],
     relay: assets.byRole.get("vsock-relay")?.[0],
     runtimeImages: assets.byRole.get("runtime") ?? [],
+    digests: assets.digests,
     manifest: payload.manifest,
   };
 }
