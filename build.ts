@@ -10,10 +10,9 @@ import { requireTools } from "./runtimes/recipe/run";
 import { hostTarget, MISSING_VM_REASON, TARGETS, type Target } from "./packaging/build/targets";
 import { ensureZig } from "./packaging/build/zig";
 import { stagePayload, type AssetSource } from "./packaging/build/payload";
-import { archNamed } from "./runtimes/recipe/arch";
+import { archNamed, hashFile } from "./src/core";
+import { checkoutAssetPath, type PayloadManifest } from "./src/assets";
 import { buildInitramfs } from "./vm/initramfs";
-import { sha256File } from "./src/exec/runtime-image";
-import type { PayloadManifest } from "./src/payload/manifest";
 import pkg from "./package.json" with { type: "json" };
 
 const REPO = import.meta.dir;
@@ -55,17 +54,17 @@ async function main(): Promise<void> {
     await run([process.execPath, "vm/build-kernel.ts", "--arch", arch]);
     const guestExe = join(REPO, "build/dist/guest", `actiond-guest-${linux.name}`);
     await compile(linux, helpers.get(arch)!, meta(`${linux.name} (VM guest)`, []), guestExe);
-    const initramfs = join(REPO, "build/vm", `initramfs-${arch}`);
+    const initramfs = checkoutAssetPath("guest-initramfs", { arch });
     const made = await buildInitramfs({ arch: archNamed(arch), actiond: guestExe, init: join(shim, "actiond-guest-init"), debsDir: join(REPO, "build/runtimes/debs"), out: initramfs });
     say(`initramfs-${arch}: ${mib(made.bytes)} (${made.files} files)`);
     guests.set(arch, [
-      { name: `kernel-${arch}`, role: "guest-kernel", path: join(REPO, "build/vm", `kernel-${arch}`), executable: false },
+      { name: `kernel-${arch}`, role: "guest-kernel", path: checkoutAssetPath("guest-kernel", { arch }), executable: false },
       { name: `initramfs-${arch}.gz`, role: "guest-initramfs", path: initramfs, executable: false },
     ]);
   }
 
   // macOS: the Virtualization.framework shim (a dylib for bun:ffi).
-  const vzShim = join(REPO, "build/dist/shim/aarch64-macos");
+  const vzShim = dirname(checkoutAssetPath("vz-shim"));
   if (targets.some((t) => t.vmRoles.includes("vz-shim"))) {
     await run(["bash", "shim/build.sh", vzShim], { PATH: `${zigDir}:${process.env.PATH}`, ACTIOND_SHIM_TARGET: "aarch64-macos" });
   }
@@ -75,10 +74,10 @@ async function main(): Promise<void> {
   const built: string[] = [];
   for (const target of targets) {
     const guest = [...(guests.get(target.linuxArch) ?? [])];
-    if (target.vmRoles.includes("vz-shim")) guest.push({ name: "libactiond-vz.dylib", role: "vz-shim", path: join(vzShim, "libactiond-vz.dylib"), executable: false });
+    if (target.vmRoles.includes("vz-shim")) guest.push({ name: "libactiond-vz.dylib", role: "vz-shim", path: checkoutAssetPath("vz-shim"), executable: false });
     const sources: AssetSource[] = [
       ...helpers.get(target.linuxArch)!,
-      { name: `runtime-cc-${target.linuxArch}.sqfs`, role: "runtime", path: join(REPO, "build/runtimes", `cc-${target.linuxArch}.sqfs`), executable: false },
+      { name: `runtime-cc-${target.linuxArch}.sqfs`, role: "runtime", path: checkoutAssetPath("runtime", { arch: target.linuxArch, profile: "cc" }), executable: false },
       ...guest,
     ];
     const missing = target.vmRoles
@@ -146,7 +145,7 @@ function targetNamed(name: string): Target {
 
 /** The runtime image for a foreign architecture needs apt to know it; say how, before any work. */
 function requireAptArch(arch: Target["linuxArch"]): void {
-  const deb = arch === "x86_64" ? "amd64" : "arm64";
+  const deb = archNamed(arch).deb;
   const known = [Bun.spawnSync(["dpkg", "--print-architecture"]).stdout.toString(), Bun.spawnSync(["dpkg", "--print-foreign-architectures"]).stdout.toString()];
   if (!known.join("\n").split(/\s+/).includes(deb)) {
     throw new Error(`the ${arch} runtime image is made from Debian's ${deb} packages, which apt does not know here: run (as root) \`dpkg --add-architecture ${deb} && apt-get update\``);
@@ -161,7 +160,7 @@ function gitCommit(): string {
 /** Each published file is hashed once (the executables are 200 MiB each); they do not change after. */
 const digests = new Map<string, Promise<string>>();
 function sha256(path: string): Promise<string> {
-  if (!digests.has(path)) digests.set(path, sha256File(path));
+  if (!digests.has(path)) digests.set(path, hashFile("sha256", path));
   return digests.get(path)!;
 }
 

@@ -4,12 +4,12 @@
 // from). Skips the work when the recorded inputs (recipe, package list, resolved versions) match.
 import { availableParallelism } from "node:os";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { MANIFEST_FILE, type RuntimeManifest } from "../src/exec/runtime-manifest";
+import { MANIFEST_FILE, type RuntimeManifest } from "../src/runtime";
+import { checkoutAssetPath } from "../src/assets";
 import { extractDeb, fetchDebs, resolvePackages, type Deb } from "./recipe/apt";
-import { sha256File } from "../src/exec/runtime-image";
-import { archNamed, hostArch, type Arch } from "./recipe/arch";
+import { archNamed, hashFile, hostArchName, type Arch } from "../src/core";
 import { checkRoot } from "./recipe/check";
 import { withLock } from "./recipe/lock";
 import { readProfile } from "./recipe/profile";
@@ -19,7 +19,7 @@ import { makeSquashfs, mksquashfsVersion } from "./recipe/squashfs";
 
 const REPO = resolve(import.meta.dir, "..");
 /** Everything whose change must rebuild the image (besides the profile files and the packages). */
-const RECIPE_SOURCES = ["runtimes/build.ts", "src/exec/runtime-manifest.ts", ...readdirSync(join(REPO, "runtimes/recipe")).sort().map((f) => `runtimes/recipe/${f}`)];
+const RECIPE_SOURCES = ["runtimes/build.ts", "src/runtime/manifest.ts", "src/core/arch.ts", ...readdirSync(join(REPO, "runtimes/recipe")).sort().map((f) => `runtimes/recipe/${f}`)];
 
 interface BuildRecord {
   inputHash: string;
@@ -39,11 +39,12 @@ async function main(): Promise<void> {
   const started = performance.now();
   process.umask(0o022); // modes in the image must not depend on the caller's umask
   requireTools();
-  const arch = values.arch ? archNamed(values.arch) : hostArch();
+  const arch = archNamed(values.arch ?? hostArchName());
   const profile = values.profile as string;
-  const out = resolve(values.out ?? join(REPO, "build/runtimes"));
+  const defaultImage = checkoutAssetPath("runtime", { arch: arch.name, profile });
+  const out = resolve(values.out ?? dirname(defaultImage));
   const debsDir = resolve(values.debs ?? join(out, "debs"));
-  const image = join(out, `${profile}-${arch.name}.sqfs`);
+  const image = join(out, basename(defaultImage));
   const recordFile = join(out, `${profile}-${arch.name}.build.json`);
   mkdirSync(out, { recursive: true });
 
@@ -70,7 +71,7 @@ async function main(): Promise<void> {
       const tmpImage = join(staging, "image.sqfs");
       await makeSquashfs(join(staging, "root"), tmpImage, manifest.sourceDateEpoch);
       renameSync(tmpImage, image);
-      const record: BuildRecord = { inputHash, image: relative(out, image), imageSha256: await sha256File(image), imageBytes: statSync(image).size, manifest };
+      const record: BuildRecord = { inputHash, image: relative(out, image), imageSha256: await hashFile("sha256", image), imageBytes: statSync(image).size, manifest };
       writeFileSync(recordFile, `${JSON.stringify(record, null, 2)}\n`);
       say(`wrote ${relative(process.cwd(), image)}: ${mib(record.imageBytes)}, sha256 ${record.imageSha256.slice(0, 16)}…, ${manifest.libc}`);
     } finally {
@@ -141,7 +142,7 @@ function readRecord(path: string): BuildRecord | undefined {
 /** The image on disk is the one the record describes (not replaced or damaged since). */
 async function imageMatches(image: string, record: BuildRecord): Promise<boolean> {
   try {
-    return statSync(image).size === record.imageBytes && (await sha256File(image)) === record.imageSha256;
+    return statSync(image).size === record.imageBytes && (await hashFile("sha256", image)) === record.imageSha256;
   } catch {
     return false;
   }

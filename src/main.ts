@@ -1,11 +1,8 @@
 #!/usr/bin/env bun
 // actiond: command dispatch only.
-import { SERVE_HELP, parseServeFlags, serve } from "./cli/serve";
-import { FatalError, UsageError, parseFlags } from "./cli/usage";
-import { doctor } from "./cli/doctor";
-import { guestInit, guestWorkerArgs } from "./guest/init";
-import { VERSION_HELP, versionText } from "./cli/version";
-import { SERVE_VM_HELP, parseServeVmFlags, serveVm } from "./cli/serve-vm";
+import { SetupError } from "./core";
+import { guestInit, guestWorkerArgs } from "./guest";
+import { doctor, parseFlags, parseServeFlags, parseServeVmFlags, serve, SERVE_HELP, SERVE_VM_HELP, serveVm, UsageError, VERSION_HELP, versionText } from "./cli";
 
 const HELP = `Usage: actiond <command> [flags]
 
@@ -18,6 +15,8 @@ Commands:
   doctor     check what this machine allows, and what to do for what it does not
   version    print the version and the assets this executable carries
   help       show this help
+
+Every flag can also be set with an environment variable: --max-cas-size with ACTIOND_MAX_CAS_SIZE.
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -40,8 +39,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "version":
     case "--version": {
-      const { values } = parseFlags("version", rest, {});
-      process.stdout.write(values.help ? VERSION_HELP : await versionText());
+      const help = parseFlags("version", {}, rest) === "help";
+      process.stdout.write(help ? VERSION_HELP : await versionText());
       return 0;
     }
     case "doctor":
@@ -82,7 +81,7 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`actiond: ${err.message}\n`);
       process.exit(2);
     }
-    if (err instanceof FatalError) {
+    if (err instanceof SetupError) {
       process.stderr.write(`actiond: ${err.message}\n`);
       process.exit(1);
     }

@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { findManifest } from "../src/payload/manifest";
+import { findManifest } from "../src/assets";
 import { BARE_ENV, HOST_TARGET, aloneCopy, distBinary, skipWithoutDist } from "./support/dist";
 import { startServer, tempDir } from "./support/server";
 

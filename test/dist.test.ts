@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { findManifest, type AssetEntry } from "../src/payload/manifest";
+import { findManifest, type AssetEntry } from "../src/assets";
 import { DIST, HOST_TARGET, distBinary, skipWithoutDist } from "./support/dist";
 import { REPO } from "./support/server";
 import pkg from "../package.json" with { type: "json" };

@@ -21,7 +21,7 @@ import {
   waitExecution,
 } from "./support/actions";
 import { ReapiClient } from "./support/client";
-import { sourceRuntimeImage } from "../src/exec/runtime";
+import { checkoutAssetPath } from "../src/assets";
 import { rejects } from "./support/helpers";
 import { startServer, type ServerProcess } from "./support/server";
 
@@ -447,7 +447,7 @@ describe("concurrency", () => {
 
 describe("runtimes", () => {
   test("the libc platform property picks among several runtimes; the first is the default", async () => {
-    const images = ["base", "cc"].map(sourceRuntimeImage);
+    const images = ["base", "cc"].map((profile) => checkoutAssetPath("runtime", { profile }));
     await withOwnServer(images.flatMap((i) => ["--runtime-image", i]), async (_own, c, e) => {
       const probe = { args: ["sh", "-c", "command -v gcc || echo no-gcc"] };
       const byDefault = await run(c, e, probe);

@@ -1,6 +1,7 @@
 // The VM guest's decisions about its disks and mounts (src/guest/disks.ts), without a VM.
 import { describe, expect, test } from "bun:test";
-import { guestMounts, HEAD_BYTES, identifyDisk, MS_RDONLY, parseCmdline, planDisks, type Disk } from "../src/guest/disks";
+import { guestMounts, HEAD_BYTES, identifyDisk, MS_RDONLY, planDisks, type Disk } from "../src/guest/disks";
+import { guestKernelCmdline, parseGuestCmdline } from "../src/core";
 
 function head(fill: (b: Uint8Array) => void): Uint8Array {
   const b = new Uint8Array(HEAD_BYTES);
@@ -26,24 +27,19 @@ describe("guest disks", () => {
   const cas = (content: Disk["content"]): Disk => ({ device: "/dev/vda", readOnly: false, content });
 
   test("the CAS disk is formatted when blank, mounted when ext4, whatever order the disks come in", () => {
-    expect(planDisks([cas("blank"), runtime], false)).toEqual({ cas: { device: "/dev/vda", format: true }, runtime: "/dev/vdb" });
-    expect(planDisks([runtime, cas("ext4")], false)).toEqual({ cas: { device: "/dev/vda", format: false }, runtime: "/dev/vdb" });
-  });
-
-  test("the host can ask for a format (actiond.format=1), even of a disk holding ext4 or something else", () => {
-    expect(planDisks([cas("ext4"), runtime], true).cas.format).toBe(true);
-    expect(planDisks([cas("other"), runtime], true).cas.format).toBe(true);
+    expect(planDisks([cas("blank"), runtime])).toEqual({ cas: { device: "/dev/vda", format: true }, runtime: "/dev/vdb" });
+    expect(planDisks([runtime, cas("ext4")])).toEqual({ cas: { device: "/dev/vda", format: false }, runtime: "/dev/vdb" });
   });
 
   test("a CAS disk holding something else is refused, not formatted", () => {
-    expect(() => planDisks([cas("other"), runtime], false)).toThrow(/the CAS disk \/dev\/vda holds something that is not ext4; refusing to format it/);
+    expect(() => planDisks([cas("other"), runtime])).toThrow(/the CAS disk \/dev\/vda holds something that is not ext4; refusing to format it/);
   });
 
   test("missing or extra disks are refused with what was found", () => {
-    expect(() => planDisks([cas("blank")], false)).toThrow("expected one runtime disk (SquashFS), found 0: /dev/vda (blank)");
-    expect(() => planDisks([runtime], false)).toThrow("expected one writable CAS disk, found 0: /dev/vdb (squashfs, read-only)");
-    expect(() => planDisks([cas("ext4"), { ...cas("blank"), device: "/dev/vdc" }, runtime], false)).toThrow(/found 2/);
-    expect(() => planDisks([], false)).toThrow(/found 0: no disks/);
+    expect(() => planDisks([cas("blank")])).toThrow("expected one runtime disk (SquashFS), found 0: /dev/vda (blank)");
+    expect(() => planDisks([runtime])).toThrow("expected one writable CAS disk, found 0: /dev/vdb (squashfs, read-only)");
+    expect(() => planDisks([cas("ext4"), { ...cas("blank"), device: "/dev/vdc" }, runtime])).toThrow(/found 2/);
+    expect(() => planDisks([])).toThrow(/found 0: no disks/);
   });
 
   test("the mount table: cgroup2, tmpfs /tmp and /run, the CAS read-write, the runtime read-only", () => {
@@ -59,11 +55,13 @@ describe("guest disks", () => {
     expect(mounts.find((m) => m.target === "/cas")!.flags & MS_RDONLY).toBe(0);
   });
 
-  test("the kernel command line carries the host's instructions", () => {
-    expect(parseCmdline("console=hvc0 init=/init quiet")).toEqual({ format: false, onWorkerExit: "restart", port: 8980, link: "vsock" });
-    expect(parseCmdline("console=hvc0 actiond.format=1 actiond.worker=poweroff actiond.port=9000 actiond.link=serial\n")).toEqual({ format: true, onWorkerExit: "poweroff", port: 9000, link: "serial" });
-    expect(() => parseCmdline("actiond.link=carrier-pigeon")).toThrow("actiond.link=carrier-pigeon: expected vsock or serial");
-    expect(() => parseCmdline("actiond.worker=sometimes")).toThrow("actiond.worker=sometimes: expected restart or poweroff");
-    expect(() => parseCmdline("actiond.port=x")).toThrow("actiond.port=x is not a port");
+  test("the kernel command line carries the host's choices, as each host writes it", () => {
+    expect(parseGuestCmdline("console=hvc0 init=/init quiet")).toEqual({ port: 8980, link: "vsock" });
+    const qemu = guestKernelCmdline("ttyS0", { off: "reboot", port: 9000, link: "serial" });
+    expect(qemu).toBe("console=ttyS0 init=/init panic=-1 actiond.off=reboot actiond.port=9000 actiond.link=serial");
+    expect(parseGuestCmdline(`${qemu}\n`)).toEqual({ port: 9000, link: "serial" });
+    expect(parseGuestCmdline(guestKernelCmdline("hvc0", { off: "poweroff", port: 8980, link: "vsock" }))).toEqual({ port: 8980, link: "vsock" });
+    expect(() => parseGuestCmdline("actiond.link=carrier-pigeon")).toThrow("actiond.link=carrier-pigeon: expected vsock or serial");
+    expect(() => parseGuestCmdline("actiond.port=x")).toThrow("actiond.port=x is not a port");
   });
 });

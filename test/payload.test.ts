@@ -4,9 +4,8 @@
 import { describe, expect, test } from "bun:test";
 import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { extractAssets, type EmbeddedPayload } from "../src/payload/embedded";
-import { findManifest, formatManifest, MANIFEST_MARKER, type AssetEntry, type PayloadManifest } from "../src/payload/manifest";
-import { createLogger } from "../src/log";
+import { extractAssets, findManifest, formatManifest, MANIFEST_MARKER, type AssetEntry, type EmbeddedPayload, type PayloadManifest } from "../src/assets";
+import { createLogger } from "../src/core";
 import { randomBytes } from "./support/helpers";
 import { REPO, tempDir } from "./support/server";
 
@@ -99,9 +98,8 @@ describe("embedded assets", () => {
     const script = join(src, "extract.ts");
     writeFileSync(
       script,
-      `import { extractAssets } from ${JSON.stringify(join(REPO, "src/payload/embedded"))};
-import { parseManifest } from ${JSON.stringify(join(REPO, "src/payload/manifest"))};
-import { createLogger } from ${JSON.stringify(join(REPO, "src/log"))};
+      `import { extractAssets, parseManifest } from ${JSON.stringify(join(REPO, "src/assets"))};
+import { createLogger } from ${JSON.stringify(join(REPO, "src/core"))};
 const dir = ${JSON.stringify(src)};
 const manifest = parseManifest(await Bun.file(dir + "/manifest").text());
 const files = new Map(manifest.assets.map((a) => [a.file, Bun.file(dir + "/" + a.file)]));

@@ -1,19 +1,19 @@
 // The runtime image recipe (runtimes/build.ts) and the loader that makes an image a host directory
-// (src/exec/runtime.ts). The images are built once into build/runtimes/ and cached there, so only
+// (src/runtime/). The images are built once into build/runtimes/ and cached there, so only
 // the first run on a machine pays for the build (about half a minute each, plus the downloads).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { which } from "bun";
-import { defaultRuntimeImage, openRuntimes, type RuntimeSet } from "../src/exec/runtime";
-import { hostRuntimeArch, type RuntimeManifest } from "../src/exec/runtime-manifest";
-import type { Logger } from "../src/log";
+import { openRuntimes, type RuntimeManifest, type RuntimeSet } from "../src/runtime";
+import { archNamed, hostArchName, isPrivileged, type Logger } from "../src/core";
+import { checkoutAssetPath } from "../src/assets";
 import { resolvePackages } from "../runtimes/recipe/apt";
-import { hostArch } from "../runtimes/recipe/arch";
 import { checkRoot } from "../runtimes/recipe/check";
 import { REPO, tempDir as newTempDir } from "./support/server";
 
-const ARCH = hostRuntimeArch();
+const ARCH = hostArchName();
+const privileged = isPrivileged();
 const IMAGES = join(REPO, "build/runtimes");
 const isRoot = process.getuid?.() === 0;
 /** The plain user for the rootless case (the CI machine has `tester`), if there is one. */
@@ -137,7 +137,7 @@ describe("runtime recipe", () => {
   });
 
   test("a package apt cannot find fails the build instead of being left out", async () => {
-    await expect(resolvePackages(["bash", "no-such-package-for-actiond"], hostArch())).rejects.toThrow(/no-such-package-for-actiond/);
+    await expect(resolvePackages(["bash", "no-such-package-for-actiond"], archNamed(ARCH))).rejects.toThrow(/no-such-package-for-actiond/);
     const r = await spawn([process.execPath, "runtimes/build.ts", "--profile", "no-such-profile"]);
     expect(r.code).toBe(1);
     expect(r.err).toContain("no such profile: no-such-profile");
@@ -147,7 +147,7 @@ describe("runtime recipe", () => {
     const root = tempDir("actiond-runtime-check-");
     mkdirSync(join(root, "usr/bin"), { recursive: true });
     copyFileSync("/usr/bin/true", join(root, "usr/bin/true"));
-    const { elfFiles, problems } = checkRoot(root, hostArch(), ["/bin/sh"]);
+    const { elfFiles, problems } = checkRoot(root, archNamed(ARCH), ["/bin/sh"]);
     expect(elfFiles).toBe(1);
     expect(problems.some((p) => p.startsWith("/usr/bin/true: interpreter"))).toBe(true);
     expect(problems).toContain("/usr/bin/true: needs libc.so.6, which is not in the image");
@@ -158,7 +158,7 @@ describe("runtime recipe", () => {
 describe.skipIf(!isRoot)("commands chrooted into the base runtime (root)", () => {
   let set: RuntimeSet;
   beforeAll(async () => {
-    set = await openRuntimes({ images: [base], roots: [], stateDir: tempDir("actiond-runtime-state-"), log: captureLog() });
+    set = await openRuntimes({ images: [base], roots: [], stateDir: tempDir("actiond-runtime-state-"), privileged, log: captureLog() });
   });
   afterAll(() => set.close());
 
@@ -206,14 +206,14 @@ describe("runtime loader", () => {
   test.skipIf(!isRoot)("as root, the kernel mounts the image; a mount left by a crashed run is reused; close() unmounts", async () => {
     const stateDir = tempDir("actiond-runtime-state-");
     const log = captureLog();
-    const first = await openRuntimes({ images: [base], roots: [], stateDir, log });
+    const first = await openRuntimes({ images: [base], roots: [], stateDir, privileged, log });
     const mnt = join(stateDir, "mnt", sha256(base).slice(0, 16));
     expect(first.default).toMatchObject({ name: "base", libc: "glibc2.36", arch: ARCH, root: mnt, source: base });
     expect(mountedFsType(mnt)).toBe("squashfs");
     expect(log.lines.some((l) => l.includes("mounted with the kernel's squashfs"))).toBe(true);
 
     // `first` is never closed, as if the server had been killed: the next start adopts its mount.
-    const second = await openRuntimes({ images: [base], roots: [], stateDir, log });
+    const second = await openRuntimes({ images: [base], roots: [], stateDir, privileged, log });
     expect(second.default.root).toBe(mnt);
     expect(log.lines.some((l) => l.includes("reusing the kernel squashfs mount"))).toBe(true);
     await second.close();
@@ -223,7 +223,7 @@ describe("runtime loader", () => {
 
   test.skipIf(!isRoot || !which("squashfuse"))("squashfuse mounts it when asked (as root: usable by nobody), and close() unmounts", async () => {
     const stateDir = tempDir("actiond-runtime-state-");
-    const set = await openRuntimes({ images: [base], roots: [], stateDir, log: captureLog(), methods: ["squashfuse"] });
+    const set = await openRuntimes({ images: [base], roots: [], stateDir, privileged, log: captureLog(), methods: ["squashfuse"] });
     expect(mountedFsType(set.default.root)).toStartWith("fuse");
     // Mounted by root with allow_other, so the sandbox's nobody can use it too.
     expect((await inRuntime(set.default.root, "echo works; id -u", "65534:65534")).out).toBe("works\n65534\n");
@@ -234,13 +234,13 @@ describe("runtime loader", () => {
   test("without a mount it unpacks the image once; the next start reuses the unpacked copy", async () => {
     const stateDir = tempDir("actiond-runtime-state-");
     const log = captureLog();
-    const first = await openRuntimes({ images: [base], roots: [], stateDir, log, methods: ["extract"] });
+    const first = await openRuntimes({ images: [base], roots: [], stateDir, privileged, log, methods: ["extract"] });
     const dir = join(stateDir, "extracted", sha256(base));
     expect(first.default).toMatchObject({ name: "base", libc: "glibc2.36", root: dir });
     expect(existsSync(join(dir, "usr/bin/bash"))).toBe(true);
     await first.close();
     expect(existsSync(join(dir, "usr/bin/bash"))).toBe(true); // kept for the next start
-    const second = await openRuntimes({ images: [base], roots: [], stateDir, log, methods: ["extract"] });
+    const second = await openRuntimes({ images: [base], roots: [], stateDir, privileged, log, methods: ["extract"] });
     expect(second.default.root).toBe(dir);
     expect(log.lines.filter((l) => l.includes("unpacked with unsquashfs"))).toHaveLength(1);
     expect(log.lines.filter((l) => l.includes("reusing the extraction"))).toHaveLength(1);
@@ -252,9 +252,9 @@ describe("runtime loader", () => {
     const script = join(stateDir, "open.ts");
     writeFileSync(
       script,
-      `import { openRuntimes } from ${JSON.stringify(join(REPO, "src/exec/runtime.ts"))};
+      `import { openRuntimes } from ${JSON.stringify(join(REPO, "src/runtime"))};
        const log = { debug() {}, info() {}, warn() {}, error() {} };
-       const set = await openRuntimes({ images: [${JSON.stringify(base)}], roots: [], stateDir: ${JSON.stringify(stateDir)}, log, methods: ["extract"] });
+       const set = await openRuntimes({ images: [${JSON.stringify(base)}], roots: [], stateDir: ${JSON.stringify(stateDir)}, privileged: ${privileged}, log, methods: ["extract"] });
        console.log(set.default.root);`,
     );
     const runs = await Promise.all([1, 2].map(() => spawn([process.execPath, script])));
@@ -269,9 +269,9 @@ describe("runtime loader", () => {
     const script = join(stateDir, "open.ts");
     writeFileSync(
       script,
-      `import { openRuntimes } from ${JSON.stringify(join(REPO, "src/exec/runtime.ts"))};
-       import { createLogger } from ${JSON.stringify(join(REPO, "src/log.ts"))};
-       const set = await openRuntimes({ images: [${JSON.stringify(base)}], roots: [], stateDir: ${JSON.stringify(stateDir)}, log: createLogger("debug") });
+      `import { openRuntimes } from ${JSON.stringify(join(REPO, "src/runtime"))};
+       import { createLogger, isPrivileged } from ${JSON.stringify(join(REPO, "src/core"))};
+       const set = await openRuntimes({ images: [${JSON.stringify(base)}], roots: [], stateDir: ${JSON.stringify(stateDir)}, privileged: isPrivileged(), log: createLogger("debug") });
        console.log(set.default.root);
        await set.close();`,
     );
@@ -293,7 +293,7 @@ describe("runtime loader", () => {
     copyFileSync(`/usr/lib/${triplet}/libc.so.6`, join(withLibc, "usr/lib", triplet, "libc.so.6"));
     const empty = tempDir("actiond-runtime-root-");
     const stateDir = tempDir("actiond-runtime-state-");
-    const set = await openRuntimes({ images: [base], roots: [withLibc, empty], stateDir, log: captureLog(), methods: ["extract"] });
+    const set = await openRuntimes({ images: [base], roots: [withLibc, empty], stateDir, privileged, log: captureLog(), methods: ["extract"] });
     expect(set.runtimes.map((r) => [r.name, r.libc, r.arch])).toEqual([["base", "glibc2.36", ARCH], ["custom", "glibc2.36", ARCH], ["custom", "unknown", ARCH]]);
     expect(set.runtimes[1]).toMatchObject({ root: withLibc, source: withLibc });
 
@@ -311,7 +311,7 @@ describe("runtime loader", () => {
 
   test("plain errors: no runtime, a missing image, a file that is not SquashFS, a root that is not a directory", async () => {
     const stateDir = tempDir("actiond-runtime-state-");
-    const open = (images: string[], roots: string[] = []) => openRuntimes({ images, roots, stateDir, log: captureLog() });
+    const open = (images: string[], roots: string[] = []) => openRuntimes({ images, roots, stateDir, privileged, log: captureLog() });
     await expect(open([])).rejects.toThrow("no runtime given: pass --runtime-image FILE or --runtime-root DIR");
     await expect(open([join(stateDir, "nope.sqfs")])).rejects.toThrow(/nope\.sqfs does not exist/);
     const notSquashfs = join(stateDir, "not.sqfs");
@@ -327,7 +327,7 @@ describe("runtime loader", () => {
     const path = process.env.PATH;
     process.env.PATH = "/nonexistent"; // no squashfuse, no unsquashfs
     try {
-      const err = await openRuntimes({ images: [base], roots: [], stateDir: tempDir("actiond-runtime-state-"), log: captureLog(), methods: ["squashfuse", "extract"] }).then(
+      const err = await openRuntimes({ images: [base], roots: [], stateDir: tempDir("actiond-runtime-state-"), privileged, log: captureLog(), methods: ["squashfuse", "extract"] }).then(
         async (unexpected) => void (await unexpected.close()),
         (e: Error) => e,
       );
@@ -341,7 +341,7 @@ describe("runtime loader", () => {
   });
 
   test("a source checkout's default image is build/runtimes/base-<arch>.sqfs", () => {
-    expect(defaultRuntimeImage()).toBe(join(REPO, "build/runtimes", `base-${ARCH}.sqfs`));
+    expect(checkoutAssetPath("runtime")).toBe(join(REPO, "build/runtimes", `base-${ARCH}.sqfs`));
   });
 });
 
@@ -353,7 +353,7 @@ describe("the cc runtime", () => {
   }, BUILD_TIMEOUT);
 
   test.skipIf(!isRoot)("gcc and g++ compile, link and run hello world inside it (as nobody)", async () => {
-    const set = await openRuntimes({ images: [cc], roots: [], stateDir: tempDir("actiond-runtime-state-"), log: captureLog() });
+    const set = await openRuntimes({ images: [cc], roots: [], stateDir: tempDir("actiond-runtime-state-"), privileged, log: captureLog() });
     try {
       expect(set.default).toMatchObject({ name: "cc", libc: "glibc2.36" });
       const r = await inRuntime(

@@ -7,10 +7,11 @@
 // same machine reuses it.
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { which } from "bun";
-import { archNamed, hostArch, type Arch } from "../runtimes/recipe/arch";
+import { archNamed, hostArchName, type Arch } from "../src/core";
+import { checkoutAssetPath } from "../src/assets";
 import { extractDeb, fetchDebs, resolvePackages } from "../runtimes/recipe/apt";
 import { withLock } from "../runtimes/recipe/lock";
 import { run } from "../runtimes/recipe/run";
@@ -30,9 +31,9 @@ const say = (msg: string) => console.log(`kernel: ${msg}`);
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { arch: { type: "string" }, force: { type: "boolean", default: false } } });
   const started = performance.now();
-  const arch = values.arch ? archNamed(values.arch) : hostArch();
+  const arch = archNamed(values.arch ?? hostArchName());
   const k = KERNEL_ARCH[arch.name];
-  const cross = arch.name === hostArch().name ? "" : k.cross;
+  const cross = arch.name === hostArchName() ? "" : k.cross;
 
   // Everything needed is checked before the long part starts.
   const missing = Object.entries(TOOLS).filter(([tool]) => !which(tool)).map(([tool, pkg]) => `${tool} (${pkg})`);
@@ -40,7 +41,7 @@ async function main(): Promise<void> {
   if (!existsSync("/usr/include/gelf.h")) missing.push("libelf headers (libelf-dev)");
   if (missing.length > 0) throw new Error(`the kernel build needs: ${missing.join(", ")}; apt-get install the packages named`);
 
-  const [source] = await resolvePackages([SOURCE_PACKAGE], hostArch());
+  const [source] = await resolvePackages([SOURCE_PACKAGE], archNamed(hostArchName()));
   const fragments = ["vm/kernel/common.config", `vm/kernel/${arch.name}.config`];
   const gccVersion = (await run([`${cross}gcc`, "--version"])).split("\n")[0];
   const h = new Bun.CryptoHasher("sha256");
@@ -50,8 +51,8 @@ async function main(): Promise<void> {
 
   const cacheRoot = resolve(process.env.ACTIOND_BUILD_CACHE || join(homedir(), ".cache/actiond-build"));
   const cached = join(cacheRoot, "kernel", `${arch.name}-${inputHash.slice(0, 24)}`);
-  const out = join(REPO, "build/vm");
-  mkdirSync(out, { recursive: true });
+  const kernel = checkoutAssetPath("guest-kernel", { arch: arch.name });
+  mkdirSync(dirname(kernel), { recursive: true });
   mkdirSync(join(cacheRoot, "kernel"), { recursive: true });
   await withLock(join(cacheRoot, "kernel", ".lock"), async () => {
     if (values.force || !existsSync(join(cached, "kernel"))) {
@@ -61,18 +62,18 @@ async function main(): Promise<void> {
       say(`${arch.name}: up to date in ${cached} (--force rebuilds)`);
     }
   });
-  copyFileSync(join(cached, "kernel"), join(out, `kernel-${arch.name}`));
-  copyFileSync(join(cached, "config"), join(out, `kernel-${arch.name}.config`));
-  copyFileSync(join(cached, "release"), join(out, `kernel-${arch.name}.release`));
-  const bytes = statSync(join(out, `kernel-${arch.name}`)).size;
-  say(`wrote build/vm/kernel-${arch.name} (${(bytes / 2 ** 20).toFixed(1)} MiB, ${readFileSync(join(cached, "release"), "utf8").trim()}) in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  copyFileSync(join(cached, "kernel"), kernel);
+  copyFileSync(join(cached, "config"), `${kernel}.config`);
+  copyFileSync(join(cached, "release"), `${kernel}.release`);
+  const bytes = statSync(kernel).size;
+  say(`wrote ${relative(REPO, kernel)} (${(bytes / 2 ** 20).toFixed(1)} MiB, ${readFileSync(join(cached, "release"), "utf8").trim()}) in ${((performance.now() - started) / 1000).toFixed(0)} s`);
 }
 
 async function build(arch: Arch, cross: string, debFile: string, fragments: string[], cacheRoot: string, cached: string): Promise<void> {
   const k = KERNEL_ARCH[arch.name];
   const debs = join(cacheRoot, "debs");
-  const [source] = await resolvePackages([SOURCE_PACKAGE], hostArch());
-  await fetchDebs([source!], hostArch(), debs);
+  const [source] = await resolvePackages([SOURCE_PACKAGE], archNamed(hostArchName()));
+  await fetchDebs([source!], archNamed(hostArchName()), debs);
   const work = mkdtempSync(join(cacheRoot, `.work-${arch.name}-`));
   try {
     await extractDeb(join(debs, debFile), join(work, "deb"));

@@ -5,7 +5,7 @@
 // Written as a gzip-compressed newc cpio with fixed owners and times, so it is reproducible.
 import { chmodSync, copyFileSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import type { Arch } from "../runtimes/recipe/arch";
+import type { Arch } from "../src/core";
 import { extractDeb, fetchDebs, resolvePackages } from "../runtimes/recipe/apt";
 import { checkRoot, resolveInRoot } from "../runtimes/recipe/check";
 

@@ -2,7 +2,7 @@
 // and the manifest describing them, in a folder whose files `bun build --compile` embeds.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { extname, join } from "node:path";
-import { formatManifest, MANIFEST_FILE, type AssetEntry, type AssetRole, type PayloadManifest } from "../../src/payload/manifest";
+import { formatManifest, MANIFEST_FILE, type AssetEntry, type AssetRole, type PayloadManifest } from "../../src/assets";
 
 export interface AssetSource {
   name: string;

@@ -1,5 +1,5 @@
 // The executables `npm run build` makes, and what each must carry.
-import type { AssetRole } from "../../src/payload/manifest";
+import type { AssetRole } from "../../src/assets";
 
 export interface Target {
   /** Our name: dist/actiond-<name>. */

@@ -1,9 +1,9 @@
 // Resolving, fetching and unpacking Debian packages with the host's apt configuration.
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { Arch } from "./arch";
+import type { Arch } from "../../src/core";
 import { run } from "./run";
-import { sha256File } from "../../src/exec/runtime-image";
+import { hashFile } from "../../src/core";
 
 export interface Deb {
   name: string;
@@ -44,7 +44,7 @@ export async function fetchDebs(debs: Deb[], arch: Arch, cacheDir: string): Prom
   const want: Deb[] = [];
   for (const d of debs) {
     const path = join(cacheDir, d.file);
-    if (existsSync(path) && (await sha256File(path)) === d.sha256) continue;
+    if (existsSync(path) && (await hashFile("sha256", path)) === d.sha256) continue;
     rmSync(path, { force: true });
     want.push(d);
   }
@@ -55,7 +55,7 @@ export async function fetchDebs(debs: Deb[], arch: Arch, cacheDir: string): Prom
   for (const d of want) {
     const path = join(cacheDir, d.file);
     if (!existsSync(path)) throw new Error(`apt-get download did not produce ${d.file}`);
-    const got = await sha256File(path);
+    const got = await hashFile("sha256", path);
     if (got !== d.sha256) throw new Error(`${d.file}: sha256 ${got}, apt expected ${d.sha256}`);
   }
   return want.length;

@@ -2,7 +2,7 @@
 // symlink resolves, and every ELF file finds its interpreter and each DT_NEEDED library.
 import { lstatSync, readdirSync, readlinkSync } from "node:fs";
 import { join, posix } from "node:path";
-import type { Arch } from "./arch";
+import type { Arch } from "../../src/core";
 import { readElfDeps } from "./elf";
 
 /** Follows `path` (absolute, as seen inside the image) with `root` as "/"; the host path of what it names, or undefined. */

@@ -1,6 +1,6 @@
 // One build at a time per output directory (they share the .deb cache and the image paths).
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { alive } from "../../src/exec/runtime-image";
+import { processAlive } from "../../src/core";
 
 /** Runs `fn` holding `path` (a file holding the holder's pid); waits for a live holder, takes over from a dead one. */
 export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
@@ -13,7 +13,7 @@ export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
     const holder = Number(readFileSync(path, "utf8").trim() || "0");
-    if (!holder || !alive(holder)) {
+    if (!holder || !processAlive(holder)) {
       rmSync(path, { force: true }); // left by a build that died
       continue;
     }

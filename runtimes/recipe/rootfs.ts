@@ -2,7 +2,7 @@
 // package's maintainer scripts would otherwise have made (symlinks, /etc basics).
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, posix } from "node:path";
-import type { Arch } from "./arch";
+import type { Arch } from "../../src/core";
 
 /** Debian 12 packages still ship these at the top; the image keeps them under usr/ (usrmerge). */
 const MERGED = ["bin", "sbin", "lib", "lib64"];

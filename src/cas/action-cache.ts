@@ -1,41 +1,40 @@
-// The action cache: one file per action (DiskCas.acPath), written to a temporary file and renamed
-// into place, and charged to the same disk budget as the blobs. An entry is only ever served when
-// every blob it references is still in the CAS, so eviction turns a hit into a miss, never into a
-// broken hit.
-import { rename, unlink } from "node:fs/promises";
-import { randomUUID } from "node:crypto";
-import { join } from "node:path";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { ActionResultSchema, type ActionResult, type Digest } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { Code, StatusError, missingBlobsError } from "../rpc/status";
-import { formatDigest, toBlobDigest, type BlobDigest } from "./digest";
-import type { DiskCas } from "./disk-cas";
+// The action cache seam, and the rule that makes a hit worth having: CompleteResults serves an
+// entry only when every blob it references (output files, Tree blobs and every file in them,
+// stdout, stderr) is still in the CAS, so eviction turns a hit into a miss, never into a broken hit;
+// and it stores only results whose blobs are all there.
+import type { ActionResult } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { Code, StatusError, missingBlobsError, type Logger } from "../core";
+import type { BlobStore } from "./blob-store";
+import { formatDigest, fromWire, missingSubject, type BlobDigest } from "./digest";
 import { treeFileDigests } from "./tree";
-import type { Logger } from "../log";
 
-export class ActionCache {
+export interface ActionCache {
+  /** The result cached for an action, or undefined on a miss. */
+  get(action: BlobDigest): Promise<ActionResult | undefined>;
+  put(action: BlobDigest, result: ActionResult): Promise<void>;
+}
+
+export class CompleteResults implements ActionCache {
   constructor(
-    private readonly cas: DiskCas,
+    private readonly results: ActionCache,
+    private readonly blobs: BlobStore,
     private readonly log: Logger,
   ) {}
 
-  /** The stored result, or undefined on a miss (absent, damaged, or referencing evicted blobs). */
   async get(action: BlobDigest): Promise<ActionResult | undefined> {
-    const path = this.cas.acPath(action);
-    let result: ActionResult;
+    const result = await this.results.get(action);
+    if (!result) return undefined;
+    let missing: BlobDigest[];
     try {
-      result = decodeEntry(new Uint8Array(await Bun.file(path).arrayBuffer()));
+      missing = await this.missingBlobs(action, result);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      this.log.warn(`removing damaged AC entry ${formatDigest(action)}: ${(err as Error).message}`);
-      this.cas.acRemoved(action);
-      await unlink(path).catch(() => {});
+      // A stored result that names a blob it cannot be checked against (a Tree that is not one) is no hit.
+      if (!(err instanceof StatusError) || err.code !== Code.INVALID_ARGUMENT) throw err;
+      this.log.warn(`AC entry ${formatDigest(action)} cannot be checked, so it is a miss: ${err.message}`);
       return undefined;
     }
-    this.cas.acUsed(action);
-    const missing = await this.missingBlobs(action, result).catch(() => ["(unreadable)"]);
     if (missing.length > 0) {
-      this.log.debug(`AC entry ${formatDigest(action)} references ${missing.length} evicted blobs; a miss`);
+      this.log.debug(`AC entry ${formatDigest(action)} references ${missing.length} blobs no longer in the CAS; a miss`);
       return undefined;
     }
     return result;
@@ -45,64 +44,29 @@ export class ActionCache {
   async put(action: BlobDigest, result: ActionResult): Promise<void> {
     const missing = await this.missingBlobs(action, result);
     if (missing.length > 0) {
-      throw missingBlobsError(`the action result references ${missing.length} blobs that are not in the CAS`, missing.map((m) => `blobs/${m}`));
+      throw missingBlobsError(`the action result references ${missing.length} blobs that are not in the CAS`, missing.map(missingSubject));
     }
-    const tmp = join(this.cas.tmpDir, `ac-${randomUUID()}`);
-    const entry = encodeEntry(result);
-    try {
-      await Bun.write(tmp, entry);
-      await rename(tmp, this.cas.acPath(action));
-    } catch (err) {
-      await unlink(tmp).catch(() => {});
-      throw err;
-    }
-    this.cas.acStored(action, entry.length);
+    await this.results.put(action, result);
   }
 
-  /** formatDigest() of each referenced blob that is not in the CAS (the same function as the action). */
-  private async missingBlobs(action: BlobDigest, r: ActionResult): Promise<string[]> {
+  /** Each referenced blob that is not in the CAS (of the action's digest function), once. */
+  private async missingBlobs(action: BlobDigest, r: ActionResult): Promise<BlobDigest[]> {
+    const fn = action.fn;
     const direct: BlobDigest[] = [];
-    const add = (d: Digest | undefined, what: string) => {
-      if (d) direct.push(toBlobDigest(action.fn, d.hash, d.sizeBytes, what));
-    };
-    for (const f of r.outputFiles) {
-      if (!f.digest) throw new StatusError(Code.INVALID_ARGUMENT, `output file "${f.path}" has no digest`);
-      add(f.digest, `output file "${f.path}"`);
-    }
-    add(r.stdoutDigest, "stdout_digest");
-    add(r.stderrDigest, "stderr_digest");
-    const missing = new Set<string>();
+    for (const f of r.outputFiles) direct.push(fromWire(fn, f.digest, `output file "${f.path}"`));
+    if (r.stdoutDigest) direct.push(fromWire(fn, r.stdoutDigest, "stdout_digest"));
+    if (r.stderrDigest) direct.push(fromWire(fn, r.stderrDigest, "stderr_digest"));
+    const missingTrees: BlobDigest[] = [];
     for (const dir of r.outputDirectories) {
-      if (!dir.treeDigest) throw new StatusError(Code.INVALID_ARGUMENT, `output directory "${dir.path}" has no tree_digest`);
-      const tree = toBlobDigest(action.fn, dir.treeDigest.hash, dir.treeDigest.sizeBytes, `output directory "${dir.path}"`);
-      const files = await treeFileDigests(this.cas, tree);
+      const tree = fromWire(fn, dir.treeDigest, `output directory "${dir.path}"`);
+      const files = await treeFileDigests(this.blobs, tree);
       if (files) direct.push(...files);
-      else missing.add(formatDigest(tree));
+      else missingTrees.push(tree);
     }
-    // The empty blob is always in the store, so has() answers for it too.
-    for (const d of direct) if (!this.cas.has(d)) missing.add(formatDigest(d));
-    return [...missing];
+    const seen = new Set<string>();
+    return [...missingTrees, ...(await this.blobs.findMissing(direct))].filter((d) => {
+      const key = formatDigest(d);
+      return !seen.has(key) && seen.add(key);
+    });
   }
 }
-
-/**
- * An entry on disk is the SHA-256 of the serialized ActionResult, then the result. An empty or cut
- * file (a power loss before the data reached the disk) would otherwise decode as an empty result,
- * a hit with no outputs.
- */
-function encodeEntry(result: ActionResult): Uint8Array {
-  const payload = toBinary(ActionResultSchema, result);
-  const sum = new Bun.CryptoHasher("sha256").update(payload).digest();
-  const out = new Uint8Array(sum.length + payload.length);
-  out.set(sum, 0);
-  out.set(payload, sum.length);
-  return out;
-}
-
-function decodeEntry(bytes: Uint8Array): ActionResult {
-  const payload = bytes.subarray(32);
-  const sum = new Bun.CryptoHasher("sha256").update(payload).digest();
-  if (bytes.length < 32 || !sum.equals(bytes.subarray(0, 32))) throw new Error("checksum mismatch");
-  return fromBinary(ActionResultSchema, payload);
-}
-

@@ -1,13 +1,12 @@
-// Digest functions and typed digests. Everything past the RPC edge works with a BlobDigest, which is
-// known to be well formed: a supported function, a lowercase hex hash of the right length, a safe size.
-import { createBLAKE3 } from "hash-wasm";
-import { DigestFunction_Value as DigestFunction } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { StatusError, Code } from "../rpc/status";
+// Typed digests. Everything past the RPC edge works with a BlobDigest, which is known to be well
+// formed: a supported function, a lowercase hex hash of the right length, a safe size. fromWire()
+// is the one place a wire Digest becomes one, toWire() the one way back.
+import { create } from "@bufbuild/protobuf";
+import { DigestFunction_Value as DigestFunction, DigestSchema, type Digest } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { Code, StatusError, type DigestFunctionName } from "../core";
 
 export { DigestFunction };
-
-/** The digest functions actiond stores and serves, by their resource-name spelling. */
-export type DigestFunctionName = "sha256" | "blake3";
+export type { DigestFunctionName };
 
 export const SUPPORTED_FUNCTIONS: readonly DigestFunction[] = [DigestFunction.SHA256, DigestFunction.BLAKE3];
 
@@ -17,50 +16,14 @@ export interface BlobDigest {
   readonly size: number;
 }
 
-/** An incremental hasher with one interface for every digest function. */
-export interface Hasher {
-  update(data: Uint8Array): void;
-  digestHex(): string;
-}
-
-/** SHA-256 is built into Bun; BLAKE3 comes from hash-wasm (which compiles its module once). */
-export async function newHasher(fn: DigestFunctionName): Promise<Hasher> {
-  if (fn === "sha256") {
-    const h = new Bun.CryptoHasher("sha256");
-    return { update: (d) => void h.update(d), digestHex: () => h.digest("hex") };
-  }
-  const h = await createBLAKE3();
-  h.init();
-  return { update: (d) => void h.update(d), digestHex: () => h.digest("hex") };
-}
-
-export async function hashBytes(fn: DigestFunctionName, data: Uint8Array): Promise<string> {
-  if (fn === "sha256") return new Bun.CryptoHasher("sha256").update(data).digest("hex");
-  const h = await newHasher(fn);
-  h.update(data);
-  return h.digestHex();
-}
-
 export const EMPTY_HASH: Record<DigestFunctionName, string> = {
   sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
   blake3: "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
 };
 
-const HEX64 = /^[0-9a-f]{64}$/;
+export const DIGEST_FUNCTIONS: readonly DigestFunctionName[] = ["sha256", "blake3"];
 
-export function functionName(fn: DigestFunction): DigestFunctionName {
-  switch (fn) {
-    case DigestFunction.SHA256:
-      return "sha256";
-    case DigestFunction.BLAKE3:
-      return "blake3";
-    default:
-      throw new StatusError(
-        Code.INVALID_ARGUMENT,
-        `digest function ${DigestFunction[fn] ?? fn} is not supported (use SHA256 or BLAKE3)`,
-      );
-  }
-}
+const HEX64 = /^[0-9a-f]{64}$/;
 
 export function functionValue(name: DigestFunctionName): DigestFunction {
   return name === "sha256" ? DigestFunction.SHA256 : DigestFunction.BLAKE3;
@@ -71,11 +34,19 @@ export function functionValue(name: DigestFunctionName): DigestFunction {
  * legacy function we serve (a hash of another length then fails validation with its position).
  */
 export function resolveFunction(requested: DigestFunction): DigestFunctionName {
-  return requested === DigestFunction.UNKNOWN ? "sha256" : functionName(requested);
+  switch (requested) {
+    case DigestFunction.UNKNOWN:
+    case DigestFunction.SHA256:
+      return "sha256";
+    case DigestFunction.BLAKE3:
+      return "blake3";
+    default:
+      throw new StatusError(Code.INVALID_ARGUMENT, `digest function ${DigestFunction[requested] ?? requested} is not supported (use SHA256 or BLAKE3)`);
+  }
 }
 
-/** Validates a wire digest (hash string, int64 size) for the given function. */
-export function toBlobDigest(fn: DigestFunctionName, hash: string, size: bigint | number, what = "digest"): BlobDigest {
+/** Validates a hash and size for the given function; `what` names the field in the message. */
+export function blobDigest(fn: DigestFunctionName, hash: string, size: bigint | number, what = "digest"): BlobDigest {
   if (!HEX64.test(hash)) {
     throw new StatusError(Code.INVALID_ARGUMENT, `${what}: hash "${truncate(hash)}" is not 64 lowercase hex digits (${fn})`);
   }
@@ -92,12 +63,32 @@ export function toBlobDigest(fn: DigestFunctionName, hash: string, size: bigint 
   return d;
 }
 
+/** A wire Digest (which must be set) as a BlobDigest of function fn; INVALID_ARGUMENT naming `what` otherwise. */
+export function fromWire(fn: DigestFunctionName, d: Digest | undefined, what: string): BlobDigest {
+  if (!d) throw new StatusError(Code.INVALID_ARGUMENT, `${what}: no digest given`);
+  return blobDigest(fn, d.hash, d.sizeBytes, what);
+}
+
+export function toWire(d: BlobDigest): Digest {
+  return create(DigestSchema, { hash: d.hash, sizeBytes: BigInt(d.size) });
+}
+
+export function emptyDigest(fn: DigestFunctionName): BlobDigest {
+  return { fn, hash: EMPTY_HASH[fn], size: 0 };
+}
+
 export function digestKey(d: BlobDigest): string {
   return `${d.fn}/${d.hash}`;
 }
 
+/** hash/size, with the function first unless SHA-256: how resource names and messages spell a digest. */
 export function formatDigest(d: BlobDigest): string {
   return `${d.fn === "sha256" ? "" : d.fn + "/"}${d.hash}/${d.size}`;
+}
+
+/** The subject of a MISSING violation: blobs/{fn/}{hash}/{size}. */
+export function missingSubject(d: BlobDigest): string {
+  return `blobs/${formatDigest(d)}`;
 }
 
 function truncate(s: string): string {

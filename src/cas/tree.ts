@@ -1,21 +1,16 @@
 // Walking Directory graphs stored in the CAS: GetTree pages and the blobs a Tree references.
 import { fromBinary } from "@bufbuild/protobuf";
-import {
-  DirectorySchema,
-  TreeSchema,
-  type Digest,
-  type Directory,
-} from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { Code, StatusError } from "../rpc/status";
-import { digestKey, toBlobDigest, type BlobDigest } from "./digest";
-import type { DiskCas } from "./disk-cas";
+import { DirectorySchema, TreeSchema, type Directory } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { Code, StatusError } from "../core";
+import type { BlobStore } from "./blob-store";
+import { digestKey, formatDigest, fromWire, type BlobDigest } from "./digest";
 
 export interface TreePage {
   directories: Directory[];
   nextPageToken: string;
 }
 
-export const DEFAULT_TREE_PAGE = 1000;
+const DEFAULT_TREE_PAGE = 1000;
 
 /**
  * The breadth-first walk from root, in pages. The walk order is deterministic (each directory's
@@ -24,7 +19,7 @@ export const DEFAULT_TREE_PAGE = 1000;
  * subtrees are left out, as the API allows.
  */
 export async function* treePages(
-  cas: DiskCas,
+  blobs: BlobStore,
   root: BlobDigest,
   pageSize: number,
   pageToken: string,
@@ -38,8 +33,8 @@ export async function* treePages(
   if (pageSize < 0) throw new StatusError(Code.INVALID_ARGUMENT, `page_size ${pageSize} is negative`);
   const limit = pageSize === 0 ? DEFAULT_TREE_PAGE : Math.min(pageSize, DEFAULT_TREE_PAGE);
 
-  const rootBytes = await cas.read(root);
-  if (!rootBytes) throw new StatusError(Code.NOT_FOUND, `root directory ${root.hash}/${root.size} is not in the CAS`);
+  const rootBytes = await blobs.get(root);
+  if (!rootBytes) throw new StatusError(Code.NOT_FOUND, `root directory ${formatDigest(root)} is not in the CAS`);
 
   const seen = new Set<string>([digestKey(root)]);
   const queue: Uint8Array[] = [rootBytes];
@@ -61,11 +56,11 @@ export async function* treePages(
     }
     index++;
     for (const child of dir.directories) {
-      const d = wireDigest(root, child.digest, `directory "${child.name}"`);
+      const d = fromWire(root.fn, child.digest, `directory "${child.name}"`);
       const key = digestKey(d);
       if (seen.has(key)) continue;
       seen.add(key);
-      const childBytes = await cas.read(d);
+      const childBytes = await blobs.get(d);
       if (childBytes) queue.push(childBytes);
     }
   }
@@ -75,18 +70,18 @@ export async function* treePages(
 const EMPTY = new Uint8Array(0);
 
 /** Every file blob a stored Tree refers to, or undefined when the Tree itself is missing. */
-export async function treeFileDigests(cas: DiskCas, tree: BlobDigest): Promise<BlobDigest[] | undefined> {
-  const bytes = await cas.read(tree);
+export async function treeFileDigests(blobs: BlobStore, tree: BlobDigest): Promise<BlobDigest[] | undefined> {
+  const bytes = await blobs.get(tree);
   if (!bytes) return undefined;
   let parsed;
   try {
     parsed = fromBinary(TreeSchema, bytes);
   } catch {
-    throw new StatusError(Code.INVALID_ARGUMENT, `blob ${tree.hash}/${tree.size} is not a Tree message`);
+    throw new StatusError(Code.INVALID_ARGUMENT, `blob ${formatDigest(tree)} is not a Tree message`);
   }
   const files: BlobDigest[] = [];
   for (const dir of [parsed.root, ...parsed.children]) {
-    for (const f of dir?.files ?? []) files.push(wireDigest(tree, f.digest, `file "${f.name}" in tree`));
+    for (const f of dir?.files ?? []) files.push(fromWire(tree.fn, f.digest, `file "${f.name}" in tree`));
   }
   return files;
 }
@@ -97,9 +92,4 @@ function parseDirectory(bytes: Uint8Array): Directory {
   } catch {
     throw new StatusError(Code.INVALID_ARGUMENT, "a blob in the tree is not a Directory message");
   }
-}
-
-function wireDigest(like: BlobDigest, d: Digest | undefined, what: string): BlobDigest {
-  if (!d) throw new StatusError(Code.INVALID_ARGUMENT, `${what} has no digest`);
-  return toBlobDigest(like.fn, d.hash, d.sizeBytes, what);
 }

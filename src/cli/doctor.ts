@@ -1,22 +1,23 @@
 // `actiond doctor`: checks what this machine allows, by trying it where it can (the sandbox runs a
 // real command), and says in plain words what works and what the user must do for what does not.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { which } from "bun";
-import { createLogger } from "../log";
-import { PRIVILEGED } from "../identity";
-import { cgroupLimitsUnavailable } from "../exec/cgroups";
-import { openRuntimes, type RuntimeSet } from "../exec/runtime";
-import { removeTree } from "../exec/runner";
-import { namespaceSandbox, probeSandbox } from "../exec/worker";
-import { embeddedPayload } from "../payload/embedded";
-import { localAssets, type LocalAssets } from "../payload/local-assets";
-import { kvmOpenError, QEMU } from "../vmhost/qemu";
-import type { PayloadManifest } from "../payload/manifest";
-import { defaultRoot } from "./serve";
-import { parseFlags } from "./usage";
+import { createLogger, isPrivileged, removeTree } from "../core";
+import { embeddedPayload, localAssets, type LocalAssets, type PayloadManifest } from "../assets";
+import { openRuntimes, type RuntimeSet } from "../runtime";
+import { cgroupLimitsUnavailable, probeSandbox } from "../sandbox";
+import { namespaceSandbox } from "../exec";
+import { hostQemu, kvmOpenError } from "../vmhost";
+import { flagsHelp, parseFlags } from "./flags";
+import { rootFlag, sandboxHelperFlag } from "./shared-flags";
 
-export const DOCTOR_HELP = `Usage: actiond doctor [--root DIR]
+const DOCTOR_FLAGS = {
+  root: rootFlag("the folder serve would use; embedded assets are extracted there, as serve does"),
+  "sandbox-helper": sandboxHelperFlag,
+};
+
+const DOCTOR_HELP = `Usage: actiond doctor [flags]
 
 Checks what this machine allows actiond to do: the sandbox (namespaces, user namespaces), runtime
 images (squashfs), cgroup v2 limits, and virtualization for serve-vm (KVM, or Virtualization.framework
@@ -24,8 +25,7 @@ on macOS). Prints what works and what to do for what does not. Exit status 0 whe
 can run actions here (on macOS: when \`actiond serve-vm\` can), 1 otherwise.
 
 Flags:
-  --root DIR   the folder serve would use (default: ${defaultRoot()}); embedded assets are
-               extracted there, as serve does
+${flagsHelp(DOCTOR_FLAGS)}
 `;
 
 type Verdict = "ok" | "warn" | "FAIL" | "info";
@@ -38,24 +38,25 @@ interface Finding {
 }
 
 export async function doctor(argv: string[]): Promise<number> {
-  const { values } = parseFlags("doctor", argv, { root: { type: "string" } });
-  if (values.help) {
+  const opts = parseFlags("doctor", DOCTOR_FLAGS, argv);
+  if (opts === "help") {
     process.stdout.write(DOCTOR_HELP);
     return 0;
   }
-  const root = resolve((values.root as string | undefined) ?? defaultRoot());
+  const root = opts.root;
+  const privileged = isPrivileged();
   const findings: Finding[] = [];
   const report = (f: Finding) => {
     findings.push(f);
     process.stdout.write(`  ${f.verdict.padEnd(5)} ${f.area.padEnd(16)} ${f.says}\n${f.fix ? `  ${"".padEnd(5)} ${"".padEnd(16)} → ${f.fix}\n` : ""}`);
   };
   const uid = process.getuid?.();
-  const who = PRIVILEGED ? "as root" : uid === 0 ? "as root without CAP_SYS_ADMIN, as in a container: the rootless way" : `as uid ${uid}`;
+  const who = privileged ? "as root" : uid === 0 ? "as root without CAP_SYS_ADMIN, as in a container: the rootless way" : `as uid ${uid}`;
   process.stdout.write(`actiond doctor: what this machine allows (${process.platform}-${process.arch}, ${who})\n`);
 
   let works: boolean;
   if (process.platform === "linux") {
-    works = await linuxChecks(root, report);
+    works = await linuxChecks(root, privileged, opts["sandbox-helper"], report);
   } else if (process.platform === "darwin") {
     works = macChecks((await embeddedPayload())?.manifest, report);
   } else {
@@ -67,7 +68,7 @@ export async function doctor(argv: string[]): Promise<number> {
   return works ? 0 : 1;
 }
 
-async function linuxChecks(root: string, report: (f: Finding) => void): Promise<boolean> {
+async function linuxChecks(root: string, privileged: boolean, helperFlag: string | undefined, report: (f: Finding) => void): Promise<boolean> {
   const quiet = createLogger("error");
   mkdirSync(root, { recursive: true });
   let assets: LocalAssets;
@@ -77,6 +78,7 @@ async function linuxChecks(root: string, report: (f: Finding) => void): Promise<
     report({ verdict: "FAIL", area: "embedded assets", says: (err as Error).message });
     return false;
   }
+  if (helperFlag) assets = { ...assets, helper: helperFlag };
   const from = assets.origin === "embedded" ? "carried by this executable" : "built in this checkout";
   if (!assets.helper) {
     report({ verdict: "FAIL", area: "sandbox helper", says: `none ${from}`, fix: assets.origin === "checkout" ? "run `bash shim/build.sh`" : "download actiond again" });
@@ -89,7 +91,7 @@ async function linuxChecks(root: string, report: (f: Finding) => void): Promise<
   const scratch = mkdtempSync(join(root, "doctor-"));
   let runtimes: RuntimeSet | undefined;
   try {
-    runtimes = await openRuntime(assets, scratch, root);
+    runtimes = await openRuntime(assets, scratch, root, privileged);
     if (!runtimes) {
       report({ verdict: "FAIL", area: "runtime image", says: "none to run actions in", fix: "build one with `bun runtimes/build.ts --profile cc`, or pass --runtime-image / --runtime-root to serve" });
     } else {
@@ -111,15 +113,15 @@ async function linuxChecks(root: string, report: (f: Finding) => void): Promise<
   let sandboxWorks = false;
   if (runtimes) {
     try {
-      const sandbox = namespaceSandbox(assets);
+      const sandbox = namespaceSandbox(assets, privileged);
       const workRoot = join(scratch, "exec");
       mkdirSync(workRoot, { mode: 0o700 });
-      await probeSandbox(sandbox, runtimes, workRoot, quiet);
+      await probeSandbox(sandbox, { runtimeRoot: runtimes.default.root, workRoot, privileged, log: quiet });
       sandboxWorks = true;
       report({
         verdict: "ok",
         area: "namespaces",
-        says: PRIVILEGED
+        says: privileged
           ? "actions run in their own mount, PID, network, IPC and UTS namespaces"
           : "actions run rootless: in a user namespace, with their own mount, PID, network, IPC and UTS namespaces",
       });
@@ -131,7 +133,7 @@ async function linuxChecks(root: string, report: (f: Finding) => void): Promise<
   }
   removeTree(scratch, createLogger("error"));
 
-  if (PRIVILEGED) userNamespaceCheck(report);
+  if (privileged) userNamespaceCheck(report);
   const noLimits = cgroupLimitsUnavailable();
   report(
     noLimits
@@ -148,14 +150,14 @@ async function linuxChecks(root: string, report: (f: Finding) => void): Promise<
 }
 
 /** The runtime serve would use: mounted in `scratch`, or else unpacked where serve keeps unpacked images. */
-async function openRuntime(assets: LocalAssets, scratch: string, root: string): Promise<RuntimeSet | undefined> {
+async function openRuntime(assets: LocalAssets, scratch: string, root: string, privileged: boolean): Promise<RuntimeSet | undefined> {
   if (assets.runtimeImages.length === 0) return undefined;
   const log = createLogger("error");
   const images = assets.runtimeImages.slice(0, 1);
   try {
-    return await openRuntimes({ images, roots: [], stateDir: scratch, methods: ["kernel", "squashfuse"], log, digests: assets.digests });
+    return await openRuntimes({ images, roots: [], stateDir: scratch, methods: ["kernel", "squashfuse"], privileged, log, digests: assets.digests });
   } catch {
-    return await openRuntimes({ images, roots: [], stateDir: join(root, "runtimes"), methods: ["extract"], log, digests: assets.digests });
+    return await openRuntimes({ images, roots: [], stateDir: join(root, "runtimes"), methods: ["extract"], privileged, log, digests: assets.digests });
   }
 }
 
@@ -194,7 +196,8 @@ function vmChecks(assets: LocalAssets, report: (f: Finding) => void): void {
       fix: kvm.code === "EACCES" ? "add the user to the kvm group (usermod -aG kvm USER) and log in again" : "load kvm_intel or kvm_amd, with virtualization enabled in the firmware",
     });
   }
-  if (!which(QEMU.binary)) report({ verdict: "info", area: "QEMU", says: `${QEMU.binary} is not installed: serve-vm needs it on Linux`, fix: `apt-get install ${QEMU.debianPackage}` });
+  const qemu = hostQemu();
+  if (!which(qemu.binary)) report({ verdict: "info", area: "QEMU", says: `${qemu.binary} is not installed: serve-vm needs it on Linux`, fix: `apt-get install ${qemu.debianPackage}` });
   for (const m of assets.manifest?.missing ?? []) report({ verdict: "info", area: "serve-vm", says: `this build has no ${m.role}: ${m.reason}` });
 }
 

@@ -1,6 +1,6 @@
 // `actiond version`: this build and what it carries (read from the embedded manifest; nothing is extracted).
 import pkg from "../../package.json" with { type: "json" };
-import { embeddedPayload } from "../payload/embedded";
+import { embeddedPayload } from "../assets";
 
 export const VERSION_HELP = `Usage: actiond version
 

@@ -2,47 +2,27 @@
 // from the CAS (no data copies), symlinks, the working directory and every output's parent.
 import { chmodSync, mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import type { DiskCas } from "../cas/disk-cas";
-import { formatDigest } from "../cas/digest";
-import { Code, StatusError, missingBlobsError } from "../rpc/status";
+import { Code, StatusError, missingBlobsError } from "../core";
+import { missingSubject, type LocalBlobFiles } from "../cas";
 import type { InputTree } from "./input-tree";
-
-/** An action's work folder: the execroot, its stdout and stderr, and the overlay's layers if used. */
-export interface WorkFolder {
-  execroot: string;
-  overlay?: { upper: string; work: string };
-  stdoutPath: string;
-  stderrPath: string;
-}
-
-/** Creates the folders of an action's work folder under dir (stdout and stderr come later). */
-export function createWorkFolder(dir: string, withOverlay: boolean): WorkFolder {
-  const execroot = join(dir, "execroot");
-  mkdirSync(execroot, { recursive: true });
-  const overlay = withOverlay ? { upper: join(dir, "upper"), work: join(dir, "overlay-work") } : undefined;
-  if (overlay) {
-    mkdirSync(overlay.upper);
-    mkdirSync(overlay.work);
-  }
-  return { execroot, overlay, stdoutPath: join(dir, "stdout"), stderrPath: join(dir, "stderr") };
-}
 
 /**
  * Materialises tree under dir (which exists and is empty). Directories are writable by everyone:
  * the action (uid 65534) creates its outputs next to its inputs, and the work folder above is
  * private to the server. Input files stay read-only.
  */
-export async function buildExecroot(cas: DiskCas, tree: InputTree, dir: string): Promise<void> {
+export async function buildExecroot(files: LocalBlobFiles, tree: InputTree, dir: string): Promise<void> {
   chmodSync(dir, 0o777);
   for (const d of tree.dirs) makeDir(join(dir, d));
-  const unpin = tree.files.map((f) => cas.pin(f.digest));
+  const digests = tree.files.map((f) => f.digest);
+  const unpin = files.pin(digests);
   try {
     // The blobs were there when the tree was read; any evicted since is MISSING, so Bazel re-uploads.
-    const missing = new Set(tree.files.filter((f) => !cas.has(f.digest)).map((f) => `blobs/${formatDigest(f.digest)}`));
+    const missing = new Set((await files.findMissing(digests)).map(missingSubject));
     if (missing.size > 0) throw missingBlobsError(`${missing.size} input blobs were evicted from the CAS before the action started`, [...missing]);
-    for (const f of tree.files) await cas.linkTo(f.digest, join(dir, f.path), f.executable);
+    for (const f of tree.files) await files.linkTo(f.digest, join(dir, f.path), f.executable);
   } finally {
-    unpin.forEach((release) => release());
+    unpin();
   }
   for (const s of tree.symlinks) symlinkSync(s.target, join(dir, s.path));
 }

@@ -4,26 +4,38 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { ExecuteResponseSchema, ExecutionStage_Value as Stage, type ExecuteResponse } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { digestKey, type BlobDigest } from "../cas/digest";
-import { Code, StatusError, asStatusError } from "../rpc/status";
+import { Code, StatusError, asStatusError, systemClock, type Clock } from "../core";
+import { digestKey, type BlobDigest } from "../cas";
 
 /** How long a finished execution can still be fetched with WaitExecution. */
-const KEEP_FINISHED_MS = 10 * 60 * 1000;
+export const KEEP_FINISHED_MS = 10 * 60 * 1000;
+/** How long an execution nobody watches waits for a watcher to come back (WaitExecution) before it is cancelled. */
+export const ORPHAN_GRACE_MS = 3000;
 
 export type Watcher = (e: Execution) => void;
 
 export class Execution {
-  readonly name = `operations/${randomUUID()}`;
   stage: Stage = Stage.QUEUED;
+  /** Every stage it went through, in order (the last is `stage`). */
+  readonly history: Stage[] = [Stage.QUEUED];
   response: ExecuteResponse | undefined;
   private readonly watchers = new Set<Watcher>();
   private readonly controller = new AbortController();
-  private orphanTimer: Timer | undefined;
+  private cancelOrphan: (() => void) | undefined;
 
   constructor(
+    readonly name: string,
     readonly action: BlobDigest,
-    private readonly orphanGraceMs: number,
+    private readonly clock: Clock,
   ) {}
+
+  /** An execution that is over before it began: a cached result, or an action refused while being checked. */
+  static finished(name: string, action: BlobDigest, response: ExecuteResponse): Execution {
+    const e = new Execution(name, action, systemClock);
+    e.history.splice(0);
+    e.finish(response);
+    return e;
+  }
 
   get signal(): AbortSignal {
     return this.controller.signal;
@@ -36,10 +48,11 @@ export class Execution {
   /** Calls watcher on every change from now on; the returned function detaches it. */
   watch(watcher: Watcher): () => void {
     this.watchers.add(watcher);
-    clearTimeout(this.orphanTimer);
+    this.cancelOrphan?.();
+    this.cancelOrphan = undefined;
     return () => {
       if (!this.watchers.delete(watcher) || this.watchers.size > 0 || this.done) return;
-      this.orphanTimer = setTimeout(() => this.cancel("nobody waits for this action any more"), this.orphanGraceMs);
+      this.cancelOrphan = this.clock.after(ORPHAN_GRACE_MS, () => this.cancel("nobody waits for this action any more"));
     };
   }
 
@@ -49,15 +62,16 @@ export class Execution {
   }
 
   setStage(stage: Stage): void {
+    if (stage === this.stage) return;
     this.stage = stage;
+    this.history.push(stage);
     this.notify();
   }
 
   finish(response: ExecuteResponse): void {
-    clearTimeout(this.orphanTimer);
-    this.stage = Stage.COMPLETED;
+    this.cancelOrphan?.();
     this.response = response;
-    this.notify();
+    this.setStage(Stage.COMPLETED);
   }
 
   private notify(): void {
@@ -70,7 +84,7 @@ export class Executions {
   private readonly inFlight = new Map<string, Execution>();
   private readonly running = new Set<Promise<void>>();
 
-  constructor(private readonly orphanGraceMs = 3000) {}
+  constructor(private readonly clock: Clock = systemClock) {}
 
   /**
    * Joins the identical action already in flight, or starts run for a new execution. Actions with
@@ -81,15 +95,18 @@ export class Executions {
     const existing = mergeable ? this.inFlight.get(key) : undefined;
     // One being cancelled (its last caller left) is not joined: this caller wants a result.
     if (existing && !existing.signal.aborted) return existing;
-    const e = new Execution(action, this.orphanGraceMs);
+    const e = new Execution(`operations/${randomUUID()}`, action, this.clock);
     this.byName.set(e.name, e);
     if (mergeable) this.inFlight.set(key, e);
     const done = run(e)
-      .catch((err) => create(ExecuteResponseSchema, { status: asStatusError(err).toStatus(), message: asStatusError(err).message }))
+      .catch((err) => {
+        const status = asStatusError(err);
+        return create(ExecuteResponseSchema, { status: status.toStatus(), message: status.message });
+      })
       .then((response) => {
         if (this.inFlight.get(key) === e) this.inFlight.delete(key);
         e.finish(response);
-        setTimeout(() => this.byName.delete(e.name), KEEP_FINISHED_MS).unref();
+        this.clock.after(KEEP_FINISHED_MS, () => this.byName.delete(e.name));
       });
     this.running.add(done);
     void done.finally(() => this.running.delete(done));

@@ -3,13 +3,12 @@
 // action sends can make the execroot reach outside itself. Missing blobs are collected, all of
 // them, so one FAILED_PRECONDITION lists everything the client must upload.
 import { DirectorySchema, type Digest } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { formatDigest, toBlobDigest, type BlobDigest, type DigestFunctionName } from "../cas/digest";
-import type { DiskCas } from "../cas/disk-cas";
-import { Code, StatusError, missingBlobsError } from "../rpc/status";
+import { Code, StatusError, missingBlobsError } from "../core";
+import { fromWire, missingSubject, type BlobDigest, type BlobStore, type DigestFunctionName } from "../cas";
 import type { MessageCache } from "./message-cache";
 
 /** The most files and directories one input tree may expand to. */
-export const MAX_INPUT_NODES = 1_000_000;
+const MAX_INPUT_NODES = 1_000_000;
 
 export interface InputFile {
   path: string;
@@ -30,7 +29,7 @@ export interface InputTree {
 }
 
 /** A single path segment: not empty, not "." or "..", no "/" and no NUL. */
-export function checkName(name: string, where: string): void {
+function checkName(name: string, where: string): void {
   if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) {
     throw new StatusError(Code.INVALID_ARGUMENT, `${where}: "${name}" is not a valid file name`);
   }
@@ -55,8 +54,7 @@ export function normalizeInside(path: string, what: string, base = ""): string {
   return parts.join("/");
 }
 
-export async function readInputTree(cas: DiskCas, messages: MessageCache, fn: DigestFunctionName, root: Digest | undefined): Promise<InputTree> {
-  if (!root) throw new StatusError(Code.INVALID_ARGUMENT, "Action.input_root_digest is missing");
+export async function readInputTree(blobs: BlobStore, messages: MessageCache, fn: DigestFunctionName, root: Digest | undefined): Promise<InputTree> {
   const tree: InputTree = { dirs: [], files: [], symlinks: [] };
   const missing = new Set<string>();
 
@@ -71,7 +69,7 @@ export async function readInputTree(cas: DiskCas, messages: MessageCache, fn: Di
     const where = prefix === "" ? "input root" : `input directory "${prefix}"`;
     const dir = await messages.get(DirectorySchema, d);
     if (!dir) {
-      missing.add(`blobs/${formatDigest(d)}`);
+      missing.add(missingSubject(d));
       return;
     }
     const names = new Set<string>();
@@ -83,9 +81,7 @@ export async function readInputTree(cas: DiskCas, messages: MessageCache, fn: Di
     };
     for (const f of dir.files) {
       const path = claim(f.name);
-      const digest = wireDigest(fn, f.digest, `file "${path}"`);
-      if (!cas.has(digest)) missing.add(`blobs/${formatDigest(digest)}`);
-      tree.files.push({ path, digest, executable: f.isExecutable });
+      tree.files.push({ path, digest: fromWire(fn, f.digest, `file "${path}"`), executable: f.isExecutable });
     }
     for (const s of dir.symlinks) {
       const path = claim(s.name);
@@ -101,18 +97,14 @@ export async function readInputTree(cas: DiskCas, messages: MessageCache, fn: Di
       const path = claim(sub.name);
       tree.dirs.push(path);
       checkSize();
-      await walk(wireDigest(fn, sub.digest, `directory "${path}"`), path);
+      await walk(fromWire(fn, sub.digest, `directory "${path}"`), path);
     }
   };
 
-  await walk(wireDigest(fn, root, "input_root_digest"), "");
+  await walk(fromWire(fn, root, "Action.input_root_digest"), "");
+  for (const d of await blobs.findMissing(tree.files.map((f) => f.digest))) missing.add(missingSubject(d));
   if (missing.size > 0) {
     throw missingBlobsError(`${missing.size} input blobs are not in the CAS`, [...missing]);
   }
   return tree;
-}
-
-function wireDigest(fn: DigestFunctionName, d: Digest | undefined, what: string): BlobDigest {
-  if (!d) throw new StatusError(Code.INVALID_ARGUMENT, `${what} has no digest`);
-  return toBlobDigest(fn, d.hash, d.sizeBytes, what);
 }

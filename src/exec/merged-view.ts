@@ -6,8 +6,7 @@
 import { chmodSync, lstatSync, readdirSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { dlopen, FFIType } from "bun:ffi";
-import { PRIVILEGED } from "../identity";
-import { hostRuntimeArch } from "./runtime-manifest";
+import { hostArchName } from "../core";
 
 export interface Entry {
   /** Host path of the topmost layer's entry. */
@@ -18,12 +17,16 @@ export interface Entry {
 }
 
 export class MergedView {
-  constructor(private readonly layers: string[]) {}
+  constructor(
+    private readonly layers: string[],
+    /** Whether the server is privileged (then permissions do not bind it; see searchable()). */
+    private readonly privileged: boolean,
+  ) {}
 
   /** The root directory of the view. */
   root(): Entry {
     const st = lstatSync(this.layers[0]!);
-    for (const layer of this.layers) searchable(layer, lstatSync(layer));
+    for (const layer of this.layers) this.searchable(layer, lstatSync(layer));
     return { path: this.layers[0]!, st, dirs: [...this.layers] };
   }
 
@@ -56,7 +59,7 @@ export class MergedView {
       const st = lstatSync(path, { throwIfNoEntry: false });
       if (!st) continue;
       if (isWhiteout(st)) break;
-      if (st.isDirectory()) searchable(path, st);
+      if (st.isDirectory()) this.searchable(path, st);
       // Opacity matters only where a lower layer could show through.
       const last = i === dir.dirs.length - 1;
       if (!top) {
@@ -72,28 +75,27 @@ export class MergedView {
     }
     return top;
   }
+
+  /**
+   * Rootless, a directory the action left without read or search permission (it is ours: the action
+   * ran as our uid) is opened up again, before its xattrs or entries are read: otherwise an opaque
+   * directory would look transparent, or its entries unreadable. As root, permissions do not bind us.
+   */
+  private searchable(path: string, st: Stats): void {
+    if (!this.privileged && (st.mode & 0o700) !== 0o700) chmodSync(path, (st.mode & 0o7777) | 0o700);
+  }
 }
 
 function isWhiteout(st: Stats): boolean {
   return st.isCharacterDevice() && st.rdev === 0;
 }
 
-/**
- * Rootless, a directory the action left without read or search permission (it is ours: the action
- * ran as our uid) is opened up again, before its xattrs or entries are read: otherwise an opaque
- * directory would look transparent, or its entries unreadable. As root, permissions do not bind us.
- */
-function searchable(path: string, st: Stats): void {
-  if (!PRIVILEGED && (st.mode & 0o700) !== 0o700) chmodSync(path, (st.mode & 0o7777) | 0o700);
-}
-
-
 // Node has no getxattr; libc's lgetxattr through bun:ffi (glibc, which Bun's Linux builds use).
 let lgetxattr: ((path: Buffer, name: Buffer, value: Buffer, size: number) => number) | undefined;
 function loadXattr() {
   if (lgetxattr) return lgetxattr;
   const symbols = { lgetxattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64 } } as const;
-  const names = ["libc.so.6", `libc.musl-${hostRuntimeArch()}.so.1`];
+  const names = ["libc.so.6", `libc.musl-${hostArchName()}.so.1`];
   const lib = openFirst(names, symbols);
   lgetxattr = (path, name, value, size) => Number(lib.symbols.lgetxattr(path, name, value, size));
   return lgetxattr;

@@ -2,20 +2,17 @@
 // and the same few recur in every action (Bazel's tool directories, shared input trees), so each is
 // read from disk, verified and decoded once instead of per action. Bounded by encoded size, LRU.
 import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { digestKey, formatDigest, type BlobDigest } from "../cas/digest";
-import type { DiskCas } from "../cas/disk-cas";
-import { Code, StatusError } from "../rpc/status";
+import { Code, StatusError } from "../core";
+import { digestKey, formatDigest, type BlobDigest, type BlobStore } from "../cas";
 
-const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
+/** Encoded bytes of the messages kept. */
+const MAX_BYTES = 64 * 1024 * 1024;
 
 export class MessageCache {
   private readonly entries = new Map<string, { message: unknown; size: number }>();
   private bytes = 0;
 
-  constructor(
-    private readonly cas: DiskCas,
-    private readonly maxBytes = DEFAULT_MAX_BYTES,
-  ) {}
+  constructor(private readonly blobs: BlobStore) {}
 
   /** The decoded message, or undefined when the blob is not in the CAS; INVALID_ARGUMENT if it is not one. */
   async get<D extends DescMessage>(schema: D, d: BlobDigest): Promise<MessageShape<D> | undefined> {
@@ -26,7 +23,7 @@ export class MessageCache {
       this.entries.set(key, hit);
       return hit.message as MessageShape<D>;
     }
-    const bytes = await this.cas.read(d);
+    const bytes = await this.blobs.get(d);
     if (!bytes) return undefined;
     let message: MessageShape<D>;
     try {
@@ -37,7 +34,7 @@ export class MessageCache {
     this.entries.set(key, { message, size: bytes.length });
     this.bytes += bytes.length;
     for (const [k, e] of this.entries) {
-      if (this.bytes <= this.maxBytes) break;
+      if (this.bytes <= MAX_BYTES) break;
       this.entries.delete(k);
       this.bytes -= e.size;
     }

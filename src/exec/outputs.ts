@@ -5,7 +5,6 @@
 import { chmodSync, readlinkSync, type Stats } from "node:fs";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
-  DigestSchema,
   DirectoryNodeSchema,
   DirectorySchema,
   FileNodeSchema,
@@ -17,10 +16,8 @@ import {
   type ActionResult,
   type Directory,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { EMPTY_HASH, hashBytes, newHasher, type BlobDigest, type DigestFunctionName } from "../cas/digest";
-import type { DiskCas } from "../cas/disk-cas";
-import { Code, StatusError } from "../rpc/status";
-import { PRIVILEGED } from "../identity";
+import { Code, StatusError, hashBytes, hashFile } from "../core";
+import { emptyDigest, toWire, type BlobDigest, type DigestFunctionName, type LocalBlobFiles } from "../cas";
 import { MergedView, type Entry } from "./merged-view";
 
 /** What the command asked for, as execroot-relative paths plus the names the client used. */
@@ -38,12 +35,14 @@ export class OutputCollector {
   private readonly pins: (() => void)[] = [];
 
   constructor(
-    private readonly cas: DiskCas,
+    private readonly files: LocalBlobFiles,
     private readonly fn: DigestFunctionName,
     execroot: string,
     upper: string | undefined,
+    /** Whether the server is privileged; if not, the action's files are ours and may need opening up. */
+    private readonly privileged: boolean,
   ) {
-    this.view = new MergedView(upper ? [upper, execroot] : [execroot]);
+    this.view = new MergedView(upper ? [upper, execroot] : [execroot], privileged);
   }
 
   release(): void {
@@ -56,11 +55,11 @@ export class OutputCollector {
     const symlink = (name: string, path: string) => create(OutputSymlinkSchema, { path: name, target: symlinkTarget(name, path) });
     const addFile = async (name: string, path: string, st: Stats) => {
       const digest = await this.store(path, st);
-      result.outputFiles.push(create(OutputFileSchema, { path: name, digest: wire(digest), isExecutable: isExecutable(st) }));
+      result.outputFiles.push(create(OutputFileSchema, { path: name, digest: toWire(digest), isExecutable: isExecutable(st) }));
     };
     const addDir = async (name: string, dir: Entry) => {
       const treeDigest = await this.storeTree(dir);
-      result.outputDirectories.push(create(OutputDirectorySchema, { path: name, treeDigest: wire(treeDigest) }));
+      result.outputDirectories.push(create(OutputDirectorySchema, { path: name, treeDigest: toWire(treeDigest) }));
     };
 
     for (const o of legacy ? req.files : req.paths) {
@@ -92,15 +91,15 @@ export class OutputCollector {
   /** Hashes a file and links it into the CAS (or finds it already there); pinned until release(). */
   async store(path: string, st: Stats): Promise<BlobDigest> {
     // Empty files (often stdout and stderr) need no reading: the empty blob is always stored.
-    if (st.size === 0) return { fn: this.fn, hash: EMPTY_HASH[this.fn], size: 0 };
+    if (st.size === 0) return emptyDigest(this.fn);
     // Checked before reading: a huge (even sparse) file would otherwise be hashed for nothing.
-    if (st.size > this.cas.maxBytes) {
-      throw new StatusError(Code.RESOURCE_EXHAUSTED, `an output of ${st.size} bytes is larger than the whole CAS (--max-cas-size ${this.cas.maxBytes})`);
+    if (st.size > this.files.capacityBytes) {
+      throw new StatusError(Code.RESOURCE_EXHAUSTED, `an output of ${st.size} bytes is larger than the whole CAS (--max-cas-size ${this.files.capacityBytes})`);
     }
-    const hash = await hashFile(this.fn, readable(path, st), st.size);
-    const d: BlobDigest = { fn: this.fn, hash, size: st.size };
-    this.pins.push(this.cas.pin(d));
-    await this.cas.adopt(d, path, st);
+    if (!this.privileged) readable(path, st);
+    const d: BlobDigest = { fn: this.fn, hash: await hashFile(this.fn, path, st.size), size: st.size };
+    this.pins.push(this.files.pin([d]));
+    await this.files.adopt(d, path, st.nlink);
     return d;
   }
 
@@ -110,8 +109,8 @@ export class OutputCollector {
     const root = await this.directory(dir, children);
     const bytes = toBinary(TreeSchema, create(TreeSchema, { root, children: [...children.values()] }));
     const d: BlobDigest = { fn: this.fn, hash: await hashBytes(this.fn, bytes), size: bytes.length };
-    this.pins.push(this.cas.pin(d));
-    await this.cas.put(d, bytes);
+    this.pins.push(this.files.pin([d]));
+    await this.files.put(d, bytes);
     return d;
   }
 
@@ -120,7 +119,7 @@ export class OutputCollector {
     for (const { name, entry: e } of this.view.list(at)) {
       if (e.st.isFile()) {
         const digest = await this.store(e.path, e.st);
-        dir.files.push(create(FileNodeSchema, { name, digest: wire(digest), isExecutable: isExecutable(e.st) }));
+        dir.files.push(create(FileNodeSchema, { name, digest: toWire(digest), isExecutable: isExecutable(e.st) }));
       } else if (e.st.isSymbolicLink()) {
         dir.symlinks.push(create(SymlinkNodeSchema, { name, target: symlinkTarget(name, e.path) }));
       } else if (e.st.isDirectory()) {
@@ -128,16 +127,12 @@ export class OutputCollector {
         const bytes = toBinary(DirectorySchema, child);
         const digest: BlobDigest = { fn: this.fn, hash: await hashBytes(this.fn, bytes), size: bytes.length };
         if (!children.has(digest.hash)) children.set(digest.hash, child);
-        dir.directories.push(create(DirectoryNodeSchema, { name, digest: wire(digest) }));
+        dir.directories.push(create(DirectoryNodeSchema, { name, digest: toWire(digest) }));
       }
       // Sockets, fifos and devices have no place in a Tree; they are left out.
     }
     return dir;
   }
-}
-
-export function wire(d: BlobDigest) {
-  return create(DigestSchema, { hash: d.hash, sizeBytes: BigInt(d.size) });
 }
 
 function isExecutable(st: Stats): boolean {
@@ -154,16 +149,6 @@ function symlinkTarget(name: string, path: string): string {
 }
 
 /** A file the action made unreadable is made readable again (rootless, where it is ours). */
-function readable(path: string, st: Stats): string {
-  if (!PRIVILEGED && (st.mode & 0o400) === 0) chmodSync(path, st.mode | 0o400);
-  return path;
-}
-
-/** Small files are read at once; big ones streamed through the hasher. */
-export async function hashFile(fn: DigestFunctionName, path: string, size: number): Promise<string> {
-  const file = Bun.file(path);
-  if (size <= 4 * 1024 * 1024) return hashBytes(fn, await file.bytes());
-  const hasher = await newHasher(fn);
-  for await (const chunk of file.stream()) hasher.update(chunk);
-  return hasher.digestHex();
+function readable(path: string, st: Stats): void {
+  if ((st.mode & 0o400) === 0) chmodSync(path, st.mode | 0o400);
 }

@@ -1,15 +1,8 @@
 // Platform properties an action may ask for (Action.platform wins over Command.platform), checked
 // and turned into what the runner needs: which runtime, and which cgroup limits.
 import type { Platform } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { Code, StatusError } from "../rpc/status";
-import { parseSize } from "../cli/sizes";
-
-export interface ResourceLimits {
-  memoryBytes?: number;
-  /** CPU cores (fractions allowed), written to cpu.max as cores × period per period. */
-  cpuCores?: number;
-  pids?: number;
-}
+import { Code, StatusError, hostArch, parseSize } from "../core";
+import type { ResourceLimits } from "../sandbox";
 
 export interface PlatformRequest {
   /** The `libc` property: which runtime; undefined for the default. */
@@ -20,10 +13,7 @@ export interface PlatformRequest {
 const MEMORY_NAMES = ["limits.memory.bytes", "memory", "memory-limit", "mem"];
 const CPU_NAMES = ["limits.cpu.cores", "cpu", "cpus", "cores"];
 const PIDS_NAMES = ["limits.pids.max", "pids", "pids-limit"];
-/** Properties that only describe the platform; we accept them when they describe us. */
-const HOST_ISA: Record<string, string[]> = { x64: ["x86-64", "x86_64", "amd64"], arm64: ["arm-a64", "aarch64", "arm64"] };
-
-export const KNOWN_PROPERTIES = ["libc", "OSFamily", "ISA", ...MEMORY_NAMES, ...CPU_NAMES, ...PIDS_NAMES];
+const KNOWN_PROPERTIES = ["libc", "OSFamily", "ISA", ...MEMORY_NAMES, ...CPU_NAMES, ...PIDS_NAMES];
 
 /** Parses the effective platform; any unknown name or bad value is INVALID_ARGUMENT naming it. */
 export function parsePlatform(action: Platform | undefined, command: Platform | undefined): PlatformRequest {
@@ -38,7 +28,8 @@ export function parsePlatform(action: Platform | undefined, command: Platform | 
     } else if (name === "OSFamily") {
       if (value.toLowerCase() !== "linux") throw bad(name, value, "this worker runs Linux actions only");
     } else if (name === "ISA") {
-      if (!(HOST_ISA[process.arch] ?? []).includes(value)) throw bad(name, value, `this worker is ${process.arch}`);
+      // A property that only describes the platform: accepted when it describes us.
+      if (!hostArch()?.isa.includes(value)) throw bad(name, value, `this worker is ${process.arch}`);
     } else if (MEMORY_NAMES.includes(name)) {
       const bytes = parseSize(value);
       if (!bytes) throw bad(name, value, "not a size (bytes, or with a K/M/G suffix)");

@@ -1,6 +1,6 @@
 // Where each action's time went (queue, execroot, sandbox start, run, output collection): kept for
 // the last few thousand actions, reported as p50/p95 in the log and read by the benchmark.
-import type { Logger } from "../log";
+import type { Logger } from "../core";
 
 export interface ActionTiming {
   queueMs: number;

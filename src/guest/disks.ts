@@ -30,19 +30,19 @@ export interface DiskPlan {
 }
 
 /**
- * Picks the CAS and runtime disks. The CAS disk is the one writable disk: formatted when blank or
- * when the host asks (actiond.format=1), mounted when it holds ext4, refused otherwise, because
- * formatting a disk that holds something else would destroy it.
+ * Picks the CAS and runtime disks. The CAS disk is the one writable disk: formatted when blank,
+ * mounted when it holds ext4, refused otherwise, because formatting a disk that holds something
+ * else would destroy it.
  */
-export function planDisks(disks: Disk[], hostAsksFormat: boolean): DiskPlan {
+export function planDisks(disks: Disk[]): DiskPlan {
   const runtimes = disks.filter((d) => d.content === "squashfs");
   if (runtimes.length !== 1) throw new Error(`expected one runtime disk (SquashFS), found ${runtimes.length}: ${describe(disks)}`);
   const writable = disks.filter((d) => !d.readOnly && d.content !== "squashfs");
   if (writable.length !== 1) throw new Error(`expected one writable CAS disk, found ${writable.length}: ${describe(disks)}`);
   const cas = writable[0] as Disk;
-  if (hostAsksFormat || cas.content === "blank") return { cas: { device: cas.device, format: true }, runtime: (runtimes[0] as Disk).device };
+  if (cas.content === "blank") return { cas: { device: cas.device, format: true }, runtime: (runtimes[0] as Disk).device };
   if (cas.content !== "ext4") {
-    throw new Error(`the CAS disk ${cas.device} holds something that is not ext4; refusing to format it (the host can ask with actiond.format=1, or give a blank image)`);
+    throw new Error(`the CAS disk ${cas.device} holds something that is not ext4; refusing to format it (give serve-vm another --cas-image, or delete this one: serve-vm then creates a blank one)`);
   }
   return { cas: { device: cas.device, format: false }, runtime: (runtimes[0] as Disk).device };
 }
@@ -74,31 +74,4 @@ export function guestMounts(plan: DiskPlan): Mount[] {
     { source: plan.cas.device, target: "/cas", fstype: "ext4", flags: MS_NOSUID | MS_NODEV },
     { source: plan.runtime, target: "/runtimes", fstype: "squashfs", flags: MS_RDONLY | MS_NODEV },
   ];
-}
-
-export interface GuestOptions {
-  format: boolean;
-  /** What to do when the worker exits: start it again, or power the VM off. */
-  onWorkerExit: "restart" | "poweroff";
-  /** The vsock port the gRPC relay listens on. */
-  port: number;
-  /** How the host's streams arrive: vsock, or multiplexed over a virtio-serial port (QEMU). */
-  link: "vsock" | "serial";
-}
-
-/** Reads actiond.format=1, actiond.worker=restart|poweroff, actiond.port=N, actiond.link=vsock|serial
- * from the kernel command line. */
-export function parseCmdline(cmdline: string): GuestOptions {
-  const words = new Map<string, string>();
-  for (const word of cmdline.trim().split(/\s+/)) {
-    const eq = word.indexOf("=");
-    if (word.startsWith("actiond.") && eq > 0) words.set(word.slice(0, eq), word.slice(eq + 1));
-  }
-  const port = Number(words.get("actiond.port") ?? 8980);
-  if (!Number.isInteger(port) || port <= 0 || port > 0xffffffff) throw new Error(`actiond.port=${words.get("actiond.port")} is not a port`);
-  const onExit = words.get("actiond.worker") ?? "restart";
-  if (onExit !== "restart" && onExit !== "poweroff") throw new Error(`actiond.worker=${onExit}: expected restart or poweroff`);
-  const link = words.get("actiond.link") ?? "vsock";
-  if (link !== "vsock" && link !== "serial") throw new Error(`actiond.link=${link}: expected vsock or serial`);
-  return { format: words.get("actiond.format") === "1", onWorkerExit: onExit, port, link };
 }

@@ -1,27 +1,26 @@
 // actiond --guest-init: the VM guest's supervisor, started by /init (shim/guest-init.c), which stays
-// PID 1 and reaps orphans. It finds the disks, formats the CAS disk when it is blank (or the host
-// asks), mounts it at /cas and the runtime image at /runtimes, starts the worker (`--guest-worker`,
-// the same server as `serve`, on a Unix socket) and the vsock relays, and keeps the worker running
-// or powers off as the host's kernel command line says. The host asks for a clean shutdown on the
+// PID 1 and reaps orphans. It finds the disks, formats the CAS disk when it is blank, mounts it at
+// /cas and the runtime image at /runtimes, starts the worker (`--guest-worker`, the same server as
+// `serve`, on a Unix socket) and the relays that bring the host's streams to it, and starts the
+// worker again whenever it dies. The host asks for a clean shutdown on the
 // control port (the gRPC port + 1): "shutdown\n". Then the worker stops, the disks are unmounted,
 // and /init powers the VM off, so the CAS disk needs no fsck next time.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statfsSync } from "node:fs";
 import type { Subprocess } from "bun";
-import { createLogger } from "../log";
-import { localAssets } from "../payload/local-assets";
-import { guestMounts, HEAD_BYTES, identifyDisk, parseCmdline, planDisks, type Disk } from "./disks";
-import { controlPort, MUX_PORT_NAME, SHUTDOWN_COMMAND } from "./protocol";
+import { controlPort, createLogger, MUX_PORT_NAME, parseGuestCmdline, SHUTDOWN_COMMAND } from "../core";
+import { localAssets } from "../assets";
+import { guestMounts, HEAD_BYTES, identifyDisk, planDisks, type Disk } from "./disks";
 import { mount, unmount } from "./syscalls";
 
-export const WORKER_SOCKET = "/run/actiond.sock";
+const WORKER_SOCKET = "/run/actiond.sock";
 const CONTROL_SOCKET = "/run/actiond-control.sock";
 const say = (msg: string) => process.stderr.write(`actiond guest: ${msg}\n`);
 
 export async function guestInit(): Promise<number> {
   const started = performance.now();
-  const opts = parseCmdline(readFileSync("/proc/cmdline", "utf8"));
+  const opts = parseGuestCmdline(readFileSync("/proc/cmdline", "utf8"));
   const disks = listDisks();
-  const plan = planDisks(disks, opts.format);
+  const plan = planDisks(disks);
   if (plan.cas.format) {
     say(`formatting ${plan.cas.device} (ext4) for the CAS`);
     const mkfs = Bun.spawnSync(["/usr/sbin/mkfs.ext4", "-q", "-F", "-L", "actiond-cas", plan.cas.device], { stderr: "pipe" });
@@ -60,8 +59,8 @@ export async function guestInit(): Promise<number> {
   });
   process.on("SIGTERM", () => requestShutdown());
 
-  // The worker: restarted when it dies, unless the host said to power off then. Quick deaths in a
-  // row wait longer each time; a worker that ran a while starts the count again.
+  // The worker: started again when it dies. Quick deaths in a row wait longer each time; a worker
+  // that ran a while starts the count again.
   const runWorker = async () => {
     for (let attempt = 0; !stopping; attempt++) {
       const since = Date.now();
@@ -69,8 +68,7 @@ export async function guestInit(): Promise<number> {
       watchForReady(worker, started);
       const code = await worker.exited;
       if (stopping) return;
-      say(`the worker exited (${code})${opts.onWorkerExit === "restart" ? "; starting it again" : "; powering off"}`);
-      if (opts.onWorkerExit === "poweroff") return requestShutdown();
+      say(`the worker exited (${code}); starting it again`);
       if (Date.now() - since > 60_000) attempt = 0;
       await Bun.sleep(Math.min(1000 * 2 ** attempt, 10_000));
     }

@@ -3,28 +3,24 @@
 import {
   ActionCache as ActionCacheService,
   type ActionResult,
+  type Digest,
   type GetActionResultRequest,
   type UpdateActionResultRequest,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { formatDigest, resolveFunction, toBlobDigest, type BlobDigest } from "../cas/digest";
+import { Code, StatusError } from "../core";
+import { formatDigest, fromWire, resolveFunction, type BlobDigest } from "../cas";
 import type { ServerContext } from "./context";
 import { unary } from "./grpc-service";
-import { Code, StatusError } from "./status";
 
 /** Inline stdout, stderr or output files only up to this many bytes in total (1 MiB). */
 const MAX_INLINE_BYTES = 1024 * 1024;
 
 export function actionCacheService(ctx: ServerContext) {
-  const { ac, cas } = ctx;
-
-  function actionDigest(fnField: number, d: { hash: string; sizeBytes: bigint } | undefined): BlobDigest {
-    if (!d) throw new StatusError(Code.INVALID_ARGUMENT, "action_digest is missing");
-    return toBlobDigest(resolveFunction(fnField), d.hash, d.sizeBytes, "action_digest");
-  }
+  const { results, blobs } = ctx;
 
   async function getActionResult(req: GetActionResultRequest): Promise<ActionResult> {
-    const action = actionDigest(req.digestFunction, req.actionDigest);
-    const result = await ac.get(action);
+    const action = fromWire(resolveFunction(req.digestFunction), req.actionDigest, "action_digest");
+    const result = await results.get(action);
     ctx.stats.count(result ? "acHits" : "acMisses");
     if (!result) throw new StatusError(Code.NOT_FOUND, `no cached result for action ${formatDigest(action)}`);
     await inlineRequested(result, action, req);
@@ -34,9 +30,9 @@ export function actionCacheService(ctx: ServerContext) {
   /** Fills stdout_raw, stderr_raw and OutputFile.contents as asked, within MAX_INLINE_BYTES. */
   async function inlineRequested(result: ActionResult, action: BlobDigest, req: GetActionResultRequest) {
     let budget = MAX_INLINE_BYTES;
-    const load = async (d: { hash: string; sizeBytes: bigint } | undefined) => {
+    const load = async (d: Digest | undefined) => {
       if (!d || d.sizeBytes > BigInt(budget)) return undefined;
-      const data = await cas.read(toBlobDigest(action.fn, d.hash, d.sizeBytes));
+      const data = await blobs.get(fromWire(action.fn, d, "inlined blob"));
       if (data) budget -= data.length;
       return data;
     };
@@ -49,9 +45,9 @@ export function actionCacheService(ctx: ServerContext) {
   }
 
   async function updateActionResult(req: UpdateActionResultRequest): Promise<ActionResult> {
-    const action = actionDigest(req.digestFunction, req.actionDigest);
+    const action = fromWire(resolveFunction(req.digestFunction), req.actionDigest, "action_digest");
     if (!req.actionResult) throw new StatusError(Code.INVALID_ARGUMENT, "action_result is missing");
-    await ac.put(action, req.actionResult);
+    await results.put(action, req.actionResult);
     ctx.stats.count("acUpdates");
     return req.actionResult;
   }

@@ -15,12 +15,11 @@ import {
   type WriteRequest,
   type WriteResponse,
 } from "../gen/google/bytestream/bytestream_pb";
-import { parseReadResource, parseWriteResource, type BlobResource } from "../cas/resource-name";
-import type { BlobWriter } from "../cas/disk-cas";
-import { formatDigest, newHasher } from "../cas/digest";
+import { Code, StatusError } from "../core";
+import { formatDigest, type BlobDigest, type BlobWriter } from "../cas";
 import { READ_CHUNK_BYTES, type ServerContext } from "./context";
 import { clientStreaming, send, serverStreaming, unary } from "./grpc-service";
-import { Code, StatusError } from "./status";
+import { parseReadResource, parseWriteResource, type BlobResource } from "./resource-name";
 
 /** How long an interrupted plain upload stays resumable (QueryWriteStatus + write_offset). */
 const PARTIAL_UPLOAD_TTL_MS = 10 * 60 * 1000;
@@ -31,11 +30,13 @@ class AlreadyStored extends Error {}
 interface PartialUpload {
   writer: BlobWriter;
   busy: boolean;
-  expiry?: Timer;
+  /** Cancels the expiry of an interrupted upload. */
+  expiry?: () => void;
 }
 
 export function byteStreamService(ctx: ServerContext) {
-  const { cas, log } = ctx;
+  const { blobs, log } = ctx;
+  const stored = async (d: BlobDigest) => (await blobs.findMissing([d])).length === 0;
   /** Plain uploads by resource name: the one in progress, or one interrupted and resumable. */
   const partials = new Map<string, PartialUpload>();
 
@@ -43,7 +44,7 @@ export function byteStreamService(ctx: ServerContext) {
     const p = partials.get(name);
     if (!p) return;
     partials.delete(name);
-    clearTimeout(p.expiry);
+    p.expiry?.();
     void p.writer.abort();
   }
 
@@ -57,46 +58,19 @@ export function byteStreamService(ctx: ServerContext) {
     if (res.compression !== "identity" && req.readLimit !== 0n) {
       throw new StatusError(Code.INVALID_ARGUMENT, "read_limit must be 0 when reading compressed-blobs");
     }
-    const unpin = cas.pin(d);
-    const fh = await cas.openForRead(d).catch((err) => {
-      unpin();
-      throw err;
-    });
-    if (!fh) {
-      unpin();
-      throw new StatusError(Code.NOT_FOUND, `blob ${formatDigest(d)} is not in the CAS`);
-    }
+    const limit = Number(req.readLimit > BigInt(d.size) ? BigInt(d.size) : req.readLimit);
+    const reader = await blobs.read(d, { offset: Number(req.readOffset), limit, chunkBytes: READ_CHUNK_BYTES });
+    if (!reader) throw new StatusError(Code.NOT_FOUND, `blob ${formatDigest(d)} is not in the CAS`);
     try {
-      const start = Number(req.readOffset);
-      const end = req.readLimit === 0n ? d.size : Math.min(d.size, start + Number(req.readLimit));
-      const source =
-        end > start
-          ? fh.createReadStream({ start, end: end - 1, highWaterMark: READ_CHUNK_BYTES, autoClose: false })
-          : Readable.from([]);
-      // A whole-blob read is checked against its digest on the way; damage is DATA_LOSS, not silence.
-      const hasher = start === 0 && end === d.size ? await newHasher(d.fn) : undefined;
-      let chunks: AsyncIterable<Uint8Array> = source;
-      if (res.compression === "zstd") {
-        if (hasher) source.on("data", (chunk: Uint8Array) => hasher.update(chunk));
-        chunks = source.pipe(createZstdCompress());
-      }
-      for await (const chunk of rechunk(chunks, READ_CHUNK_BYTES)) {
-        if (call.cancelled) {
-          source.destroy();
-          return;
-        }
-        if (hasher && res.compression === "identity") hasher.update(chunk);
+      const chunks = res.compression === "zstd" ? rechunk(zstdCompressed(reader), READ_CHUNK_BYTES) : reader;
+      for await (const chunk of chunks) {
+        if (call.cancelled) return;
         await send(call, create(ReadResponseSchema, { data: chunk }));
         ctx.stats.count("bytesRead", chunk.length);
       }
       ctx.stats.count("blobsRead");
-      if (hasher && hasher.digestHex() !== d.hash) {
-        cas.discardDamaged(d);
-        throw new StatusError(Code.DATA_LOSS, `blob ${formatDigest(d)} was damaged on disk and has been removed; upload it again`);
-      }
     } finally {
-      await fh.close();
-      unpin();
+      await reader.close();
     }
   }
 
@@ -111,7 +85,7 @@ export function byteStreamService(ctx: ServerContext) {
     const res = parseWriteResource(name);
     const d = res.digest;
     const earlyFinish = () => create(WriteResponseSchema, { committedSize: res.compression === "identity" ? BigInt(d.size) : -1n });
-    if (cas.has(d)) return earlyFinish();
+    if (await stored(d)) return earlyFinish();
 
     const firstOffset = Number(first.value.writeOffset);
     const upload = await startUpload(name, res, firstOffset);
@@ -132,7 +106,7 @@ export function byteStreamService(ctx: ServerContext) {
         finished = msg.finishWrite;
         if (msg.data.length > 0) yield msg.data;
         // Another upload of the same blob may have completed meanwhile: stop early, successfully.
-        if (!finished && cas.contains(d)) throw new AlreadyStored();
+        if (!finished && upload.writer.superseded) throw new AlreadyStored();
         const next = await messages.next();
         msg = next.done ? undefined : next.value;
       }
@@ -163,7 +137,7 @@ export function byteStreamService(ctx: ServerContext) {
     } catch (err) {
       // The blob arrived by another upload meanwhile: success, unless this client's own bytes were wrong.
       const badContent = err instanceof StatusError && err.code === Code.INVALID_ARGUMENT && !endedEarly;
-      if (err instanceof AlreadyStored || (cas.has(d) && !badContent)) {
+      if (err instanceof AlreadyStored || (!badContent && (await stored(d)))) {
         dropPartial(name);
         await upload.writer.abort();
         return earlyFinish();
@@ -174,7 +148,7 @@ export function byteStreamService(ctx: ServerContext) {
       const resumable = res.compression === "identity" && clientGone;
       if (resumable && partials.get(name) === upload) {
         upload.busy = false;
-        upload.expiry = setTimeout(() => partials.get(name) === upload && dropPartial(name), PARTIAL_UPLOAD_TTL_MS);
+        upload.expiry = ctx.clock.after(PARTIAL_UPLOAD_TTL_MS, () => partials.get(name) === upload && dropPartial(name));
       } else {
         if (partials.get(name) === upload) partials.delete(name);
         await upload.writer.abort();
@@ -187,7 +161,7 @@ export function byteStreamService(ctx: ServerContext) {
   async function startUpload(name: string, res: BlobResource, offset: number): Promise<PartialUpload> {
     const prior = partials.get(name);
     if (res.compression === "identity" && prior && !prior.busy && offset > 0 && offset === prior.writer.committedSize) {
-      clearTimeout(prior.expiry);
+      prior.expiry?.();
       prior.busy = true;
       return prior;
     }
@@ -195,7 +169,7 @@ export function byteStreamService(ctx: ServerContext) {
       const committed = prior && !prior.busy ? prior.writer.committedSize : 0;
       throw new StatusError(Code.INVALID_ARGUMENT, `write_offset ${offset} does not match the ${committed} bytes committed for ${name}`);
     }
-    const upload: PartialUpload = { writer: await cas.beginWrite(res.digest), busy: true };
+    const upload: PartialUpload = { writer: await blobs.beginWrite(res.digest), busy: true };
     if (res.compression === "identity") {
       // A concurrent stream with the same name keeps its own writer; only an idle one is replaced.
       if (prior && !prior.busy) dropPartial(name);
@@ -206,7 +180,7 @@ export function byteStreamService(ctx: ServerContext) {
 
   async function queryWriteStatus(req: QueryWriteStatusRequest) {
     const res = parseWriteResource(req.resourceName);
-    if (cas.has(res.digest)) {
+    if (await stored(res.digest)) {
       return create(QueryWriteStatusResponseSchema, { committedSize: BigInt(res.digest.size), complete: true });
     }
     const p = partials.get(req.resourceName);
@@ -224,6 +198,14 @@ export function byteStreamService(ctx: ServerContext) {
     },
     close: () => [...partials.keys()].forEach(dropPartial),
   };
+}
+
+/** The zstd compression of a stream of bytes; an error of the source (DATA_LOSS) ends it with that error. */
+function zstdCompressed(source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  const zstd = createZstdCompress();
+  const input = Readable.from(source);
+  input.on("error", (err) => zstd.destroy(err));
+  return input.pipe(zstd);
 }
 
 /** Regroups a byte stream into chunks of at most max bytes (zstd output can come in any size). */

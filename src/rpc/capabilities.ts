@@ -6,7 +6,7 @@ import {
   ServerCapabilitiesSchema,
   SymlinkAbsolutePathStrategy_Value as SymlinkStrategy,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { DigestFunction, SUPPORTED_FUNCTIONS } from "../cas/digest";
+import { DigestFunction, SUPPORTED_FUNCTIONS } from "../cas";
 import type { ServerContext } from "./context";
 import { unary } from "./grpc-service";
 

@@ -6,7 +6,6 @@ import {
   Compressor_Value as Compressor,
   type BatchReadBlobsRequest,
   type BatchUpdateBlobsRequest,
-  type Digest,
   type FindMissingBlobsRequest,
   type GetTreeRequest,
   type GetTreeResponse,
@@ -16,16 +15,10 @@ import {
   GetTreeResponseSchema,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import type { ServerWritableStream } from "@grpc/grpc-js";
-import { resolveFunction, toBlobDigest, type BlobDigest, type DigestFunctionName } from "../cas/digest";
-import { treePages } from "../cas/tree";
+import { Code, StatusError, asStatusError, okStatus } from "../core";
+import { formatDigest, fromWire, resolveFunction, treePages, type BlobDigest } from "../cas";
 import type { ServerContext } from "./context";
 import { send, serverStreaming, unary } from "./grpc-service";
-import { Code, StatusError, asStatusError, okStatus } from "./status";
-
-function parseDigest(fn: DigestFunctionName, d: Digest | undefined, what: string): BlobDigest {
-  if (!d) throw new StatusError(Code.INVALID_ARGUMENT, `${what}: digest is missing`);
-  return toBlobDigest(fn, d.hash, d.sizeBytes, what);
-}
 
 /** Batch items handled at once: enough to overlap disk waits, few enough to keep file handles in check. */
 const BATCH_PARALLELISM = 16;
@@ -45,15 +38,15 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, 
 }
 
 export function casService(ctx: ServerContext) {
-  const { cas } = ctx;
+  const { blobs } = ctx;
 
   async function findMissingBlobs(req: FindMissingBlobsRequest) {
     const fn = resolveFunction(req.digestFunction);
-    const missing: Digest[] = [];
-    for (const [i, d] of req.blobDigests.entries()) {
-      if (!cas.has(parseDigest(fn, d, `blob_digests[${i}]`))) missing.push(d);
-    }
-    return create(FindMissingBlobsResponseSchema, { missingBlobDigests: missing });
+    const digests = req.blobDigests.map((d, i) => fromWire(fn, d, `blob_digests[${i}]`));
+    // Answered with the client's own Digest messages, in its order.
+    const missing = new Set((await blobs.findMissing(digests)).map(formatDigest));
+    const missingBlobDigests = req.blobDigests.filter((_, i) => missing.has(formatDigest(digests[i]!)));
+    return create(FindMissingBlobsResponseSchema, { missingBlobDigests });
   }
 
   async function batchUpdateBlobs(req: BatchUpdateBlobsRequest) {
@@ -68,13 +61,13 @@ export function casService(ctx: ServerContext) {
       BATCH_PARALLELISM,
       async (r, i) => {
         try {
-          const d = parseDigest(fn, r.digest, `requests[${i}]`);
+          const d = fromWire(fn, r.digest, `requests[${i}]`);
           let data = r.data;
           if (r.compressor === Compressor.ZSTD) data = decompressZstd(data, d);
           else if (r.compressor !== Compressor.IDENTITY) {
             throw new StatusError(Code.INVALID_ARGUMENT, `compressor ${Compressor[r.compressor] ?? r.compressor} is not supported`);
           }
-          if (await cas.put(d, data)) {
+          if (await blobs.put(d, data)) {
             ctx.stats.count("blobsStored");
             ctx.stats.count("bytesStored", d.size);
           }
@@ -89,7 +82,7 @@ export function casService(ctx: ServerContext) {
 
   async function batchReadBlobs(req: BatchReadBlobsRequest) {
     const fn = resolveFunction(req.digestFunction);
-    const digests = req.digests.map((d, i) => parseDigest(fn, d, `digests[${i}]`));
+    const digests = req.digests.map((d, i) => fromWire(fn, d, `digests[${i}]`));
     const total = digests.reduce((n, d) => n + d.size, 0);
     if (total > ctx.maxBatchBytes) {
       throw new StatusError(Code.INVALID_ARGUMENT, `batch asks for ${total} bytes, over max_batch_total_size_bytes ${ctx.maxBatchBytes}; use ByteStream Read`);
@@ -98,9 +91,9 @@ export function casService(ctx: ServerContext) {
       digests,
       BATCH_PARALLELISM,
       async (d, i) => {
-        const data = await cas.read(d);
+        const data = await blobs.get(d);
         if (!data) {
-          return { digest: req.digests[i], status: new StatusError(Code.NOT_FOUND, `blob ${d.hash}/${d.size} is not in the CAS`).toStatus() };
+          return { digest: req.digests[i], status: new StatusError(Code.NOT_FOUND, `blob ${formatDigest(d)} is not in the CAS`).toStatus() };
         }
         ctx.stats.count("blobsRead");
         ctx.stats.count("bytesRead", data.length);
@@ -112,9 +105,9 @@ export function casService(ctx: ServerContext) {
 
   async function getTree(req: GetTreeRequest, call: ServerWritableStream<GetTreeRequest, GetTreeResponse>) {
     const fn = resolveFunction(req.digestFunction);
-    const root = parseDigest(fn, req.rootDigest, "root_digest");
+    const root = fromWire(fn, req.rootDigest, "root_digest");
     // Stream every page from the token on; each page but the last names where the next begins.
-    for await (const page of treePages(cas, root, req.pageSize, req.pageToken, ctx.maxBatchBytes)) {
+    for await (const page of treePages(blobs, root, req.pageSize, req.pageToken, ctx.maxBatchBytes)) {
       if (call.cancelled) return;
       await send(call, create(GetTreeResponseSchema, { directories: page.directories, nextPageToken: page.nextPageToken }));
     }
@@ -135,6 +128,6 @@ function decompressZstd(data: Uint8Array, d: BlobDigest): Uint8Array {
   try {
     return Bun.zstdDecompressSync(data);
   } catch (err) {
-    throw new StatusError(Code.INVALID_ARGUMENT, `blob ${d.hash}/${d.size}: zstd data does not decompress: ${(err as Error).message}`);
+    throw new StatusError(Code.INVALID_ARGUMENT, `blob ${formatDigest(d)}: zstd data does not decompress: ${(err as Error).message}`);
   }
 }

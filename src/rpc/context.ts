@@ -1,18 +1,22 @@
-// What every service needs, built once in main and passed down (no singletons).
-import type { ActionCache } from "../cas/action-cache";
-import type { DiskCas } from "../cas/disk-cas";
-import type { Logger } from "../log";
+// What every service needs, built once by the command that serves and passed down (no singletons).
+import type { Clock, Logger } from "../core";
+import type { ActionCache, BlobStore } from "../cas";
+import type { Executor } from "../exec";
 import type { CallTracker } from "./grpc-service";
 import type { Stats } from "./stats";
 
 export interface ServerContext {
-  cas: DiskCas;
-  ac: ActionCache;
+  blobs: BlobStore;
+  /** The action cache as clients see it (completeness checked). */
+  results: ActionCache;
+  executor: Executor;
   log: Logger;
   /** Calls in progress, for a graceful shutdown. */
   calls: CallTracker;
   /** Traffic counters for the periodic log summary. */
   stats: Stats;
+  /** For the server's own waits: keepalives, the expiry of interrupted uploads. */
+  clock: Clock;
   /** Advertised max_batch_total_size_bytes: the sum of blob sizes one batch call may carry. */
   maxBatchBytes: number;
 }

@@ -1,5 +1,6 @@
 // Execution: Execute and WaitExecution stream google.longrunning.Operation messages (metadata on
-// every one; the final one done, with the ExecuteResponse in `response`, never in `error`).
+// every one; the final one done, with the ExecuteResponse in `response`, never in `error`). The
+// executor decides everything about an action; this translates its Execution into Operations.
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
@@ -13,117 +14,82 @@ import {
   type WaitExecutionRequest,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { OperationSchema, type Operation } from "../gen/google/longrunning/operations_pb";
-import { formatDigest, functionValue, resolveFunction, toBlobDigest, type BlobDigest } from "../cas/digest";
-import type { Execution, Executions } from "../exec/executions";
-import type { ActionRunner } from "../exec/runner";
-import { wire } from "../exec/outputs";
+import { Code, StatusError, type Clock } from "../core";
+import { fromWire, functionValue, resolveFunction, toWire, type BlobDigest } from "../cas";
+import type { Execution } from "../exec";
 import type { ServerContext } from "./context";
 import { send, serverStreaming } from "./grpc-service";
-import { Code, StatusError, asStatusError, okStatus } from "./status";
-import { randomUUID } from "node:crypto";
 
 /** While an action runs, the current stage is re-sent this often, so idle connections stay alive. */
 const KEEPALIVE_MS = 30_000;
 
-export interface ExecutionDeps {
-  executions: Executions;
-  runner: ActionRunner;
+function operation(name: string, action: BlobDigest, stage: Stage, response?: ExecuteResponse): Operation {
+  const op = create(OperationSchema, {
+    name,
+    metadata: anyPack(
+      ExecuteOperationMetadataSchema,
+      create(ExecuteOperationMetadataSchema, { stage, actionDigest: toWire(action), digestFunction: functionValue(action.fn) }),
+    ),
+    done: response !== undefined,
+  });
+  if (response) op.result = { case: "response", value: anyPack(ExecuteResponseSchema, response) };
+  return op;
 }
 
-export function executionService(ctx: ServerContext, deps: ExecutionDeps) {
-  const { executions, runner } = deps;
-
-  function operation(name: string, action: BlobDigest, stage: Stage, response?: ExecuteResponse): Operation {
-    const op = create(OperationSchema, {
-      name,
-      metadata: anyPack(
-        ExecuteOperationMetadataSchema,
-        create(ExecuteOperationMetadataSchema, { stage, actionDigest: wire(action), digestFunction: functionValue(action.fn) }),
-      ),
-      done: response !== undefined,
-    });
-    if (response) op.result = { case: "response", value: anyPack(ExecuteResponseSchema, response) };
-    return op;
-  }
-
-  /** Streams an execution's progress to one caller, every stage in turn, until it completes or the caller leaves. */
-  async function follow(e: Execution, call: ServerWritableStream<unknown, Operation>): Promise<void> {
-    let wake: () => void = () => {};
-    const stages: Stage[] = [e.stage];
-    const unwatch = e.watch(() => {
-      stages.push(e.stage);
-      wake();
-    });
-    call.on("cancelled", () => wake());
-    let sent: Stage | undefined;
-    try {
-      while (!call.cancelled) {
-        for (let stage = stages.shift(); stage !== undefined; stage = stages.shift()) {
-          if (stage !== sent && stage !== Stage.COMPLETED) await send(call, operation(e.name, e.action, (sent = stage)));
-        }
-        if (e.response) {
-          await send(call, operation(e.name, e.action, Stage.COMPLETED, e.response));
-          return;
-        }
-        const keepalive = await new Promise<boolean>((resolve) => {
-          const timer = setTimeout(() => resolve(true), KEEPALIVE_MS);
-          wake = () => {
-            clearTimeout(timer);
-            resolve(false);
-          };
-        });
-        if (keepalive) {
-          sent = undefined;
-          stages.push(e.stage);
-        }
+/**
+ * Streams an execution's progress to one caller, every stage in turn, until it completes or the
+ * caller leaves: from its first stage for the caller of Execute (the execution may have moved on
+ * before the stream began), from where it is now for one who comes back with WaitExecution.
+ */
+async function follow(e: Execution, call: ServerWritableStream<unknown, Operation>, from: "start" | "now", clock: Clock): Promise<void> {
+  let wake: () => void = () => {};
+  const stages: Stage[] = from === "start" ? [...e.history] : [e.stage];
+  const unwatch = e.watch(() => {
+    stages.push(e.stage);
+    wake();
+  });
+  call.on("cancelled", () => wake());
+  let sent: Stage | undefined;
+  try {
+    while (!call.cancelled) {
+      for (let stage = stages.shift(); stage !== undefined; stage = stages.shift()) {
+        if (stage !== sent && stage !== Stage.COMPLETED) await send(call, operation(e.name, e.action, (sent = stage)));
       }
-    } finally {
-      unwatch();
-    }
-  }
-
-  async function execute(req: ExecuteRequest, call: ServerWritableStream<ExecuteRequest, Operation>): Promise<void> {
-    if (!req.actionDigest) throw new StatusError(Code.INVALID_ARGUMENT, "action_digest is missing");
-    const action = toBlobDigest(resolveFunction(req.digestFunction), req.actionDigest.hash, req.actionDigest.sizeBytes, "action_digest");
-    if (!req.skipCacheLookup) {
-      const cached = await ctx.ac.get(action);
-      ctx.stats.count(cached ? "acHits" : "acMisses");
-      if (cached) {
-        const response = create(ExecuteResponseSchema, { result: cached, cachedResult: true, status: okStatus() });
-        await send(call, operation(`operations/cached-${action.hash}`, action, Stage.COMPLETED, response));
+      if (e.response) {
+        await send(call, operation(e.name, e.action, Stage.COMPLETED, e.response));
         return;
       }
+      const keepalive = await new Promise<boolean>((resolve) => {
+        const cancel = clock.after(KEEPALIVE_MS, () => resolve(true));
+        wake = () => {
+          cancel();
+          resolve(false);
+        };
+      });
+      if (keepalive) {
+        sent = undefined;
+        stages.push(e.stage);
+      }
     }
-    let prepared;
-    try {
-      prepared = await runner.prepare(action);
-    } catch (err) {
-      // Errors belong in ExecuteResponse.status (Bazel re-uploads on MISSING), never in Operation.error.
-      const status = asStatusError(err);
-      const response = create(ExecuteResponseSchema, { status: status.toStatus(), message: status.message });
-      ctx.log.debug(`Execute ${formatDigest(action)}: ${status.message}`);
-      await send(call, operation(`operations/failed-${randomUUID()}`, action, Stage.COMPLETED, response));
-      return;
-    }
-    // Identical actions in flight run once, unless the action must not be cached (REAPI: nor merged).
-    const e = executions.start(action, !prepared.action.doNotCache, (exec) =>
-      runner
-        .run({ prepared, priority: req.executionPolicy?.priority ?? 0, signal: exec.signal, onStage: (stage) => exec.setStage(stage) })
-        .catch((err) => {
-          // The caller gets it in ExecuteResponse.status; a server-side failure also belongs in the log.
-          const status = asStatusError(err);
-          if (status.code === Code.INTERNAL || status.code === Code.RESOURCE_EXHAUSTED) ctx.log.warn(`action ${formatDigest(action)}: ${status.message}`);
-          throw err;
-        }),
-    );
-    ctx.log.debug(`Execute ${formatDigest(action)}: ${e.name}`);
-    await follow(e, call);
+  } finally {
+    unwatch();
+  }
+}
+
+export function executionService(ctx: ServerContext) {
+  const { executor } = ctx;
+
+  async function execute(req: ExecuteRequest, call: ServerWritableStream<ExecuteRequest, Operation>): Promise<void> {
+    const action = fromWire(resolveFunction(req.digestFunction), req.actionDigest, "action_digest");
+    const e = await executor.execute({ action, skipCacheLookup: req.skipCacheLookup, priority: req.executionPolicy?.priority ?? 0 });
+    if (!req.skipCacheLookup) ctx.stats.count(e.response?.cachedResult ? "acHits" : "acMisses");
+    await follow(e, call, "start", ctx.clock);
   }
 
   async function waitExecution(req: WaitExecutionRequest, call: ServerWritableStream<WaitExecutionRequest, Operation>): Promise<void> {
-    const e = executions.get(req.name);
+    const e = executor.find(req.name);
     if (!e) throw new StatusError(Code.NOT_FOUND, `no operation named "${req.name}" (finished long ago, or from before a restart)`);
-    await follow(e, call);
+    await follow(e, call, "now", ctx.clock);
   }
 
   return {

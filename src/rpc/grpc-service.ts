@@ -8,8 +8,8 @@ import type {
   ServerReadableStream,
   ServerWritableStream,
 } from "@grpc/grpc-js";
-import { Code, toServiceError } from "./status";
-import type { Logger } from "../log";
+import { Code, type Logger } from "../core";
+import { toServiceError } from "./status";
 
 /**
  * Counts calls in progress, so shutdown can wait for them: Bun's HTTP/2 reports a session closed
@@ -58,7 +58,7 @@ export function grpcServiceDefinition(service: DescService): ServiceDefinition {
 function logFailure(log: Logger, method: string, err: unknown) {
   const e = toServiceError(err);
   // Clients going away, client mistakes and misses are routine; anything else deserves attention.
-  const routine = [Code.CANCELLED, Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.OUT_OF_RANGE].includes(e.code ?? Code.UNKNOWN);
+  const routine = ([Code.CANCELLED, Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.OUT_OF_RANGE] as number[]).includes(e.code ?? Code.UNKNOWN);
   (routine ? log.debug : log.warn)(`${method}: ${e.details}`);
   return e;
 }

@@ -7,7 +7,7 @@ import { shimConnection } from "./h2-window-shim";
 import { byteStreamService } from "./bytestream";
 import { capabilitiesService } from "./capabilities";
 import { casService } from "./cas";
-import { executionService, type ExecutionDeps } from "./execution";
+import { executionService } from "./execution";
 import type { ServerContext } from "./context";
 import { grpcServiceDefinition } from "./grpc-service";
 
@@ -24,7 +24,7 @@ export function listenText(a: ListenAddress): string {
   return "path" in a ? `unix:${a.path}` : `${a.host}:${a.port}`;
 }
 
-export async function startServer(ctx: ServerContext, listenAt: ListenAddress, execution: ExecutionDeps): Promise<RunningServer> {
+export async function startServer(ctx: ServerContext, listenAt: ListenAddress): Promise<RunningServer> {
   // grpc-js would print its own unstructured errors (e.g. on a busy port); ours say it better.
   setLogVerbosity(logVerbosity.NONE);
   const server = new Server({
@@ -35,7 +35,7 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress, e
     "grpc.enable_channelz": 0,
   });
   const bytestream = byteStreamService(ctx);
-  for (const s of [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx, execution)]) {
+  for (const s of [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx)]) {
     server.addService(grpcServiceDefinition(s.service), s.handlers as any);
   }
   // Clients connect to our own listener; each socket reaches grpc-js through the flow-control shim.

@@ -1,6 +1,6 @@
 // Traffic counters, summarised in the log once a minute while there is traffic, and at shutdown,
 // so a user can see the cache at work without debug logging.
-import type { Logger } from "../log";
+import type { Logger } from "../core";
 
 const COUNTERS = ["acHits", "acMisses", "acUpdates", "blobsStored", "bytesStored", "blobsRead", "bytesRead"] as const;
 type Counter = (typeof COUNTERS)[number];

@@ -1,58 +1,30 @@
-// The QEMU backend of serve-vm (Linux hosts), and what every backend gives serve-vm: boots the guest with its two disks, a console log, and
-// a virtio-serial port carrying the host's streams (SerialMux), and no network device. KVM when
-// /dev/kvm opens, software emulation (TCG) otherwise.
+// The QEMU driver (Linux hosts): boots the guest with its two disks, a console log, and a
+// virtio-serial port carrying the host's streams (SerialMux), and no network device. KVM when
+// /dev/kvm opens and QEMU can use it, software emulation (TCG) otherwise.
 import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import type { Duplex } from "node:stream";
 import { join } from "node:path";
 import { which, type Subprocess } from "bun";
-import { MUX_PORT_NAME } from "../guest/protocol";
+import { archNamed, guestKernelCmdline, hostArchName, MUX_PORT_NAME, type Arch } from "../core";
+import type { GuestConfig, HypervisorDriver, RunningGuest } from "./driver";
 import { SerialMux } from "./serial-mux";
 
-export interface GuestConfig {
-  kernel: string;
-  initramfs: string;
-  runtimeImage: string;
-  casImage: string;
-  memoryMib: number;
-  cpus: number;
-  /** Where the console log and the port's socket go. */
-  stateDir: string;
-  /** The gRPC port in the guest (its control port is the next one). */
-  guestPort: number;
+export type Accel = "auto" | "kvm" | "tcg";
+
+/** QEMU for a guest of this machine's architecture: its executable, Debian package, machine and console. */
+export function hostQemu(): Arch["qemu"] {
+  return archNamed(hostArchName()).qemu;
 }
 
-/** "A stream to guest port N", whatever carries it (the serial multiplexer, or vsock relays). */
-export interface GuestLink {
-  /** Joins `client` (a socket created with allowHalfOpen, or any duplex stream) to `port` in the guest. */
-  join(client: Duplex, port: number): void;
-  /** Sends `text` to `port`, half-closes, and resolves with the guest's whole answer. */
-  request(port: number, text: string): Promise<string>;
-}
-
-export interface RunningGuest {
-  link: GuestLink;
-  console: string;
-  accel: "kvm" | "tcg" | "vz";
-  /** Why KVM was not used although /dev/kvm opened (QEMU refused to start with it). */
-  kvmFailure?: string;
-  /** Resolves with the hypervisor's exit code once the guest has stopped. */
-  exited: Promise<number>;
-  /** Stops the guest at once (the clean way is the shutdown request on its control port). */
-  kill(): void;
-  running(): boolean;
-  /** Why the guest stopped, when the hypervisor says (QEMU's last error line, or VZ's error). */
-  failure(): string | undefined;
-}
-
-/** QEMU for this machine's architecture: its executable, and the Debian package that has it. */
-export const QEMU = process.arch === "arm64" ? { binary: "qemu-system-aarch64", debianPackage: "qemu-system-arm" } : { binary: "qemu-system-x86_64", debianPackage: "qemu-system-x86" };
-
-/** The QEMU executable, or a message saying what to install. */
-export function findQemu(): string {
-  const path = which(QEMU.binary);
-  if (!path) throw new Error(`serve-vm needs QEMU here: ${QEMU.binary} is not on PATH (apt-get install ${QEMU.debianPackage})`);
-  return path;
+export function qemuDriver(accel: Accel): HypervisorDriver {
+  return {
+    name: "qemu",
+    unavailable: () => {
+      const qemu = hostQemu();
+      return which(qemu.binary) ? undefined : `serve-vm needs QEMU here: ${qemu.binary} is not on PATH (apt-get install ${qemu.debianPackage})`;
+    },
+    boot: (cfg) => bootGuest(cfg, accel),
+  };
 }
 
 /** Why /dev/kvm cannot be opened for use (missing, no permission, no module), or undefined when it can. */
@@ -65,10 +37,10 @@ export function kvmOpenError(): NodeJS.ErrnoException | undefined {
   }
 }
 
-export function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", muxSocket: string, consoleLog: string): string[] {
-  const x86 = process.arch !== "arm64";
+function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", muxSocket: string, consoleLog: string): string[] {
+  const qemu = hostQemu();
   return [
-    ...(x86 ? ["-machine", `q35,accel=${accel}`] : ["-machine", `virt,accel=${accel}`]),
+    "-machine", `${qemu.machine},accel=${accel}`,
     "-cpu", accel === "kvm" ? "host" : "max",
     "-m", String(cfg.memoryMib),
     "-smp", String(cfg.cpus),
@@ -77,7 +49,7 @@ export function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", muxSocket: stri
     "-no-reboot",
     "-kernel", cfg.kernel,
     "-initrd", cfg.initramfs,
-    "-append", `console=${x86 ? "ttyS0" : "ttyAMA0"} init=/init panic=-1 actiond.off=reboot actiond.port=${cfg.guestPort} actiond.link=serial`,
+    "-append", guestKernelCmdline(qemu.console, { off: "reboot", port: cfg.guestPort, link: "serial" }),
     "-serial", `file:${consoleLog}`,
     "-drive", `file=${cfg.casImage},if=virtio,format=raw,cache=writeback,discard=unmap`,
     "-drive", `file=${cfg.runtimeImage},if=virtio,format=raw,readonly=on`,
@@ -90,7 +62,7 @@ export function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", muxSocket: stri
 
 /** Starts QEMU and connects to the guest's multiplexed port: with KVM when /dev/kvm opens and QEMU
  * can use it (a nested or partial KVM may refuse the CPU), else in software emulation. */
-export async function bootGuest(cfg: GuestConfig, accel: "auto" | "kvm" | "tcg" = "auto"): Promise<RunningGuest> {
+async function bootGuest(cfg: GuestConfig, accel: Accel): Promise<RunningGuest> {
   // The previous boot's console stays beside the new one.
   const consoleLog = join(cfg.stateDir, "console.log");
   if (existsSync(consoleLog)) renameSync(consoleLog, `${consoleLog}.1`);
@@ -100,12 +72,12 @@ export async function bootGuest(cfg: GuestConfig, accel: "auto" | "kvm" | "tcg" 
     return await start(cfg, "kvm");
   } catch (err) {
     const kvmFailure = (err as Error).message.split("\n")[0];
-    return { ...(await start(cfg, "tcg")), kvmFailure };
+    return { ...(await start(cfg, "tcg")), warning: `QEMU could not use KVM here (${kvmFailure}); the guest runs in software emulation, much slower` };
   }
 }
 
 async function start(cfg: GuestConfig, accel: "kvm" | "tcg"): Promise<RunningGuest> {
-  const qemu = findQemu();
+  const qemu = which(hostQemu().binary) ?? hostQemu().binary;
   const muxSocket = join(cfg.stateDir, "mux.sock");
   const consoleLog = join(cfg.stateDir, "console.log");
   // Each attempt's console starts empty: the KVM check reads it.
@@ -137,7 +109,7 @@ async function start(cfg: GuestConfig, accel: "kvm" | "tcg"): Promise<RunningGue
   return {
     link: { join: (client, p) => mux.join(client, p), request: (p, text) => mux.request(p, text) },
     console: consoleLog,
-    accel,
+    how: accel === "kvm" ? "QEMU, KVM" : "QEMU, software emulation",
     exited,
     kill: () => proc.kill("SIGKILL"),
     running: () => proc.exitCode === null,

@@ -1,14 +1,14 @@
-// The Virtualization.framework backend of serve-vm (macOS, Apple silicon): shim/vz.c loaded with
-// bun:ffi boots the guest and relays Unix sockets to its vsock ports, so the rest of serve-vm sees
-// the same "stream to guest port N" as with QEMU.
+// The Virtualization.framework driver (macOS, Apple silicon): shim/vz.c loaded with bun:ffi boots
+// the guest and relays Unix sockets to its vsock ports, so the rest of serve-vm sees the same
+// "stream to guest port N" as with QEMU.
 //
 // NOT RUN: written and type-checked on Linux; no session has had a Mac to run it on.
 import { dlopen, FFIType } from "bun:ffi";
 import { connect } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
-import { controlPort } from "../guest/protocol";
-import type { GuestConfig, GuestLink, RunningGuest } from "./qemu";
+import { controlPort, guestKernelCmdline } from "../core";
+import type { GuestConfig, GuestLink, HypervisorDriver, RunningGuest } from "./driver";
 
 const ERR_BYTES = 512;
 
@@ -28,11 +28,24 @@ function load(dylib: string) {
 const cstr = (s: string) => Buffer.from(`${s}\0`);
 const message = (buf: Buffer) => buf.toString("utf8", 0, Math.max(0, buf.indexOf(0)));
 
-export async function bootVzGuest(cfg: GuestConfig, dylib: string): Promise<RunningGuest> {
+/** `dylib`: the shim this executable carries (libactiond-vz.dylib), if it carries one. */
+export function vzDriver(dylib: string | undefined): HypervisorDriver {
+  return {
+    name: "vz",
+    unavailable: () => {
+      if (process.platform !== "darwin") return "serve-vm --hypervisor vz needs macOS (Virtualization.framework); on Linux use --hypervisor qemu";
+      if (!dylib) return "serve-vm --hypervisor vz: this build carries no Virtualization.framework shim (libactiond-vz.dylib)";
+      return undefined;
+    },
+    boot: (cfg) => bootVzGuest(cfg, dylib!),
+  };
+}
+
+async function bootVzGuest(cfg: GuestConfig, dylib: string): Promise<RunningGuest> {
   const vz = load(dylib).symbols;
   const err = Buffer.alloc(ERR_BYTES);
   const consoleLog = join(cfg.stateDir, "console.log");
-  const cmdline = `console=hvc0 init=/init panic=-1 actiond.off=poweroff actiond.port=${cfg.guestPort}`;
+  const cmdline = guestKernelCmdline("hvc0", { off: "poweroff", port: cfg.guestPort, link: "vsock" });
   const vm = vz.actiond_vz_start(
     cstr(cfg.kernel), cstr(cfg.initramfs), cstr(cmdline), cstr(cfg.casImage), cstr(cfg.runtimeImage), cstr(consoleLog),
     BigInt(cfg.memoryMib) * 2n ** 20n, cfg.cpus, err, ERR_BYTES,
@@ -80,7 +93,7 @@ export async function bootVzGuest(cfg: GuestConfig, dylib: string): Promise<Runn
   return {
     link,
     console: consoleLog,
-    accel: "vz",
+    how: "Virtualization.framework",
     exited,
     kill: () => vz.actiond_vz_force_stop(vm),
     running: () => vz.actiond_vz_state(vm) < 2,

@@ -7,13 +7,13 @@ import { afterAll, beforeAll, test } from "bun:test";
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { startServer, tempDir, type ServerProcess } from "../support/server";
-import { sourceRuntimeImage } from "../../src/exec/runtime";
+import { checkoutAssetPath } from "../../src/assets";
 import { makeDirsWritable, skipWithoutBazel } from "./bazel";
 import { expectRemoteEqualsLocal, expectRootlessBuild } from "./scenarios";
 
 const SKIP = skipWithoutBazel("bazel-exec e2e");
 /** The C toolchain reaches the sandbox through the cc runtime image (bun runtimes/build.ts --profile cc). */
-const CC_RUNTIME = sourceRuntimeImage("cc");
+const CC_RUNTIME = checkoutAssetPath("runtime", { profile: "cc" });
 
 let server: ServerProcess | undefined;
 let tmp = "";

@@ -8,8 +8,7 @@
 // ctime). A file that fails the check is removed and extracted again.
 import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from "node:fs";
 import { join } from "node:path";
-import type { Logger } from "../log";
-import { sha256File } from "../exec/runtime-image";
+import { hashFile, type Logger } from "../core";
 import { MANIFEST_FILE, parseManifest, type AssetEntry, type AssetRole, type PayloadManifest } from "./manifest";
 
 export interface EmbeddedPayload {
@@ -78,7 +77,7 @@ async function isIntact(path: string, asset: AssetEntry, log: Logger): Promise<b
   }
   const stampPath = `${path}.verified`;
   if (readStamp(stampPath) === stamp(st)) return true;
-  const sha256 = st.size === asset.size ? await sha256File(path) : "(size differs)";
+  const sha256 = st.size === asset.size ? await hashFile("sha256", path) : "(size differs)";
   if (sha256 === asset.sha256) {
     writeAtomically(stampPath, stamp(statSync(path)));
     return true;
@@ -95,7 +94,7 @@ async function extract(asset: AssetEntry, blob: Blob, dir: string, path: string)
   try {
     const data = asset.encoding === "zstd" ? Bun.zstdDecompressSync(new Uint8Array(await blob.arrayBuffer())) : blob;
     await Bun.write(tmp, data);
-    const sha256 = await sha256File(tmp);
+    const sha256 = await hashFile("sha256", tmp);
     if (sha256 !== asset.sha256) {
       throw new Error(`this actiond executable is damaged: its asset ${asset.name} has sha256 ${sha256}, its manifest says ${asset.sha256}; download it again`);
     }

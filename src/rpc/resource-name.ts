@@ -3,8 +3,8 @@
 //          {instance/}compressed-blobs/{compressor}/{fn/}{hash}/{size}
 //   write: {instance/}uploads/{uuid}/blobs/{fn/}{hash}/{size}{/metadata}
 //          {instance/}uploads/{uuid}/compressed-blobs/{compressor}/{fn/}{hash}/{size}{/metadata}
-import { Code, StatusError } from "../rpc/status";
-import { toBlobDigest, type BlobDigest, type DigestFunctionName } from "./digest";
+import { Code, StatusError } from "../core";
+import { blobDigest, type BlobDigest, type DigestFunctionName } from "../cas";
 
 export type Compression = "identity" | "zstd";
 
@@ -68,7 +68,7 @@ function parseBlobPart(name: string, parts: string[], at: number) {
   if (fn === "sha256" && hash.length !== 64) {
     throw bad(name, `a ${hash.length}-character hash names no digest function actiond serves`);
   }
-  const digest = toBlobDigest(fn, hash, BigInt(sizeText), `resource name "${name}"`);
+  const digest = blobDigest(fn, hash, BigInt(sizeText), `resource name "${name}"`);
   return { digest, compression, rest: parts.slice(i + 2) };
 }
 

@@ -1,10 +1,9 @@
 // Making a runtime SquashFS image available as a host directory, by the first way that works here:
 // the kernel's squashfs (root), squashfuse (FUSE, any user), or unpacking it once with unsquashfs.
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, realpathSync, renameSync, rmdirSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, realpathSync, renameSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { which } from "bun";
-import type { Logger } from "../log";
-import { PRIVILEGED } from "../identity";
+import { hashFile, mountAt, processAlive, type Logger } from "../core";
 
 export type MountMethod = "kernel" | "squashfuse" | "extract";
 export const MOUNT_METHODS: readonly MountMethod[] = ["kernel", "squashfuse", "extract"];
@@ -18,7 +17,7 @@ export interface AvailableImage {
 }
 
 /** Fails with a plain message unless `path` is an existing SquashFS file (magic "hsqs"). */
-export function checkSquashfsImage(path: string): void {
+function checkSquashfsImage(path: string): void {
   let st;
   try {
     st = statSync(path);
@@ -41,10 +40,16 @@ function onPath(cmd: string): boolean {
   return which(cmd, { PATH: process.env.PATH ?? "" }) !== null;
 }
 
-export async function sha256File(path: string): Promise<string> {
-  const h = new Bun.CryptoHasher("sha256");
-  for await (const chunk of Bun.file(path).stream()) h.update(chunk);
-  return h.digest("hex");
+export interface ImageOptions {
+  /** Where mounts and extractions live: <root>/runtimes. */
+  stateDir: string;
+  /** The ways to try, in order. */
+  methods: readonly MountMethod[];
+  /** Whether this process is privileged: the kernel's squashfs needs it. */
+  privileged: boolean;
+  log: Logger;
+  /** The image's sha256 when this start has already checked it (a compiled actiond's own). */
+  knownSha256?: string;
 }
 
 /**
@@ -52,14 +57,14 @@ export async function sha256File(path: string): Promise<string> {
  * each failed and what to install. Mount points and extractions are named by the image's content
  * hash under `stateDir`, so a mount or extraction left by an earlier run of the same image is reused.
  */
-/** `knownSha256`: the image's digest when this start has already checked it (a compiled actiond's own). */
-export async function makeImageAvailable(image: string, stateDir: string, methods: readonly MountMethod[], log: Logger, knownSha256?: string): Promise<AvailableImage> {
+export async function makeImageAvailable(image: string, opts: ImageOptions): Promise<AvailableImage> {
   checkSquashfsImage(image);
-  const sha = knownSha256 ?? (await sha256File(image));
+  const sha = opts.knownSha256 ?? (await hashFile("sha256", image));
   const reasons: string[] = [];
-  for (const method of methods) {
+  const log = opts.log;
+  for (const method of opts.methods) {
     const attempt = method === "kernel" ? kernelMount : method === "squashfuse" ? fuseMount : extract;
-    const got = await attempt(image, sha, stateDir, log);
+    const got = await attempt(image, sha, opts);
     if (typeof got !== "string") return got;
     reasons.push(`${method}: ${got}`);
     log.debug(`runtime image ${image}: ${method} not used: ${got}`);
@@ -72,16 +77,16 @@ export async function makeImageAvailable(image: string, stateDir: string, method
 }
 
 /** Each attempt returns the image, or a one-line reason why this method cannot be used here. */
-type Attempt = (image: string, sha: string, stateDir: string, log: Logger) => Promise<AvailableImage | string>;
+type Attempt = (image: string, sha: string, opts: ImageOptions) => Promise<AvailableImage | string>;
 
-const kernelMount: Attempt = async (image, sha, stateDir, log) => {
-  if (!PRIVILEGED) return "needs root";
+const kernelMount: Attempt = async (image, sha, { stateDir, privileged, log }) => {
+  if (!privileged) return "needs root";
   const mnt = mountPoint(stateDir, sha);
   const existing = mountAt(mnt);
-  if (existing?.fstype === "squashfs") {
+  if (existing?.fsType === "squashfs") {
     log.info(`runtime image ${image}: reusing the kernel squashfs mount at ${mnt}`);
   } else if (existing) {
-    return `${mnt} already has a ${existing.fstype} mount`;
+    return `${mnt} already has a ${existing.fsType} mount`;
   } else {
     const failed = await tryRun(["mount", "-t", "squashfs", "-o", "ro,loop,nodev,nosuid", image, mnt]);
     if (failed) {
@@ -93,20 +98,20 @@ const kernelMount: Attempt = async (image, sha, stateDir, log) => {
   return { root: mnt, method: "kernel", release: () => unmount(mnt, [["umount", mnt], ["umount", "-l", mnt]], log) };
 };
 
-const fuseMount: Attempt = async (image, sha, stateDir, log) => {
+const fuseMount: Attempt = async (image, sha, { stateDir, privileged, log }) => {
   if (!onPath("squashfuse")) return "squashfuse is not installed (apt-get install squashfuse)";
   const mnt = mountPoint(stateDir, sha);
   const release = () => unmount(mnt, [["fusermount3", "-u", mnt], ["fusermount", "-u", mnt], ["umount", mnt], ["fusermount3", "-uz", mnt], ["fusermount", "-uz", mnt]], log);
   const existing = mountAt(mnt);
-  if (existing?.fstype.startsWith("fuse") && readable(mnt)) {
+  if (existing?.fsType.startsWith("fuse") && readable(mnt)) {
     log.info(`runtime image ${image}: reusing the squashfuse mount at ${mnt}`);
     return { root: mnt, method: "squashfuse", release };
   }
-  if (existing?.fstype.startsWith("fuse")) await release(); // its daemon died: "Transport endpoint is not connected"
-  else if (existing) return `${mnt} already has a ${existing.fstype} mount`;
+  if (existing?.fsType.startsWith("fuse")) await release(); // its daemon died: "Transport endpoint is not connected"
+  else if (existing) return `${mnt} already has a ${existing.fsType} mount`;
   // Root's sandboxed actions run as nobody, who may enter a FUSE mount only with allow_other.
-  const opts = PRIVILEGED ? ["-o", "allow_other"] : [];
-  const failed = await tryRun(["squashfuse", ...opts, image, mnt]);
+  const allowOther = privileged ? ["-o", "allow_other"] : [];
+  const failed = await tryRun(["squashfuse", ...allowOther, image, mnt]);
   if (failed) {
     removeEmptyDir(mnt);
     return failed;
@@ -115,7 +120,7 @@ const fuseMount: Attempt = async (image, sha, stateDir, log) => {
   return { root: mnt, method: "squashfuse", release };
 };
 
-const extract: Attempt = async (image, sha, stateDir, log) => {
+const extract: Attempt = async (image, sha, { stateDir, log }) => {
   if (!onPath("unsquashfs")) return "unsquashfs is not installed (apt-get install squashfs-tools)";
   const base = join(stateDir, "extracted");
   const dir = join(base, sha);
@@ -149,17 +154,7 @@ const extract: Attempt = async (image, sha, stateDir, log) => {
 function removeDeadTemps(base: string): void {
   for (const name of readdirSync(base)) {
     const pid = Number(/^\.tmp-[0-9a-f]+-(\d+)-/.exec(name)?.[1]);
-    if (pid && !alive(pid)) rmSync(join(base, name), { recursive: true, force: true });
-  }
-}
-
-/** True while a process with this pid exists (ours or not). */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    if (pid && !processAlive(pid)) rmSync(join(base, name), { recursive: true, force: true });
   }
 }
 
@@ -167,19 +162,6 @@ function mountPoint(stateDir: string, sha: string): string {
   const mnt = join(stateDir, "mnt", sha.slice(0, 16));
   mkdirSync(mnt, { recursive: true });
   return realpathSync(mnt); // as /proc/self/mountinfo spells it
-}
-
-/** The topmost mount at exactly `path`, from /proc/self/mountinfo. */
-function mountAt(path: string): { fstype: string } | undefined {
-  let found: { fstype: string } | undefined;
-  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-    // id parent dev root MOUNTPOINT options [optional…] - FSTYPE source superoptions
-    const fields = line.split(" ");
-    const dash = fields.indexOf("-");
-    const mountpoint = fields[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (mountpoint === path && dash > 0) found = { fstype: fields[dash + 1] ?? "" };
-  }
-  return found;
 }
 
 function readable(dir: string): boolean {

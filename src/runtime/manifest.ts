@@ -1,5 +1,5 @@
 // The contract between the runtime recipe (runtimes/build.ts) and the loader: the manifest at the
-// root of every runtime image, and the architecture names used in image file names.
+// root of every runtime image; and, for a root without one, what its glibc says of it.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -19,18 +19,6 @@ export interface RuntimeManifest {
   packages: Record<string, string>;
   /** Every timestamp in the image (seconds since the epoch). */
   sourceDateEpoch: number;
-}
-
-/** The architecture name used in image file names and manifests, for this process. */
-export function hostRuntimeArch(): string {
-  switch (process.arch) {
-    case "x64":
-      return "x86_64";
-    case "arm64":
-      return "aarch64";
-    default:
-      return process.arch;
-  }
 }
 
 /** Reads `<root>/actiond-runtime.json`; undefined when there is none. Throws when it is malformed. */

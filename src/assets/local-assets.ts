@@ -1,10 +1,8 @@
 // Where this actiond's native helpers and runtime images are: extracted from the executable when it
 // is a compiled one, or the checkout's build/ folder when it runs from source.
-import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { Logger } from "../log";
-import { defaultRuntimeImage } from "../exec/runtime";
-import { sourceHelperPath } from "../exec/sandbox";
+import type { Logger } from "../core";
+import { builtCheckoutAsset } from "./checkout";
 import { embeddedPayload, extractAssets } from "./embedded";
 import type { PayloadManifest } from "./manifest";
 
@@ -24,9 +22,8 @@ export interface LocalAssets {
 export async function localAssets(root: string, log: Logger): Promise<LocalAssets> {
   const payload = await embeddedPayload();
   if (!payload) {
-    const relay = join(import.meta.dir, "../../build/shim/actiond-vsock-relay");
-    const image = defaultRuntimeImage();
-    return { origin: "checkout", helper: sourceHelperPath(), relay: existsSync(relay) ? relay : undefined, runtimeImages: image ? [image] : [] };
+    const image = builtCheckoutAsset("runtime", { profile: "base" });
+    return { origin: "checkout", helper: builtCheckoutAsset("sandbox-helper"), relay: builtCheckoutAsset("vsock-relay"), runtimeImages: image ? [image] : [] };
   }
   // serve needs these; the VM guest's files are serve-vm's to extract.
   const assets = await extractAssets(payload, root, log, ["sandbox-helper", "vsock-relay", "runtime"]);

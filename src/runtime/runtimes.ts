@@ -3,10 +3,10 @@
 // built by runtimes/build.ts) or from directories (--runtime-root). The action's `libc` platform
 // property picks one.
 import { existsSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
-import type { Logger } from "../log";
-import { makeImageAvailable, MOUNT_METHODS, type AvailableImage, type MountMethod } from "./runtime-image";
-import { hostRuntimeArch, probeLibc, readManifest } from "./runtime-manifest";
+import { resolve } from "node:path";
+import { hostArchName, type Logger } from "../core";
+import { makeImageAvailable, MOUNT_METHODS, type AvailableImage, type MountMethod } from "./images";
+import { probeLibc, readManifest } from "./manifest";
 
 export interface Runtime {
   /** The manifest's name ("base", "cc"), or "custom" for a directory without one. */
@@ -37,6 +37,8 @@ export interface OpenRuntimesOptions {
   roots: string[];
   /** Where mounts and extractions live: <root>/runtimes. */
   stateDir: string;
+  /** Whether this process is privileged (the kernel's squashfs needs it). */
+  privileged: boolean;
   log: Logger;
   /** The ways to try for images, in order (default: kernel, squashfuse, extract). */
   methods?: readonly MountMethod[];
@@ -55,7 +57,13 @@ export async function openRuntimes(opts: OpenRuntimesOptions): Promise<RuntimeSe
   try {
     for (const image of opts.images) {
       const source = resolve(image);
-      const available = await makeImageAvailable(source, opts.stateDir, opts.methods ?? MOUNT_METHODS, opts.log, opts.digests?.get(source));
+      const available = await makeImageAvailable(source, {
+        stateDir: opts.stateDir,
+        methods: opts.methods ?? MOUNT_METHODS,
+        privileged: opts.privileged,
+        log: opts.log,
+        knownSha256: opts.digests?.get(source),
+      });
       held.push(available);
       runtimes.push(describe(available.root, source, available.method));
     }
@@ -70,7 +78,7 @@ export async function openRuntimes(opts: OpenRuntimesOptions): Promise<RuntimeSe
   }
   for (const r of runtimes) {
     opts.log.info(`runtime ${r.name}: ${r.libc}, ${r.arch}, at ${r.root}${r.root === r.source ? "" : ` (from ${r.source})`}`);
-    if (r.arch !== hostRuntimeArch()) opts.log.warn(`runtime ${r.name} is for ${r.arch}, this machine is ${hostRuntimeArch()}: its programs will not run here`);
+    if (r.arch !== hostArchName()) opts.log.warn(`runtime ${r.name} is for ${r.arch}, this machine is ${hostArchName()}: its programs will not run here`);
   }
   const first = runtimes[0] as Runtime;
   return {
@@ -86,16 +94,5 @@ function describe(root: string, source: string, method: Runtime["method"]): Runt
   const manifest = readManifest(root);
   if (manifest) return { name: manifest.name, libc: manifest.libc, arch: manifest.arch, root, source, method };
   const probed = probeLibc(root);
-  return { name: "custom", libc: probed?.libc ?? "unknown", arch: probed?.arch ?? hostRuntimeArch(), root, source, method };
-}
-
-/** Where a source checkout's `bun runtimes/build.ts --profile P` puts its image: build/runtimes/P-<arch>.sqfs. */
-export function sourceRuntimeImage(profile: string): string {
-  return join(import.meta.dir, "../../build/runtimes", `${profile}-${hostRuntimeArch()}.sqfs`);
-}
-
-/** The base image of a source checkout, if it was built. (A compiled actiond finds its image another way.) */
-export function defaultRuntimeImage(): string | undefined {
-  const image = sourceRuntimeImage("base");
-  return existsSync(image) ? image : undefined;
+  return { name: "custom", libc: probed?.libc ?? "unknown", arch: probed?.arch ?? hostArchName(), root, source, method };
 }

@@ -2,6 +2,7 @@
 // (privileged, or rootless with a user namespace and an overlay), how runtime images can be
 // mounted, and who owns stored outputs. A container's root without CAP_SYS_ADMIN (Docker's default)
 // cannot create mount namespaces or mount squashfs, so it runs the rootless way, like a plain user.
+// Asked once by each command and passed down: nothing reads it from a global.
 import { readFileSync } from "node:fs";
 
 const CAP_SYS_ADMIN = 21;
@@ -11,4 +12,6 @@ function hasCapSysAdmin(): boolean {
   return hex !== undefined && ((BigInt(`0x${hex}`) >> BigInt(CAP_SYS_ADMIN)) & 1n) === 1n;
 }
 
-export const PRIVILEGED = process.platform === "linux" && process.getuid?.() === 0 && hasCapSysAdmin();
+export function isPrivileged(): boolean {
+  return process.platform === "linux" && process.getuid?.() === 0 && hasCapSysAdmin();
+}

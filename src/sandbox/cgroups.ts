@@ -5,8 +5,15 @@
 // Where that cannot be set up, actions still run; the log says once why their limits do not apply.
 import { accessSync, constants, mkdirSync, readFileSync, rmdirSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import type { Logger } from "../log";
-import type { ResourceLimits } from "./platform";
+import { readMounts, type Logger } from "../core";
+
+/** What an action may use at most, from its platform properties. */
+export interface ResourceLimits {
+  memoryBytes?: number;
+  /** CPU cores (fractions allowed), written to cpu.max as cores × period per period. */
+  cpuCores?: number;
+  pids?: number;
+}
 
 const CONTROLLERS = ["memory", "pids", "cpu"];
 const CPU_PERIOD_US = 100_000;
@@ -101,12 +108,9 @@ export class CgroupLimiter {
 function ownCgroup(): string {
   const line = readFileSync("/proc/self/cgroup", "utf8").split("\n").find((l) => l.startsWith("0::"));
   if (!line) throw new Error("this process is in no cgroup v2 hierarchy");
-  const mount = readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .map((l) => l.split(" "))
-    .find((f) => f[f.indexOf("-") + 1] === "cgroup2");
+  const mount = readMounts().find((m) => m.fsType === "cgroup2");
   if (!mount) throw new Error("no cgroup2 filesystem is mounted");
-  return join(mount[4]!, line.slice(3));
+  return join(mount.mountPoint, line.slice(3));
 }
 
 function readWords(path: string): string[] {

@@ -1,0 +1,23 @@
+// cas/: content-addressable storage and the action cache. What other folders may use.
+export type { BlobReader, BlobStore, BlobWriter, LocalBlobFiles, ReadRange } from "./blob-store";
+export type { ActionCache } from "./action-cache";
+export { CompleteResults } from "./action-cache";
+export {
+  DIGEST_FUNCTIONS,
+  DigestFunction,
+  EMPTY_HASH,
+  SUPPORTED_FUNCTIONS,
+  blobDigest,
+  digestKey,
+  emptyDigest,
+  formatDigest,
+  fromWire,
+  functionValue,
+  missingSubject,
+  resolveFunction,
+  toWire,
+  type BlobDigest,
+  type DigestFunctionName,
+} from "./digest";
+export { treeFileDigests, treePages, type TreePage } from "./tree";
+export { openDiskStore, type DiskStore, type DiskStoreOptions } from "./disk";

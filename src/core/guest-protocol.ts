@@ -1,0 +1,39 @@
+// What the VM host (vmhost/, serve-vm) and the guest (guest/, --guest-init) agree on: the guest's
+// ports, how the host's streams reach it, the shutdown request, and the kernel command line that
+// carries the host's choices. Neither side imports the other; both import this.
+
+/** The guest's gRPC port (vsock, or a stream of the serial multiplexer); its control port is the next. */
+export const GUEST_GRPC_PORT = 8980;
+export const controlPort = (grpcPort: number) => grpcPort + 1;
+/** The name serve-vm gives the virtio-serial port that carries the multiplexed streams (QEMU). */
+export const MUX_PORT_NAME = "actiond.mux";
+/** Sent on the control port: stop the worker, unmount the disks, power off. The guest answers "ok". */
+export const SHUTDOWN_COMMAND = "shutdown";
+
+export interface GuestBoot {
+  /** The vsock (or multiplexer) port the guest's gRPC relay listens on. */
+  port: number;
+  /** How the host's streams arrive: vsock, or multiplexed over a virtio-serial port (QEMU without vhost-vsock). */
+  link: "vsock" | "serial";
+  /** How the guest's /init ends the VM: a reboot (QEMU with -no-reboot exits on it; needs no ACPI) or a power-off. */
+  off: "reboot" | "poweroff";
+}
+
+/** The kernel command line for a guest, with the console device the hypervisor provides. */
+export function guestKernelCmdline(console: string, boot: GuestBoot): string {
+  return `console=${console} init=/init panic=-1 actiond.off=${boot.off} actiond.port=${boot.port} actiond.link=${boot.link}`;
+}
+
+/** Reads what guestKernelCmdline wrote (actiond.off is read by shim/guest-init.c, the guest's /init). */
+export function parseGuestCmdline(cmdline: string): Omit<GuestBoot, "off"> {
+  const words = new Map<string, string>();
+  for (const word of cmdline.trim().split(/\s+/)) {
+    const eq = word.indexOf("=");
+    if (word.startsWith("actiond.") && eq > 0) words.set(word.slice(0, eq), word.slice(eq + 1));
+  }
+  const port = Number(words.get("actiond.port") ?? GUEST_GRPC_PORT);
+  if (!Number.isInteger(port) || port <= 0 || port > 0xffffffff) throw new Error(`actiond.port=${words.get("actiond.port")} is not a port`);
+  const link = words.get("actiond.link") ?? "vsock";
+  if (link !== "vsock" && link !== "serial") throw new Error(`actiond.link=${link}: expected vsock or serial`);
+  return { port, link };
+}

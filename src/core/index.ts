@@ -1,0 +1,12 @@
+// core/: what every layer shares. Knows nothing of gRPC, the disk layout or the sandbox.
+export { archNamed, hostArch, hostArchName, type Arch, type ArchName } from "./arch";
+export { systemClock, type Clock } from "./clock";
+export { Code, SetupError, StatusError, asStatusError, errnoCode, missingBlobsError, okStatus, type StatusDetail } from "./errors";
+export { processAlive, removeTree, removeTreeAsync } from "./fs";
+export { hashBytes, hashFile, newHasher, type DigestFunctionName, type Hasher } from "./hashing";
+export { LOG_LEVELS, createLogger, type LogLevel, type Logger } from "./log";
+export { mountAt, mountHolding, parseMountinfo, readMounts, type MountEntry } from "./mountinfo";
+export { isPrivileged } from "./privilege";
+export { formatSize, parseSize } from "./sizes";
+export { Teardown } from "./teardown";
+export { GUEST_GRPC_PORT, MUX_PORT_NAME, SHUTDOWN_COMMAND, controlPort, guestKernelCmdline, parseGuestCmdline, type GuestBoot } from "./guest-protocol";

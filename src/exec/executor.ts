@@ -1,0 +1,104 @@
+// The execution seam: from an action digest to an Execution that a caller can watch. The executor
+// owns every decision about an action: the action cache lookup, checking the action, joining an
+// identical one in flight, the queue, running it, and caching its result. rpc/ only translates.
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { ExecuteResponseSchema, type ExecuteResponse } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { Code, asStatusError, okStatus, type Logger } from "../core";
+import { formatDigest, type ActionCache, type BlobDigest } from "../cas";
+import { Execution, Executions } from "./executions";
+import { prepareAction, type PrepareContext } from "./prepare";
+import type { ActionRunner } from "./run-action";
+import type { ExecTimings } from "./timings";
+
+export interface ExecuteOptions {
+  action: BlobDigest;
+  /** Run again even when a result is cached (and replace it). */
+  skipCacheLookup: boolean;
+  /** ExecutionPolicy.priority: lower runs sooner. */
+  priority: number;
+}
+
+export interface Executor {
+  /**
+   * The execution for this action: a finished one for a cached result or an action refused while
+   * being checked (its response's status says why), else one queued or joined.
+   */
+  execute(opts: ExecuteOptions): Promise<Execution>;
+  /** An execution by operation name, while it runs and for a while after. */
+  find(name: string): Execution | undefined;
+  /** Where executed actions' time went. */
+  readonly timings: ExecTimings;
+  /** Cancels what runs and releases what the executor holds. */
+  close(): Promise<void>;
+}
+
+export interface LocalExecutorContext extends PrepareContext {
+  results: ActionCache;
+  runner: ActionRunner;
+  executions: Executions;
+  timings: ExecTimings;
+  log: Logger;
+  /** Called at close, after every execution has ended. */
+  onClose?: () => Promise<void>;
+}
+
+export class LocalExecutor implements Executor {
+  constructor(private readonly ctx: LocalExecutorContext) {}
+
+  get timings(): ExecTimings {
+    return this.ctx.timings;
+  }
+
+  async execute({ action, skipCacheLookup, priority }: ExecuteOptions): Promise<Execution> {
+    const { ctx } = this;
+    if (!skipCacheLookup) {
+      const cached = await ctx.results.get(action);
+      if (cached) return Execution.finished(`operations/cached-${action.hash}`, action, create(ExecuteResponseSchema, { result: cached, cachedResult: true, status: okStatus() }));
+    }
+    let prepared;
+    try {
+      prepared = await prepareAction(ctx, action);
+    } catch (err) {
+      // Errors belong in ExecuteResponse.status (Bazel re-uploads on MISSING), never in Operation.error.
+      const status = asStatusError(err);
+      ctx.log.debug(`Execute ${formatDigest(action)}: ${status.message}`);
+      return Execution.finished(`operations/failed-${randomUUID()}`, action, create(ExecuteResponseSchema, { status: status.toStatus(), message: status.message }));
+    }
+    const doNotCache = prepared.action.doNotCache;
+    // Identical actions in flight run once, unless the action must not be cached (REAPI: nor merged).
+    const e = ctx.executions.start(action, !doNotCache, (exec) =>
+      ctx.runner
+        .run({
+          prepared,
+          priority,
+          signal: exec.signal,
+          onStage: (stage) => exec.setStage(stage),
+          onResult: (response) => (doNotCache ? Promise.resolve() : this.cache(action, response)),
+        })
+        .catch((err) => {
+          // The caller gets it in ExecuteResponse.status; a server-side failure also belongs in the log.
+          const status = asStatusError(err);
+          if (status.code === Code.INTERNAL || status.code === Code.RESOURCE_EXHAUSTED) ctx.log.warn(`action ${formatDigest(action)}: ${status.message}`);
+          throw err;
+        }),
+    );
+    ctx.log.debug(`Execute ${formatDigest(action)}: ${e.name}`);
+    return e;
+  }
+
+  find(name: string): Execution | undefined {
+    return this.ctx.executions.get(name);
+  }
+
+  async close(): Promise<void> {
+    await this.ctx.executions.cancelAll();
+    await this.ctx.onClose?.();
+  }
+
+  /** Exit code 0 results are cached; failures and timeouts never are. One that cannot be (a full disk) is still the caller's result. */
+  private async cache(action: BlobDigest, response: ExecuteResponse): Promise<void> {
+    if (response.status?.code !== Code.OK || response.result?.exitCode !== 0) return;
+    await this.ctx.results.put(action, response.result).catch((err) => this.ctx.log.warn(`not caching the result of ${formatDigest(action)}: ${(err as Error).message}`));
+  }
+}

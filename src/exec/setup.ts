@@ -1,0 +1,119 @@
+// Sets up local execution for `serve`: the runtimes, the sandbox (checked by running a real command
+// in it), cgroup limits, job slots, and the executor over the given store. A sandbox that cannot
+// be built stops start-up with the reason and what to do, unless the user chose --sandbox=none.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { SetupError, removeTree, type Clock, type Logger } from "../core";
+import type { ActionCache, LocalBlobFiles } from "../cas";
+import { openRuntimes, type RuntimeSet } from "../runtime";
+import { CgroupLimiter, HostProcess, NamespaceSandbox, probeSandbox } from "../sandbox";
+import { Executions } from "./executions";
+import { LocalExecutor } from "./executor";
+import { JobSlots } from "./job-slots";
+import { MessageCache } from "./message-cache";
+import { ActionRunner } from "./run-action";
+import { ExecTimings } from "./timings";
+
+export interface ExecutorOptions {
+  root: string;
+  jobs: number;
+  defaultTimeoutMs: number;
+  sandbox: "namespaces" | "none";
+  keepFailed: boolean;
+  runtimeImages: string[];
+  runtimeRoots: string[];
+}
+
+/** What this actiond brings along: its sandbox helper, and the runtime images actions get by default. */
+export interface BuiltInAssets {
+  helper?: string;
+  runtimeImages: string[];
+  /** sha256 of those images, already checked this start. */
+  digests?: ReadonlyMap<string, string>;
+  /** Where they come from, for messages: the executable itself, or a source checkout's build/. */
+  origin: "embedded" | "checkout";
+}
+
+export interface ExecutorDeps {
+  files: LocalBlobFiles;
+  /** The action cache as clients see it (cas's CompleteResults over the stored entries). */
+  results: ActionCache;
+  builtIn: BuiltInAssets;
+  privileged: boolean;
+  log: Logger;
+  clock?: Clock;
+}
+
+export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDeps): Promise<LocalExecutor> {
+  const { builtIn, log, privileged } = deps;
+  const images = [...opts.runtimeImages];
+  if (images.length === 0 && opts.runtimeRoots.length === 0) {
+    if (builtIn.runtimeImages.length === 0) {
+      throw new SetupError(
+        builtIn.origin === "checkout"
+          ? "no runtime image for actions: build one with `bun runtimes/build.ts` (needs a Debian-family host), or pass --runtime-image FILE or --runtime-root DIR"
+          : "this executable carries no runtime image for actions: pass --runtime-image FILE or --runtime-root DIR",
+      );
+    }
+    images.push(...builtIn.runtimeImages);
+  }
+  let runtimes: RuntimeSet;
+  try {
+    runtimes = await openRuntimes({ images, roots: opts.runtimeRoots, stateDir: join(opts.root, "runtimes"), privileged, log, digests: builtIn.digests });
+  } catch (err) {
+    throw new SetupError((err as Error).message);
+  }
+  try {
+    const workRoot = join(opts.root, "exec");
+    // Work folders of a previous run (a crash, or --keep-failed) are not ours to keep forever.
+    removeTree(workRoot, log);
+    mkdirSync(workRoot, { recursive: true, mode: 0o700 });
+
+    const sandbox = opts.sandbox === "none" ? new HostProcess() : namespaceSandbox(builtIn, privileged);
+    if (sandbox instanceof NamespaceSandbox) await probeSandbox(sandbox, { runtimeRoot: runtimes.default.root, workRoot, privileged, log });
+    else log.warn("--sandbox=none: actions run directly on this machine, as this user, with no isolation (they could even change the CAS files they get as inputs)");
+
+    const timings = new ExecTimings();
+    const runner = new ActionRunner({
+      files: deps.files,
+      log,
+      sandbox,
+      slots: new JobSlots(opts.jobs),
+      cgroups: CgroupLimiter.setUp(log),
+      timings,
+      workRoot,
+      keepFailed: opts.keepFailed,
+      privileged,
+    });
+    const names = runtimes.runtimes.map((r) => `${r.name} (${r.libc})`).join(", ");
+    log.info(`executing up to ${opts.jobs} actions at once, sandbox ${sandbox.kind}${sandbox.needsOverlay ? " (rootless)" : ""}, runtimes: ${names}`);
+    return new LocalExecutor({
+      blobs: deps.files,
+      messages: new MessageCache(deps.files),
+      runtimes,
+      defaultTimeoutMs: opts.defaultTimeoutMs,
+      results: deps.results,
+      runner,
+      executions: new Executions(deps.clock),
+      timings,
+      log,
+      // Runtimes are unmounted only once no action uses them any more.
+      onClose: () => runtimes.close(),
+    });
+  } catch (err) {
+    await runtimes.close();
+    throw err;
+  }
+}
+
+/** The namespace sandbox with this actiond's helper (or the one --sandbox-helper names). */
+export function namespaceSandbox(builtIn: BuiltInAssets, privileged: boolean): NamespaceSandbox {
+  if (!builtIn.helper) {
+    throw new SetupError(
+      builtIn.origin === "checkout"
+        ? "the sandbox helper is not built: run `bash shim/build.sh` (or pass --sandbox=none to run actions unsandboxed)"
+        : "this executable carries no sandbox helper (pass --sandbox=none to run actions unsandboxed)",
+    );
+  }
+  return new NamespaceSandbox(builtIn.helper, privileged);
+}

@@ -1,0 +1,7 @@
+// sandbox/: running one command isolated from the host, and what limits it.
+export { CgroupLimiter, cgroupLimitsUnavailable, type ResourceLimits } from "./cgroups";
+export { HostProcess } from "./host-process";
+export { NamespaceSandbox } from "./namespaces";
+export { probeSandbox, type ProbeOptions } from "./probe";
+export { SANDBOX_EXECROOT, SANDBOX_UID, type Sandbox, type SandboxResult, type SandboxRun } from "./sandbox";
+export { createWorkFolder, type WorkFolder } from "./work-folder";

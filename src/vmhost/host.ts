@@ -1,0 +1,146 @@
+// serve-vm's host half: it owns the TCP listener and the guest's lifecycle, nothing else. Each client
+// connection becomes a stream to the guest's gRPC port. Ready means the guest's worker answered a
+// call through our own listener (the path Bazel takes), not that a socket opened. A guest that
+// stops is booted again (clients get UNAVAILABLE meanwhile, and Bazel retries); a stop signal shuts
+// the guest down cleanly, so its CAS disk needs no repair next time.
+import { readFileSync } from "node:fs";
+import { createServer, type Socket } from "node:net";
+import { controlPort, SetupError, SHUTDOWN_COMMAND, Teardown, type Logger } from "../core";
+import type { GuestConfig, HypervisorDriver, RunningGuest } from "./driver";
+
+export interface VmHostOptions {
+  listen: { host: string; port: number };
+  /** --root, for the log. */
+  root: string;
+  driver: HypervisorDriver;
+  guest: GuestConfig;
+  /** How long a guest may take to answer its first call. */
+  startTimeoutMs: number;
+  log: Logger;
+  /** Whether a REAPI server answers at an address within a time: the readiness check (rpc's GetCapabilities). */
+  answers: (address: string, timeoutMs: number) => Promise<boolean>;
+  /** Resolves (with the signal's name) when serve-vm is asked to stop. */
+  stop: Promise<string>;
+}
+
+/** How long to wait for a guest to take the shutdown request, and then to stop. */
+const SHUTDOWN_ASK_MS = 10_000;
+const SHUTDOWN_STOP_MS = 60_000;
+/** Between readiness calls while a guest boots. */
+const READY_POLL_MS = 250;
+
+export async function runVmHost(opts: VmHostOptions): Promise<void> {
+  const { log, guest: cfg, driver } = opts;
+  const teardown = new Teardown();
+  let stopping = false;
+  // The latest guest, booting or running. Connections go to it (while it boots, its ports refuse
+  // them, as they do between a guest's stop and its next boot: clients see UNAVAILABLE and retry);
+  // the readiness probe comes this way too, so it takes the same path as Bazel.
+  let guest: RunningGuest | undefined;
+  const sockets = new Set<Socket>();
+  const listener = createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
+    if (stopping || !guest?.running()) return void client.destroy();
+    sockets.add(client);
+    client.once("close", () => sockets.delete(client));
+    guest.link.join(client, cfg.guestPort);
+  });
+  await new Promise<void>((res, rej) => {
+    listener.once("error", (err) => rej(new SetupError(`cannot listen on ${opts.listen.host}:${opts.listen.port}: ${(err as Error).message}`)));
+    listener.listen(opts.listen.port, opts.listen.host, () => res());
+  });
+  // Undone in reverse: the guest is shut down last, once no client can reach it.
+  teardown.defer("the guest", () => guest && shutDownGuest(guest, cfg.guestPort, log));
+  teardown.defer("client connections", () => sockets.forEach((s) => s.destroy()));
+  teardown.defer("the listener", () => listener.close());
+  const port = (listener.address() as { port: number }).port;
+  const address = `${opts.listen.host.includes(":") ? `[${opts.listen.host}]` : opts.listen.host}:${port}`;
+
+  const stopped = opts.stop.then(() => undefined);
+  /** Boots a guest and waits until it answers; undefined if a stop signal came first. */
+  const boot = async (): Promise<RunningGuest | undefined> => {
+    const started = performance.now();
+    const g = await driver.boot(cfg);
+    guest = g;
+    if (g.warning) log.warn(g.warning);
+    log.info(`guest booting (${g.how}, ${cfg.cpus} CPUs, ${cfg.memoryMib} MiB); console: ${g.console}`);
+    const answered = await Promise.race([untilAnswering(address, opts, g), stopped]);
+    if (answered === undefined) return undefined;
+    if (!answered) {
+      const why = g.running() ? `did not answer within ${opts.startTimeoutMs} ms` : `stopped while booting (${g.failure() ?? "no reason given"})`;
+      g.kill();
+      throw new SetupError(`the guest ${why}; the last of its console (${g.console}):\n${consoleTail(g.console)}`);
+    }
+    log.info(`guest ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    return g;
+  };
+
+  let current: RunningGuest | undefined;
+  try {
+    current = await boot();
+  } catch (err) {
+    await teardown.run(log);
+    throw err;
+  }
+  if (current) {
+    log.info(`use it with: bazel build --remote_executor=grpc://${address} ...`);
+    log.info(`actiond serving REAPI on ${address} (root ${opts.root}, worker: the VM)`);
+    // A guest that stops on its own is booted again.
+    void (async () => {
+      while (current && !stopping) {
+        const code = await current.exited;
+        if (stopping) return;
+        for (const s of sockets) s.destroy();
+        log.warn(`the guest stopped (exit ${code}); booting it again. Its console: ${current.console}\n${consoleTail(current.console)}`);
+        try {
+          current = await boot();
+        } catch (err) {
+          log.error((err as Error).message);
+          process.kill(process.pid, "SIGTERM");
+          return;
+        }
+      }
+    })();
+  }
+
+  const signal = await opts.stop;
+  stopping = true;
+  log.info(`${signal}: shutting the guest down`);
+  // A second signal: do not wait for the guest any longer.
+  for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => guest?.kill());
+  await teardown.run(log);
+  log.info("stopped");
+}
+
+/** Calls the guest's worker through our own listener until it answers, the guest stops, or time is up. */
+async function untilAnswering(address: string, opts: VmHostOptions, g: RunningGuest): Promise<boolean> {
+  const deadline = Date.now() + opts.startTimeoutMs;
+  while (Date.now() < deadline && g.running()) {
+    if (await opts.answers(address, 5000)) return true;
+    await Bun.sleep(READY_POLL_MS);
+  }
+  return false;
+}
+
+/** Asks the guest to stop its worker and unmount its disks, and waits for it; stops it at once if
+ * it cannot be asked (still booting, or gone) or does not stop in time. */
+async function shutDownGuest(g: RunningGuest, guestPort: number, log: Logger): Promise<void> {
+  if (!g.running()) return;
+  const timeout = (ms: number) => new Promise<"timeout">((res) => setTimeout(() => res("timeout"), ms).unref());
+  const answer = await Promise.race([g.link.request(controlPort(guestPort), `${SHUTDOWN_COMMAND}\n`).catch((err: Error) => err.message), timeout(SHUTDOWN_ASK_MS)]);
+  if (answer.trim() !== "ok") {
+    log.warn(`the guest could not be asked to shut down (${answer.trim()}); stopping it`);
+    g.kill();
+  } else if ((await Promise.race([g.exited, timeout(SHUTDOWN_STOP_MS)])) === "timeout") {
+    log.warn(`the guest did not stop within ${SHUTDOWN_STOP_MS / 1000} s; stopping it (its CAS disk may need a journal replay next time)`);
+    g.kill();
+  }
+  await g.exited;
+}
+
+function consoleTail(path: string): string {
+  try {
+    return readFileSync(path, "utf8").trimEnd().split("\n").slice(-15).join("\n");
+  } catch {
+    return "(no console log)";
+  }
+}

@@ -1,0 +1,23 @@
+// vmhost/: serve-vm's host half. The hypervisor drivers (QEMU, Virtualization.framework) behind one
+// interface, chosen by name, and the host's orchestration: listener, proxy, boots, shutdown.
+import type { HypervisorDriver } from "./driver";
+import { qemuDriver, type Accel } from "./qemu";
+import { vzDriver } from "./vz";
+
+export type { GuestConfig, GuestLink, HypervisorDriver, RunningGuest } from "./driver";
+export { ensureCasImage, guestFiles, type GuestFiles } from "./guest-files";
+export { runVmHost, type VmHostOptions } from "./host";
+export { hostQemu, kvmOpenError, type Accel } from "./qemu";
+export { SerialMux } from "./serial-mux";
+
+export const HYPERVISORS = ["qemu", "vz"] as const;
+export type HypervisorName = (typeof HYPERVISORS)[number];
+
+/** The driver named `name`, with what it needs: QEMU's accelerator choice, VZ's shim. */
+export function hypervisorDriver(name: HypervisorName, opts: { accel: Accel; vzShim?: string }): HypervisorDriver {
+  const drivers: Record<HypervisorName, () => HypervisorDriver> = {
+    qemu: () => qemuDriver(opts.accel),
+    vz: () => vzDriver(opts.vzShim),
+  };
+  return drivers[name]();
+}
