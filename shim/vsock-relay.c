@@ -4,8 +4,6 @@
  *   actiond-vsock-relay --vsock-port PORT --unix PATH
  *       (in the guest) accept vsock connections on PORT from any CID; join each to the Unix socket
  *       PATH, where the guest worker listens.
- *   actiond-vsock-relay --vsock-port PORT --unix PATH --to-cid CID
- *       (on a host with /dev/vhost-vsock) accept on the Unix socket PATH; join each to CID:PORT.
  *   actiond-vsock-relay --serial DEVICE --map PORT=PATH [--map PORT=PATH ...]
  *       (in a QEMU guest without vsock) streams multiplexed over a virtio-serial port, each joined
  *       to the Unix socket mapped to its port (serial-mux.c).
@@ -33,11 +31,10 @@
 #define BUFFER_BYTES (64 * 1024)
 
 static const char USAGE[] =
-    "Usage: actiond-vsock-relay --vsock-port PORT --unix PATH [--to-cid CID]\n"
+    "Usage: actiond-vsock-relay --vsock-port PORT --unix PATH\n"
     "       actiond-vsock-relay --serial DEVICE --map PORT=PATH [--map PORT=PATH ...]\n"
-    "  without --to-cid: accept vsock connections on PORT, join each to the Unix socket PATH\n"
-    "  with --to-cid:    accept on the Unix socket PATH, join each to vsock CID:PORT\n"
-    "  with --serial:    streams multiplexed over a virtio-serial port, each to the socket mapped to its port\n";
+    "  with --vsock-port: accept vsock connections on PORT, join each to the Unix socket PATH\n"
+    "  with --serial:     streams multiplexed over a virtio-serial port, each to the socket mapped to its port\n";
 
 static unsigned parse_number(const char *flag, const char *text) {
   char *end;
@@ -113,7 +110,7 @@ static void relay(int a, int b) {
 
 int main(int argc, char **argv) {
   const char *unix_path = NULL, *serial = NULL;
-  long long port = -1, to_cid = -1;
+  long long port = -1;
   struct port_map maps[16];
   int nmaps = 0;
   for (int i = 1; i < argc; i++) {
@@ -126,7 +123,6 @@ int main(int argc, char **argv) {
     const char *value = argv[++i];
     if (strcmp(flag, "--vsock-port") == 0) port = parse_number(flag, value);
     else if (strcmp(flag, "--unix") == 0) unix_path = value;
-    else if (strcmp(flag, "--to-cid") == 0) to_cid = parse_number(flag, value);
     else if (strcmp(flag, "--serial") == 0) serial = value;
     else if (strcmp(flag, "--map") == 0) {
       const char *eq = strchr(value, '=');
@@ -145,14 +141,7 @@ int main(int argc, char **argv) {
 
   struct sockaddr_un unix_addr = unix_address(unix_path);
   struct sockaddr_vm vsock_addr = {.svm_family = AF_VSOCK, .svm_port = (unsigned)port, .svm_cid = VMADDR_CID_ANY};
-  int listener;
-  if (to_cid < 0) {
-    listener = listen_on(AF_VSOCK, &vsock_addr, sizeof vsock_addr, "the vsock port");
-  } else {
-    vsock_addr.svm_cid = (unsigned)to_cid;
-    unlink(unix_path); /* a socket file left by an earlier relay */
-    listener = listen_on(AF_UNIX, &unix_addr, sizeof unix_addr, unix_path);
-  }
+  int listener = listen_on(AF_VSOCK, &vsock_addr, sizeof vsock_addr, "the vsock port");
   /* Children are never waited for: let the kernel reap them. */
   struct sigaction ignore = {.sa_handler = SIG_IGN, .sa_flags = SA_NOCLDWAIT};
   sigaction(SIGCHLD, &ignore, NULL);
@@ -175,15 +164,9 @@ int main(int argc, char **argv) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() == 1) _exit(0); /* the relay died before the line above took effect */
       close(listener);
-      int family = to_cid < 0 ? AF_UNIX : AF_VSOCK;
-      int peer = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int peer = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
       if (peer < 0) die_with_error("socket");
-      int rc = to_cid < 0 ? connect(peer, (struct sockaddr *)&unix_addr, sizeof unix_addr)
-                          : connect(peer, (struct sockaddr *)&vsock_addr, sizeof vsock_addr);
-      if (rc < 0) {
-        if (to_cid < 0) die_with_error("connect to %s", unix_path);
-        die_with_error("connect to vsock %lld:%lld", to_cid, port);
-      }
+      if (connect(peer, (struct sockaddr *)&unix_addr, sizeof unix_addr) < 0) die_with_error("connect to %s", unix_path);
       relay(accepted, peer);
       _exit(0);
     }
