@@ -1,6 +1,6 @@
 // The command line: help, refusals (exit 2), a busy port, and a clean stop on SIGTERM/SIGINT.
 import { describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { WriteRequestSchema } from "../src/gen/google/bytestream/bytestream_pb";
@@ -8,6 +8,12 @@ import { GetActionResultRequestSchema, GetCapabilitiesRequestSchema } from "../s
 import { ReapiClient, sha256 } from "./support/client";
 import { randomBytes } from "./support/helpers";
 import { MAIN, startServer, tempDir } from "./support/server";
+
+/** Waits (up to 10 s) for a condition that an event on the server makes true. */
+async function until(check: () => boolean): Promise<boolean> {
+  for (const end = Date.now() + 10_000; Date.now() < end; await Bun.sleep(20)) if (check()) return true;
+  return check();
+}
 
 function run(...args: string[]) {
   const p = Bun.spawnSync([process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, XDG_CACHE_HOME: tempDir() } });
@@ -112,7 +118,7 @@ describe("actiond CLI", () => {
     const path = join(tempDir(), "actiond.sock");
     const proc = Bun.spawn([process.execPath, MAIN, "serve", "--listen", `unix:${path}`, "--root", tempDir()], { stdout: "pipe", stderr: "pipe" });
     try {
-      for (let i = 0; i < 100 && !existsSync(path); i++) await Bun.sleep(100);
+      expect(await until(() => existsSync(path))).toBe(true);
       const client = new ReapiClient(`unix:${path}`);
       const caps = await client.unary(client.caps, "getCapabilities", GetCapabilitiesRequestSchema, {});
       expect(caps.executionCapabilities?.execEnabled).toBe(true);
@@ -146,22 +152,20 @@ describe("actiond CLI", () => {
     const c = new ReapiClient(s.address);
     const data = randomBytes(512 * 1024);
     const d = sha256(data);
-    let sent = false;
+    let call: any;
     const done = new Promise<bigint>((res, rej) => {
-      const call = c.bs.write((err: Error | null, out: { committedSize: bigint }) => (err ? rej(err) : res(out.committedSize)));
-      const name = `uploads/${crypto.randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`;
-      call.write(create(WriteRequestSchema, { resourceName: name, data: data.subarray(0, 256 * 1024) }));
-      // The rest goes out only after the server was told to stop.
-      setTimeout(() => {
-        call.write(create(WriteRequestSchema, { writeOffset: BigInt(256 * 1024), data: data.subarray(256 * 1024), finishWrite: true }));
-        call.end();
-        sent = true;
-      }, 500);
+      call = c.bs.write((err: Error | null, out: { committedSize: bigint }) => (err ? rej(err) : res(out.committedSize)));
     });
-    await Bun.sleep(100);
+    const name = `uploads/${crypto.randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`;
+    call.write(create(WriteRequestSchema, { resourceName: name, data: data.subarray(0, 256 * 1024) }));
+    // Once the upload is under way on the server (its temporary file exists), the server is told to
+    // stop; the rest goes out only after it says it is shutting down.
+    expect(await until(() => readdirSync(join(s.root, "tmp")).length > 0)).toBe(true);
     s.proc.kill("SIGTERM");
+    expect(await until(() => s.log().includes("SIGTERM: shutting down"))).toBe(true);
+    call.write(create(WriteRequestSchema, { writeOffset: BigInt(256 * 1024), data: data.subarray(256 * 1024), finishWrite: true }));
+    call.end();
     expect(await done).toBe(BigInt(data.length));
-    expect(sent).toBe(true);
     expect(await s.proc.exited).toBe(0);
     c.close();
   });

@@ -14,6 +14,7 @@ import {
   prepareAction,
   readTree,
   run,
+  type DecodedOperation,
   stderr,
   stdout,
   text,
@@ -146,11 +147,16 @@ describe("the operation stream", () => {
   test("a caller that goes away does not stop the action for another caller waiting on it", async () => {
     const action = await prepareAction(client, { args: ["sh", "-c", "sleep 1; echo finished"], salt: `leave-${Math.random()}` });
     let leftFrom = "";
+    let left!: () => void;
+    const hasLeft = new Promise<void>((resolve) => (left = resolve));
     const leaving = execute(exec, { actionDigest: action }, (o, call) => {
       leftFrom = o.op.name;
-      if (o.meta.stage === Stage.EXECUTING) call.cancel();
+      if (o.meta.stage === Stage.EXECUTING) {
+        call.cancel();
+        left();
+      }
     });
-    await Bun.sleep(200);
+    await hasLeft;
     const staying = await execute(exec, { actionDigest: action });
     await leaving;
     // The same execution, joined: not a second run.
@@ -159,18 +165,29 @@ describe("the operation stream", () => {
     expect(await stdout(client, staying.at(-1)!.response!.result)).toBe("finished\n");
   });
 
-  test("WaitExecution re-attaches to a running execution, and to a finished one", async () => {
-    const action = await prepareAction(client, { args: ["sh", "-c", "sleep 1; echo done"], salt: `wait-${Math.random()}` });
+  test("WaitExecution re-attaches to a running execution, which goes on without restarting; and to a finished one", async () => {
+    const action = await prepareAction(client, { args: ["sh", "-c", "sleep 2; echo done"], salt: `wait-${Math.random()}` });
     let name = "";
-    // The client leaves after the first message, as Bazel does when its stream breaks.
+    let leftAt = 0;
+    // The client leaves once the action runs, as Bazel does when its stream breaks.
     await execute(exec, { actionDigest: action }, (o, call) => {
       name = o.op.name;
+      if (o.meta.stage !== Stage.EXECUTING) return;
+      leftAt = Date.now();
       call.cancel();
     });
     expect(name).toStartWith("operations/");
     const ops = await waitExecution(exec, name);
-    expect(ops.at(-1)!.op.done).toBe(true);
-    expect(await stdout(client, ops.at(-1)!.response!.result)).toBe("done\n");
+    // Attached while it still ran: first the stage it is in, then the result.
+    expect(ops.map((o) => [o.op.name, o.meta.stage, o.op.done])).toEqual([
+      [name, Stage.EXECUTING, false],
+      [name, Stage.COMPLETED, true],
+    ]);
+    const result = ops.at(-1)!.response!.result!;
+    expect(await stdout(client, result)).toBe("done\n");
+    // The run that finished is the one that started before the first caller left, not a new one.
+    const started = result.executionMetadata!.executionStartTimestamp!;
+    expect(Number(started.seconds) * 1000 + started.nanos / 1e6).toBeLessThan(leftAt);
     const again = await waitExecution(exec, name);
     expect(again.length).toBe(1);
     expect(again[0]!.op.done).toBe(true);
@@ -204,17 +221,48 @@ describe("the operation stream", () => {
     expect((await rejects(getActionResult(action))).code).toBe(Code.NOT_FOUND);
   });
 
-  test("--jobs bounds how many actions run at once", async () => {
-    const specs = [1, 2, 3].map((i) => ({ args: ["sh", "-c", "sleep 0.5"], salt: `jobs-${i}-${Math.random()}` }));
+  test("--jobs bounds how many actions run at once, and uses them all", async () => {
+    const specs = [1, 2, 3].map((i) => ({ args: ["sh", "-c", "sleep 1"], salt: `jobs-${i}-${Math.random()}` }));
     const results = await Promise.all(specs.map((s) => run(client, exec, s)));
-    const spans = results.map((r) => {
-      const m = r.result!.executionMetadata!;
+    const ms = (t: any) => Number(t.seconds) * 1000 + t.nanos / 1e6;
+    const spans = results.map((r) => [ms(r.result!.executionMetadata!.executionStartTimestamp), ms(r.result!.executionMetadata!.executionCompletedTimestamp)] as const);
+    const overlap = (a: readonly [number, number], b: readonly [number, number]) => Math.min(a[1], b[1]) > Math.max(a[0], b[0]);
+    // With --jobs 2, two of them run side by side, and at no moment do all three.
+    const pairs = [[0, 1], [0, 2], [1, 2]].filter(([a, b]) => overlap(spans[a!]!, spans[b!]!));
+    expect(pairs.length).toBeGreaterThan(0);
+    expect(Math.min(...spans.map((s) => s[1])) > Math.max(...spans.map((s) => s[0]))).toBe(false);
+  });
+
+  test("actions waiting for a slot run in priority order: lower ExecutionPolicy.priority first, then in order of arrival", async () => {
+    await withOwnServer(["--jobs", "1"], async (_own, c, e) => {
+      // A blocker holds the one slot until the others are all in line; then its caller leaves and,
+      // after the re-attach grace, it is cancelled and the line moves.
+      const blocker = await prepareAction(c, { args: ["sleep", "600"], salt: `${Math.random()}` });
+      let running!: () => void;
+      const isRunning = new Promise<void>((resolve) => (running = resolve));
+      let leave: () => void = () => {};
+      const blocked = execute(e, { actionDigest: blocker }, (o, call) => {
+        leave = () => call.cancel();
+        if (o.meta.stage === Stage.EXECUTING) running();
+      });
+      await isRunning;
+      const order = ["p5-first", "p-1", "p5-second", "p3"];
+      const queued: Promise<void>[] = [];
+      const done: Promise<DecodedOperation[]>[] = [];
+      for (const name of order) {
+        const priority = Number(/^p(-?\d+)/.exec(name)![1]);
+        const action = await prepareAction(c, { args: ["true", name], salt: `${Math.random()}` });
+        let inLine!: () => void;
+        queued.push(new Promise<void>((resolve) => (inLine = resolve)));
+        done.push(execute(e, { actionDigest: action, executionPolicy: { priority } }, (o) => o.meta.stage === Stage.QUEUED && inLine()));
+        await queued.at(-1);
+      }
+      leave();
+      await blocked;
       const ms = (t: any) => Number(t.seconds) * 1000 + t.nanos / 1e6;
-      return [ms(m.executionStartTimestamp), ms(m.executionCompletedTimestamp)] as const;
+      const starts = (await Promise.all(done)).map((ops, i) => ({ name: order[i]!, at: ms(ops.at(-1)!.response!.result!.executionMetadata!.executionStartTimestamp) }));
+      expect(starts.sort((a, b) => a.at - b.at).map((s) => s.name)).toEqual(["p-1", "p3", "p5-first", "p5-second"]);
     });
-    // With --jobs 2, at no moment do all three run.
-    const overlapAll = Math.min(...spans.map((s) => s[1])) > Math.max(...spans.map((s) => s[0]));
-    expect(overlapAll).toBe(false);
   });
 });
 
@@ -421,9 +469,9 @@ describe("exit status and work folders", () => {
     await withOwnServer(["--keep-failed"], async (own, c, e) => {
       await run(c, e, { args: ["sh", "-c", "echo kept > evidence; exit 1"] });
       await run(c, e, { args: ["true"], salt: "succeeds" });
-      await Bun.sleep(200);
+      // The successful action's folder goes (in the background, after its response); the failed one stays.
+      expect(await waitUntil(() => readdirSync(join(own.root, "exec")).length === 1, 5000)).toBe(true);
       const kept = readdirSync(join(own.root, "exec"));
-      expect(kept).toHaveLength(1);
       expect(readFileSync(join(own.root, "exec", kept[0]!, "execroot/evidence"), "utf8")).toBe("kept\n");
       expect(own.log()).toContain("kept the work folder of failed action");
     });

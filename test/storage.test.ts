@@ -212,11 +212,14 @@ describe("eviction (--max-cas-size)", () => {
     const chunks: Uint8Array[] = [];
     const call = c.bs.read(create(ReadRequestSchema, { resourceName: blob(bd) }));
     const ended = new Promise((r) => call.on("end", r));
-    call.on("data", (m: any) => {
-      chunks.push(m.data);
-      call.pause();
-    });
-    await Bun.sleep(300);
+    const reading = new Promise<void>((resolve) =>
+      call.on("data", (m: any) => {
+        chunks.push(m.data);
+        call.pause();
+        resolve();
+      }),
+    );
+    await reading;
     const other = randomBytes(10 * 1024 * 1024);
     const e = await rejects(c.upload(up(sha256(other)), other));
     expect(e.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
@@ -301,6 +304,14 @@ describe("crash safety under load", () => {
       const s = await startServer({ root });
       const clients = Array.from({ length: 4 }, () => new ReapiClient(s.address));
       let stop = false;
+      // The kill comes after a random number of this round's uploads were acknowledged, with others in flight.
+      const killAfter = acked.length + 3 + Math.floor(Math.random() * 12);
+      let enoughAcked!: () => void;
+      const killTime = new Promise<void>((resolve) => (enoughAcked = resolve));
+      const ack = (d: Digest) => {
+        acked.push(d);
+        if (acked.length >= killAfter) enoughAcked();
+      };
       // Each client uploads blobs of varied sizes until the server dies; acknowledged ones must survive.
       const workers = clients.map(async (cl, i) => {
         for (let n = 0; !stop; n++) {
@@ -309,17 +320,17 @@ describe("crash safety under load", () => {
           try {
             if ((n + i) % 3 === 0) {
               const res = await cl.unary(cl.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, { requests: [{ digest: d, data }] });
-              if (res.responses[0].status.code === 0) acked.push(d);
+              if (res.responses[0].status.code === 0) ack(d);
             } else {
               await cl.upload(up(d), data, 16 * 1024);
-              acked.push(d);
+              ack(d);
             }
           } catch {
             return; // the server is gone
           }
         }
       });
-      await Bun.sleep(200 + Math.random() * 600);
+      await killTime;
       await s.kill();
       stop = true;
       await Promise.all(workers);
