@@ -88,6 +88,26 @@ describe("actiond CLI", () => {
     }
   });
 
+  test("every flag has an ACTIOND_ variable: --help lists it, a bad value in it is refused like a flag, a flag given wins", async () => {
+    const help = run("serve", "--help").out;
+    for (const v of ["ACTIOND_LISTEN", "ACTIOND_ROOT", "ACTIOND_MAX_CAS_SIZE", "ACTIOND_JOBS", "ACTIOND_KEEP_FAILED", "ACTIOND_RUNTIME_IMAGE", "ACTIOND_SANDBOX_HELPER"]) expect(help).toContain(`$${v}`);
+    expect(run("serve-vm", "--help").out).toContain("$ACTIOND_START_TIMEOUT_MS");
+    const env = (vars: Record<string, string>, ...args: string[]) => {
+      const p = Bun.spawnSync([process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, XDG_CACHE_HOME: tempDir(), ...vars } });
+      return { code: p.exitCode, err: p.stderr.toString() };
+    };
+    const bad = env({ ACTIOND_MAX_CAS_SIZE: "lots" }, "serve");
+    expect(bad.code).toBe(2);
+    expect(bad.err.trim()).toBe('actiond: serve: $ACTIOND_MAX_CAS_SIZE "lots" is not a size (for example 500M or 50G)');
+    expect(env({ ACTIOND_KEEP_FAILED: "maybe" }, "serve").err).toContain('$ACTIOND_KEEP_FAILED "maybe" is not 1, true, 0 or false');
+    // The variables set the server's settings; a flag on the command line wins over its variable.
+    const root = tempDir();
+    const s = await startServer({ root, args: ["--jobs", "3"], env: { ACTIOND_JOBS: "7", ACTIOND_MAX_CAS_SIZE: "123M" } });
+    expect(s.log()).toContain("executing up to 3 actions at once");
+    expect(s.log()).toContain(`bytes of ${123 * 2 ** 20} (--max-cas-size)`);
+    expect(await s.stop()).toBe(0);
+  });
+
   test("a --root that cannot be used is a clear one-line error", () => {
     const r = run("serve", "--listen", "127.0.0.1:0", "--root", "/proc/actiond-cannot-live-here");
     expect(r.code).toBe(1);

@@ -13,6 +13,7 @@ import { REPO, startServer, tempDir, type ServerProcess } from "../support/serve
 import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel } from "./bazel";
 import { expectRemoteEqualsLocal } from "./scenarios";
 import { ReapiClient } from "../support/client";
+import { executionClient, run, stdout } from "../support/actions";
 import { GetCapabilitiesRequestSchema } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 
 const GUEST = ["kernel-x86_64", "initramfs-x86_64"].map((f) => join(REPO, "build/vm", f));
@@ -51,6 +52,56 @@ test.skipIf(SKIP)("every action runs in the guest: outputs equal a local build's
   const release = readFileSync(join(w.ws, "bazel-bin/where/kernel.txt"), "utf8").trim();
   expect(release).toBe(readFileSync(RELEASE_FILE, "utf8").trim());
   expect(release).not.toBe(Bun.spawnSync(["uname", "-r"]).stdout.toString().trim());
+}, 900_000);
+
+/** A C program the action compiles with the guest runtime's gcc: `forks` forks until it cannot (at
+ * most 64) and prints how many it made; `memory N` touches N MiB. */
+const PROBE_C = `#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "forks") == 0) {
+    pid_t kids[64];
+    int n = 0;
+    for (; n < 64; n++) {
+      kids[n] = fork();
+      if (kids[n] < 0) break;
+      if (kids[n] == 0) { pause(); _exit(0); }
+    }
+    printf("%d\\n", n);
+    for (int i = 0; i < n; i++) kill(kids[i], SIGKILL);
+    return 0;
+  }
+  size_t mib = argc > 2 ? strtoul(argv[2], 0, 10) : 0;
+  for (size_t i = 0; i < mib; i++) memset(malloc(1 << 20), 1, 1 << 20);
+  puts("allocated");
+  return 0;
+}
+`;
+
+test.skipIf(SKIP)("cgroup limits an action asks for take effect in the guest, which delegates cgroups", async () => {
+  const consoleLog = readFileSync(join(root, "vm/console.log"), "utf8");
+  expect(consoleLog).toContain("cgroup v2 limits (memory, pids, cpu) apply to actions");
+  const client = new ReapiClient(server!.address);
+  const exec = executionClient(server!.address);
+  try {
+    const probe = (args: string, platform: Record<string, string>) =>
+      run(client, exec, { args: ["sh", "-c", `gcc -O1 -o probe probe.c && ./probe ${args}`], inputs: { "probe.c": PROBE_C }, platform, salt: `${Math.random()}` });
+    const free = await probe("forks", {});
+    expect(await stdout(client, free.result)).toBe("64\n");
+    const limited = await probe("forks", { "limits.pids.max": "16" });
+    const made = Number(await stdout(client, limited.result));
+    expect(made).toBeGreaterThan(0);
+    expect(made).toBeLessThan(16);
+    expect((await probe("memory 256", {})).result!.exitCode).toBe(0);
+    // Over memory.max (and no swap to escape to), the kernel kills it: 128 + SIGKILL.
+    expect((await probe("memory 256", { "limits.memory.bytes": "64M" })).result!.exitCode).toBe(137);
+  } finally {
+    exec.close();
+    client.close();
+  }
 }, 900_000);
 
 test.skipIf(SKIP)("a clean shutdown, a second boot, and the CAS disk still holds the earlier results", async () => {
