@@ -1,5 +1,6 @@
 // The executables `npm run build` makes, and what each must carry.
 import type { AssetRole } from "../../src/assets";
+import type { ArchName } from "../../src/core";
 
 export interface Target {
   /** Our name: dist/actiond-<name>. */
@@ -7,7 +8,7 @@ export interface Target {
   /** bun build --compile --target. */
   bun: string;
   /** The Linux the actions run on: this machine's, or (darwin) the guest VM's. */
-  linuxArch: "x86_64" | "aarch64";
+  linuxArch: ArchName;
   /** zig's target for the Linux helpers (static, musl). */
   zigLinux: string;
   /** Roles the VM work will provide for this target; until it does, the manifest lists them as missing. */

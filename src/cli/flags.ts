@@ -32,9 +32,9 @@ export function value<T>(arg: string, help: string, opts: { default: string | ((
   };
 }
 
-/** A flag with a value and no default (undefined when not given). */
-export function optional<T>(arg: string, help: string, parse: (text: string, where: string) => T): Flag<T | undefined> {
-  return { kind: "value", arg, help, read: (given, where) => (given?.length ? parse(given.at(-1)!, where) : undefined) };
+/** A flag with a value and no default value (undefined when not given); `shown` says what happens then, for --help. */
+export function optional<T>(arg: string, help: string, parse: (text: string, where: string) => T, shown?: string): Flag<T | undefined> {
+  return { kind: "value", arg, help, shownDefault: shown, read: (given, where) => (given?.length ? parse(given.at(-1)!, where) : undefined) };
 }
 
 /** A repeatable flag; its variable holds the values separated by ":". */

@@ -27,4 +27,4 @@ export const rootFlag = (what: string) => value("DIR", what, { default: defaultR
 
 export const logLevelFlag = value("LEVEL", `how much to log: ${LOG_LEVELS.join(", ")}`, { default: "info", parse: oneOf<LogLevel>(LOG_LEVELS) });
 
-export const sandboxHelperFlag = optional("FILE", "the sandbox helper to use instead of the one built or carried (a zig build, debugging)", (text) => resolve(text));
+export const sandboxHelperFlag = optional("FILE", "another sandbox helper (a zig build, debugging)", (text) => resolve(text), "the one built or carried");
