@@ -11,6 +11,7 @@ import {
   GetCapabilitiesRequestSchema,
   GetTreeRequestSchema,
   GetActionResultRequestSchema,
+  SymlinkAbsolutePathStrategy_Value,
   UpdateActionResultRequestSchema,
   type Directory,
   type Digest,
@@ -33,7 +34,7 @@ const batchUpdate = (requests: { digest: Digest; data: Uint8Array; compressor?: 
 const batchRead = (digests: Digest[]) => c.unary(c.cas, "batchReadBlobs", BatchReadBlobsRequestSchema, { digests });
 
 describe("Capabilities", () => {
-  test("advertises a cache and an executor Bazel 4.2 accepts: SHA256 and BLAKE3, updates, batch limit, zstd, API 2.0+", async () => {
+  test("advertises a cache and an executor Bazel 4.2 accepts: SHA256 and BLAKE3, updates, batch and blob limits, zstd, absolute symlinks, priorities, API 2.0 to 2.11", async () => {
     const caps = await c.unary(c.caps, "getCapabilities", GetCapabilitiesRequestSchema, { instanceName: "any/thing" });
     const cache = caps.cacheCapabilities;
     expect(cache.digestFunctions).toEqual([DigestFunction.SHA256, DigestFunction.BLAKE3]);
@@ -41,7 +42,12 @@ describe("Capabilities", () => {
     expect(cache.maxBatchTotalSizeBytes).toBe(BigInt(4 * 1024 * 1024 - 1024));
     expect(cache.supportedCompressors).toEqual([Compressor.ZSTD]);
     expect(caps.lowApiVersion).toMatchObject({ major: 2, minor: 0 });
-    expect(caps.highApiVersion.major).toBe(2);
+    // 2.11: every feature up to it is served (BLAKE3 and output_directory_format 2.8, inlining on Execute 2.9).
+    expect(caps.highApiVersion).toMatchObject({ major: 2, minor: 11 });
+    expect(cache.symlinkAbsolutePathStrategy).toBe(SymlinkAbsolutePathStrategy_Value.ALLOWED);
+    // The biggest blob there can be: the whole store (--max-cas-size, 20 GiB by default).
+    expect(cache.maxCasBlobSizeBytes).toBe(20n * 2n ** 30n);
+    expect(caps.executionCapabilities.executionPriorityCapabilities.priorities).toEqual([expect.objectContaining({ minPriority: -(2 ** 31), maxPriority: 2 ** 31 - 1 })]);
     // Execution: enabled, with SHA-256 as the legacy single value Bazel compares with its own.
     expect(caps.executionCapabilities.execEnabled).toBe(true);
     expect(caps.executionCapabilities.digestFunction).toBe(DigestFunction.SHA256);

@@ -6,7 +6,7 @@ import type { ActionResult } from "../gen/build/bazel/remote/execution/v2/remote
 import { Code, StatusError, missingBlobsError, type Logger } from "../core";
 import type { BlobStore } from "./blob-store";
 import { formatDigest, fromWire, missingSubject, type BlobDigest } from "./digest";
-import { treeFileDigests } from "./tree";
+import { directoryFileDigests, treeFileDigests } from "./tree";
 
 export interface ActionCache {
   /** The result cached for an action, or undefined on a miss. */
@@ -58,10 +58,18 @@ export class CompleteResults implements ActionCache {
     if (r.stderrDigest) direct.push(fromWire(fn, r.stderrDigest, "stderr_digest"));
     const missingTrees: BlobDigest[] = [];
     for (const dir of r.outputDirectories) {
-      const tree = fromWire(fn, dir.treeDigest, `output directory "${dir.path}"`);
-      const files = await treeFileDigests(this.blobs, tree);
-      if (files) direct.push(...files);
-      else missingTrees.push(tree);
+      // A Tree, or Directory blobs from a root (REAPI 2.8 output_directory_format), or both.
+      if (dir.treeDigest || !dir.rootDirectoryDigest) {
+        const tree = fromWire(fn, dir.treeDigest, `output directory "${dir.path}"`);
+        const files = await treeFileDigests(this.blobs, tree);
+        if (files) for (const f of files) direct.push(f);
+        else missingTrees.push(tree);
+      }
+      if (dir.rootDirectoryDigest) {
+        const walk = await directoryFileDigests(this.blobs, fromWire(fn, dir.rootDirectoryDigest, `output directory "${dir.path}" root_directory_digest`));
+        for (const f of walk.files) direct.push(f);
+        for (const d of walk.missingDirectories) missingTrees.push(d);
+      }
     }
     const seen = new Set<string>();
     return [...missingTrees, ...(await this.blobs.findMissing(direct))].filter((d) => {

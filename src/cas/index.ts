@@ -19,5 +19,6 @@ export {
   type BlobDigest,
   type DigestFunctionName,
 } from "./digest";
-export { treeFileDigests, treePages, type TreePage } from "./tree";
+export { inlineBlobs, type InlineRequest } from "./inline";
+export { directoryFileDigests, treeFileDigests, treePages, type TreePage } from "./tree";
 export { openDiskStore, type DiskStore, type DiskStoreOptions } from "./disk";

@@ -93,3 +93,33 @@ function parseDirectory(bytes: Uint8Array): Directory {
     throw new StatusError(Code.INVALID_ARGUMENT, "a blob in the tree is not a Directory message");
   }
 }
+
+/**
+ * Every file blob below a root Directory stored as Directory blobs (an OutputDirectory's
+ * root_directory_digest), each distinct directory read once; the Directory blobs that are not
+ * there are listed apart (their subtrees cannot be known).
+ */
+export async function directoryFileDigests(blobs: BlobStore, root: BlobDigest): Promise<{ files: BlobDigest[]; missingDirectories: BlobDigest[] }> {
+  const files: BlobDigest[] = [];
+  const missingDirectories: BlobDigest[] = [];
+  const seen = new Set<string>([digestKey(root)]);
+  const queue = [root];
+  for (let head = 0; head < queue.length; head++) {
+    const d = queue[head]!;
+    const bytes = await blobs.get(d);
+    if (!bytes) {
+      missingDirectories.push(d);
+      continue;
+    }
+    const dir = parseDirectory(bytes);
+    for (const f of dir.files) files.push(fromWire(root.fn, f.digest, `file "${f.name}" in directory ${formatDigest(d)}`));
+    for (const sub of dir.directories) {
+      const child = fromWire(root.fn, sub.digest, `directory "${sub.name}" in directory ${formatDigest(d)}`);
+      if (!seen.has(digestKey(child))) {
+        seen.add(digestKey(child));
+        queue.push(child);
+      }
+    }
+  }
+  return { files, missingDirectories };
+}

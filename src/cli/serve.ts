@@ -40,6 +40,7 @@ export const SERVE_FLAGS = {
   "runtime-image": list("FILE", "a runtime SquashFS for actions' userland; the first is the default, the platform property libc picks another", (text) => resolve(text)),
   "runtime-root": list("DIR", "a runtime already unpacked in a directory", (text) => resolve(text)),
   "keep-failed": toggle("keep the work folder of failed actions under ROOT/exec, for debugging"),
+  "strict-platform": toggle("refuse actions with platform properties actiond does not know (by default they are accepted, ignored and named once)"),
   "sandbox-helper": sandboxHelperFlag,
   "log-level": logLevelFlag,
 };
@@ -95,6 +96,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
       keepFailed: opts["keep-failed"],
       runtimeImages: opts["runtime-image"],
       runtimeRoots: opts["runtime-root"],
+      strictPlatform: opts["strict-platform"],
     },
     { files: store.blobs, results, builtIn: { ...assets, helper: opts["sandbox-helper"] ?? assets.helper }, privileged, log },
   ).catch(async (err) => {
@@ -102,7 +104,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     throw err;
   });
   teardown.defer("the executor", () => executor.close());
-  const ctx: ServerContext = { blobs: store.blobs, results, executor, log, calls: new CallTracker(), stats: new Stats(), clock: systemClock, maxBatchBytes: DEFAULT_MAX_BATCH_BYTES };
+  const ctx: ServerContext = { blobs: store.blobs, results, executor, log, calls: new CallTracker(), stats: new Stats(), clock: systemClock, maxBatchBytes: DEFAULT_MAX_BATCH_BYTES, maxBlobBytes: store.blobs.capacityBytes };
   let server;
   try {
     server = await startServer(ctx, opts.listen);

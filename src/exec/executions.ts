@@ -1,6 +1,7 @@
-// Executions in progress and recently finished, by operation name (for WaitExecution) and by action
-// (so identical actions in flight run once). An execution runs while someone watches it: when the
-// last watcher leaves and nobody re-attaches within a short grace period, it is cancelled.
+// Executions in progress and recently finished, by operation name (for WaitExecution and the
+// Operations service) and by action (so identical actions in flight run once). An execution runs
+// while someone watches it: when the last watcher leaves and nobody re-attaches within a short
+// grace period, it is cancelled.
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { ExecuteResponseSchema, ExecutionStage_Value as Stage, type ExecuteResponse } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
@@ -9,6 +10,8 @@ import { digestKey, type BlobDigest } from "../cas";
 
 /** How long a finished execution can still be fetched with WaitExecution. */
 export const KEEP_FINISHED_MS = 10 * 60 * 1000;
+/** The most finished executions kept (cache hits come by the thousand); the oldest go first. */
+export const KEEP_FINISHED_COUNT = 10_000;
 /** How long an execution nobody watches waits for a watcher to come back (WaitExecution) before it is cancelled. */
 export const ORPHAN_GRACE_MS = 3000;
 
@@ -28,14 +31,6 @@ export class Execution {
     readonly action: BlobDigest,
     private readonly clock: Clock,
   ) {}
-
-  /** An execution that is over before it began: a cached result, or an action refused while being checked. */
-  static finished(name: string, action: BlobDigest, response: ExecuteResponse): Execution {
-    const e = new Execution(name, action, systemClock);
-    e.history.splice(0);
-    e.finish(response);
-    return e;
-  }
 
   get signal(): AbortSignal {
     return this.controller.signal;
@@ -80,11 +75,26 @@ export class Execution {
 }
 
 export class Executions {
+  /** By name, in the order they were started (or finished, for those over before they began). */
   private readonly byName = new Map<string, Execution>();
   private readonly inFlight = new Map<string, Execution>();
   private readonly running = new Set<Promise<void>>();
+  private finishedCount = 0;
 
   constructor(private readonly clock: Clock = systemClock) {}
+
+  /**
+   * An execution that is over before it began: a cached result ("cached"), or an action refused
+   * while being checked ("failed"). It is kept by name like any other.
+   */
+  finished(kind: "cached" | "failed", action: BlobDigest, response: ExecuteResponse): Execution {
+    const e = new Execution(`operations/${kind}-${randomUUID()}`, action, this.clock);
+    e.history.splice(0);
+    e.finish(response);
+    this.byName.set(e.name, e);
+    this.keep(e);
+    return e;
+  }
 
   /**
    * Joins the identical action already in flight, or starts run for a new execution. Actions with
@@ -106,7 +116,7 @@ export class Executions {
       .then((response) => {
         if (this.inFlight.get(key) === e) this.inFlight.delete(key);
         e.finish(response);
-        this.clock.after(KEEP_FINISHED_MS, () => this.byName.delete(e.name));
+        this.keep(e);
       });
     this.running.add(done);
     void done.finally(() => this.running.delete(done));
@@ -115,6 +125,30 @@ export class Executions {
 
   get(name: string): Execution | undefined {
     return this.byName.get(name);
+  }
+
+  /** Every execution known by name: running, queued, and finished within the window. */
+  list(): Execution[] {
+    return [...this.byName.values()];
+  }
+
+  /** Forgets an execution's name (it goes on if it runs); false when there was none. */
+  forget(name: string): boolean {
+    const e = this.byName.get(name);
+    if (!e) return false;
+    this.byName.delete(name);
+    if (e.done) this.finishedCount--;
+    return true;
+  }
+
+  /** A finished execution stays findable for KEEP_FINISHED_MS, among the newest KEEP_FINISHED_COUNT. */
+  private keep(e: Execution): void {
+    this.finishedCount++;
+    this.clock.after(KEEP_FINISHED_MS, () => this.byName.get(e.name) === e && this.forget(e.name));
+    for (const [name, old] of this.byName) {
+      if (this.finishedCount <= KEEP_FINISHED_COUNT) break;
+      if (old.done) this.forget(name);
+    }
   }
 
   /** Cancels everything and waits until each execution has ended (its processes are gone). */

@@ -1,12 +1,12 @@
 // The execution seam: from an action digest to an Execution that a caller can watch. The executor
 // owns every decision about an action: the action cache lookup, checking the action, joining an
 // identical one in flight, the queue, running it, and caching its result. rpc/ only translates.
-import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { ExecuteResponseSchema, type ExecuteResponse } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Code, asStatusError, okStatus, type Logger } from "../core";
 import { formatDigest, type ActionCache, type BlobDigest } from "../cas";
-import { Execution, Executions } from "./executions";
+import type { Execution, Executions } from "./executions";
+import { ignoredPropertiesNotice } from "./platform";
 import { prepareAction, type PrepareContext } from "./prepare";
 import type { ActionRunner } from "./run-action";
 import type { ExecTimings } from "./timings";
@@ -27,6 +27,10 @@ export interface Executor {
   execute(opts: ExecuteOptions): Promise<Execution>;
   /** An execution by operation name, while it runs and for a while after. */
   find(name: string): Execution | undefined;
+  /** Every execution known by name (running, queued, recently finished), oldest first. */
+  list(): Execution[];
+  /** Forgets an operation name (the execution goes on); false when it was not known. */
+  forget(name: string): boolean;
   /** Where executed actions' time went. */
   readonly timings: ExecTimings;
   /** Cancels what runs and releases what the executor holds. */
@@ -44,6 +48,9 @@ export interface LocalExecutorContext extends PrepareContext {
 }
 
 export class LocalExecutor implements Executor {
+  /** Ignored platform properties already named to the user (once each). */
+  private readonly mentionedProperties = new Set<string>();
+
   constructor(private readonly ctx: LocalExecutorContext) {}
 
   get timings(): ExecTimings {
@@ -54,7 +61,7 @@ export class LocalExecutor implements Executor {
     const { ctx } = this;
     if (!skipCacheLookup) {
       const cached = await ctx.results.get(action);
-      if (cached) return Execution.finished(`operations/cached-${action.hash}`, action, create(ExecuteResponseSchema, { result: cached, cachedResult: true, status: okStatus() }));
+      if (cached) return ctx.executions.finished("cached", action, create(ExecuteResponseSchema, { result: cached, cachedResult: true, status: okStatus() }));
     }
     let prepared;
     try {
@@ -63,9 +70,11 @@ export class LocalExecutor implements Executor {
       // Errors belong in ExecuteResponse.status (Bazel re-uploads on MISSING), never in Operation.error.
       const status = asStatusError(err);
       ctx.log.debug(`Execute ${formatDigest(action)}: ${status.message}`);
-      return Execution.finished(`operations/failed-${randomUUID()}`, action, create(ExecuteResponseSchema, { status: status.toStatus(), message: status.message }));
+      return ctx.executions.finished("failed", action, create(ExecuteResponseSchema, { status: status.toStatus(), message: status.message }));
     }
     const doNotCache = prepared.action.doNotCache;
+    const notice = ignoredPropertiesNotice(prepared.ignoredProperties, prepared.runtime, this.mentionedProperties);
+    if (notice) ctx.log.warn(`action ${formatDigest(action)}: ${notice}`);
     // Identical actions in flight run once, unless the action must not be cached (REAPI: nor merged).
     const e = ctx.executions.start(action, !doNotCache, (exec) =>
       ctx.runner
@@ -75,6 +84,11 @@ export class LocalExecutor implements Executor {
           signal: exec.signal,
           onStage: (stage) => exec.setStage(stage),
           onResult: (response) => (doNotCache ? Promise.resolve() : this.cache(action, response)),
+        })
+        .then((response) => {
+          // Bazel prints ExecuteResponse.message: where the user learns what was ignored.
+          if (notice) response.message = response.message ? `${response.message}; ${notice}` : notice;
+          return response;
         })
         .catch((err) => {
           // The caller gets it in ExecuteResponse.status; a server-side failure also belongs in the log.
@@ -89,6 +103,14 @@ export class LocalExecutor implements Executor {
 
   find(name: string): Execution | undefined {
     return this.ctx.executions.get(name);
+  }
+
+  list(): Execution[] {
+    return this.ctx.executions.list();
+  }
+
+  forget(name: string): boolean {
+    return this.ctx.executions.forget(name);
   }
 
   async close(): Promise<void> {

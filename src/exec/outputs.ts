@@ -1,5 +1,6 @@
 // Collects an action's outputs after it ran: files are hardlinked into the CAS (hashed, never
-// copied), directories become Trees, symlinks are reported as symlinks (never followed). Paths are
+// copied), directories become Trees, symlinks are reported as symlinks, whatever their targets
+// (absolute ones too: we advertise ALLOWED), never followed or resolved. Paths are
 // resolved one component at a time without following symlinks (MergedView), so nothing outside the
 // execroot is ever read.
 import { chmodSync, readlinkSync, type Stats } from "node:fs";
@@ -13,6 +14,7 @@ import {
   OutputSymlinkSchema,
   SymlinkNodeSchema,
   TreeSchema,
+  Command_OutputDirectoryFormat as DirectoryFormat,
   type ActionResult,
   type Directory,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
@@ -27,6 +29,8 @@ export interface OutputRequest {
   /** Legacy output_files / output_directories (used only when paths is empty). */
   files: { execPath: string; name: string }[];
   directories: { execPath: string; name: string }[];
+  /** How output directories come back (REAPI 2.8): a Tree, Directory blobs from a root, or both. */
+  directoryFormat: DirectoryFormat;
 }
 
 export class OutputCollector {
@@ -52,14 +56,14 @@ export class OutputCollector {
   /** Fills the output fields of result. */
   async collect(req: OutputRequest, result: ActionResult): Promise<void> {
     const legacy = req.paths.length === 0;
-    const symlink = (name: string, path: string) => create(OutputSymlinkSchema, { path: name, target: symlinkTarget(name, path) });
+    const symlink = (name: string, path: string) => create(OutputSymlinkSchema, { path: name, target: readlinkSync(path) });
     const addFile = async (name: string, path: string, st: Stats) => {
       const digest = await this.store(path, st);
       result.outputFiles.push(create(OutputFileSchema, { path: name, digest: toWire(digest), isExecutable: isExecutable(st) }));
     };
     const addDir = async (name: string, dir: Entry) => {
-      const treeDigest = await this.storeTree(dir);
-      result.outputDirectories.push(create(OutputDirectorySchema, { path: name, treeDigest: toWire(treeDigest) }));
+      const { tree, root } = await this.storeDirectory(dir, req.directoryFormat);
+      result.outputDirectories.push(create(OutputDirectorySchema, { path: name, treeDigest: tree && toWire(tree), rootDirectoryDigest: root && toWire(root) }));
     };
 
     for (const o of legacy ? req.files : req.paths) {
@@ -103,30 +107,45 @@ export class OutputCollector {
     return d;
   }
 
-  /** Stores a Tree for a directory: every Directory below it once, in a fixed order. */
-  private async storeTree(dir: Entry): Promise<BlobDigest> {
-    const children = new Map<string, Directory>();
+  /**
+   * Stores an output directory as asked: a Tree (every Directory below it once, in a fixed order),
+   * and/or each Directory as a blob of its own, named from the root's digest.
+   */
+  private async storeDirectory(dir: Entry, format: DirectoryFormat): Promise<{ tree?: BlobDigest; root?: BlobDigest }> {
+    const children = new Map<string, { dir: Directory; bytes: Uint8Array }>();
     const root = await this.directory(dir, children);
-    const bytes = toBinary(TreeSchema, create(TreeSchema, { root, children: [...children.values()] }));
+    const out: { tree?: BlobDigest; root?: BlobDigest } = {};
+    if (format !== DirectoryFormat.DIRECTORY_ONLY) {
+      out.tree = await this.storeBytes(toBinary(TreeSchema, create(TreeSchema, { root, children: [...children.values()].map((c) => c.dir) })));
+    }
+    if (format !== DirectoryFormat.TREE_ONLY) {
+      out.root = await this.storeBytes(toBinary(DirectorySchema, root));
+      for (const c of children.values()) await this.storeBytes(c.bytes);
+    }
+    return out;
+  }
+
+  /** Stores a message the server made (a Tree, a Directory); pinned until release(). */
+  private async storeBytes(bytes: Uint8Array): Promise<BlobDigest> {
     const d: BlobDigest = { fn: this.fn, hash: await hashBytes(this.fn, bytes), size: bytes.length };
     this.pins.push(this.files.pin([d]));
     await this.files.put(d, bytes);
     return d;
   }
 
-  private async directory(at: Entry, children: Map<string, Directory>): Promise<Directory> {
+  private async directory(at: Entry, children: Map<string, { dir: Directory; bytes: Uint8Array }>): Promise<Directory> {
     const dir = create(DirectorySchema);
     for (const { name, entry: e } of this.view.list(at)) {
       if (e.st.isFile()) {
         const digest = await this.store(e.path, e.st);
         dir.files.push(create(FileNodeSchema, { name, digest: toWire(digest), isExecutable: isExecutable(e.st) }));
       } else if (e.st.isSymbolicLink()) {
-        dir.symlinks.push(create(SymlinkNodeSchema, { name, target: symlinkTarget(name, e.path) }));
+        dir.symlinks.push(create(SymlinkNodeSchema, { name, target: readlinkSync(e.path) }));
       } else if (e.st.isDirectory()) {
         const child = await this.directory(e, children);
         const bytes = toBinary(DirectorySchema, child);
         const digest: BlobDigest = { fn: this.fn, hash: await hashBytes(this.fn, bytes), size: bytes.length };
-        if (!children.has(digest.hash)) children.set(digest.hash, child);
+        if (!children.has(digest.hash)) children.set(digest.hash, { dir: child, bytes });
         dir.directories.push(create(DirectoryNodeSchema, { name, digest: toWire(digest) }));
       }
       // Sockets, fifos and devices have no place in a Tree; they are left out.
@@ -137,15 +156,6 @@ export class OutputCollector {
 
 function isExecutable(st: Stats): boolean {
   return (st.mode & 0o111) !== 0;
-}
-
-/** We advertise SymlinkAbsolutePathStrategy DISALLOWED: an absolute output symlink is FAILED_PRECONDITION. */
-function symlinkTarget(name: string, path: string): string {
-  const target = readlinkSync(path);
-  if (target.startsWith("/")) {
-    throw new StatusError(Code.FAILED_PRECONDITION, `output symlink "${name}" points to the absolute path "${target}", which this server does not allow`);
-  }
-  return target;
 }
 
 /** A file the action made unreadable is made readable again (rootless, where it is ours). */

@@ -1,7 +1,7 @@
 // Checking an action before it may wait in line: its Action, Command and whole input tree are read
 // and validated, so a malformed action is INVALID_ARGUMENT and every missing blob is listed in one
 // FAILED_PRECONDITION, before any slot or disk space is spent on it.
-import { ActionSchema, CommandSchema, type Action, type Command } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { ActionSchema, CommandSchema, Command_OutputDirectoryFormat, type Action, type Command } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { Code, StatusError, missingBlobsError } from "../core";
 import { formatDigest, fromWire, missingSubject, type BlobDigest, type BlobStore } from "../cas";
@@ -10,7 +10,7 @@ import type { ResourceLimits } from "../sandbox";
 import { normalizeInside, readInputTree, type InputTree } from "./input-tree";
 import type { MessageCache } from "./message-cache";
 import type { OutputRequest } from "./outputs";
-import { parsePlatform } from "./platform";
+import { parsePlatform, type PlatformRequest } from "./platform";
 
 /** The longest Action.timeout (and --default-timeout) accepted: one day. */
 export const MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000;
@@ -26,6 +26,8 @@ export interface PreparedAction {
   timeoutMs: number;
   runtime: Runtime;
   limits: ResourceLimits;
+  /** Platform properties accepted without meaning anything here. */
+  ignoredProperties: PlatformRequest["ignored"];
 }
 
 export interface PrepareContext {
@@ -33,17 +35,22 @@ export interface PrepareContext {
   messages: MessageCache;
   runtimes: RuntimeSet;
   defaultTimeoutMs: number;
+  /** Refuse platform properties actiond does not know (--strict-platform). */
+  strictPlatform: boolean;
 }
 
 export async function prepareAction(ctx: PrepareContext, digest: BlobDigest): Promise<PreparedAction> {
   const action = await load(ctx, ActionSchema, digest, "action");
   const command = await load(ctx, CommandSchema, fromWire(digest.fn, action.commandDigest, "Action.command_digest"), "command");
   checkCommand(command);
-  const platform = parsePlatform(action.platform, command.platform);
+  const platform = parsePlatform(action.platform, command.platform, ctx.strictPlatform);
   const runtime = ctx.runtimes.pick(platform.libc);
   if (!runtime) {
     const known = ctx.runtimes.runtimes.map((r) => r.libc).join(", ");
     throw new StatusError(Code.INVALID_ARGUMENT, `platform property libc="${platform.libc}": no such runtime here (available: ${known})`);
+  }
+  if (!(command.outputDirectoryFormat in Command_OutputDirectoryFormat)) {
+    throw new StatusError(Code.INVALID_ARGUMENT, `Command.output_directory_format ${command.outputDirectoryFormat} is not one of TREE_ONLY, DIRECTORY_ONLY, TREE_AND_DIRECTORY`);
   }
   const tree = await readInputTree(ctx.blobs, ctx.messages, digest.fn, action.inputRootDigest);
   const workingDirectory = normalizeInside(command.workingDirectory, "working_directory");
@@ -52,8 +59,10 @@ export async function prepareAction(ctx: PrepareContext, digest: BlobDigest): Pr
     paths: command.outputPaths.map(outputPath),
     files: command.outputFiles.map(outputPath),
     directories: command.outputDirectories.map(outputPath),
+    directoryFormat: command.outputDirectoryFormat,
   };
-  return { digest, action, command, tree, workingDirectory, outputs, timeoutMs: timeoutOf(action, ctx.defaultTimeoutMs), runtime, limits: platform.limits };
+  const timeoutMs = timeoutOf(action, ctx.defaultTimeoutMs);
+  return { digest, action, command, tree, workingDirectory, outputs, timeoutMs, runtime, limits: platform.limits, ignoredProperties: platform.ignored };
 }
 
 async function load<D extends DescMessage>(ctx: PrepareContext, schema: D, d: BlobDigest, what: string): Promise<MessageShape<D>> {

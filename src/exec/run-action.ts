@@ -102,7 +102,8 @@ export class ActionRunner {
         signal: req.signal,
       });
       meta.executionCompletedTimestamp = timestampNow();
-      if (run.cancelled) throw new StatusError(Code.CANCELLED, "the action was cancelled: nobody waits for it any more");
+      // Cancelled by whoever aborted the signal, who says why (nobody waits any more, CancelOperation, shutdown).
+      if (run.cancelled) throw req.signal.reason instanceof StatusError ? req.signal.reason : new StatusError(Code.CANCELLED, "the action was cancelled");
       if (run.setupError !== undefined) throw new StatusError(Code.INTERNAL, `the sandbox could not run the action: ${run.setupError}`);
 
       meta.outputUploadStartTimestamp = timestampNow();

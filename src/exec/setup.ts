@@ -22,6 +22,8 @@ export interface ExecutorOptions {
   keepFailed: boolean;
   runtimeImages: string[];
   runtimeRoots: string[];
+  /** Refuse platform properties actiond does not know. */
+  strictPlatform: boolean;
 }
 
 /** What this actiond brings along: its sandbox helper, and the runtime images actions get by default. */
@@ -92,6 +94,7 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
       messages: new MessageCache(deps.files),
       runtimes,
       defaultTimeoutMs: opts.defaultTimeoutMs,
+      strictPlatform: opts.strictPlatform,
       results: deps.results,
       runner,
       executions: new Executions(deps.clock),

@@ -3,17 +3,13 @@
 import {
   ActionCache as ActionCacheService,
   type ActionResult,
-  type Digest,
   type GetActionResultRequest,
   type UpdateActionResultRequest,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Code, StatusError } from "../core";
-import { formatDigest, fromWire, resolveFunction, type BlobDigest } from "../cas";
+import { formatDigest, fromWire, inlineBlobs, resolveFunction } from "../cas";
 import type { ServerContext } from "./context";
 import { unary } from "./grpc-service";
-
-/** Inline stdout, stderr or output files only up to this many bytes in total (1 MiB). */
-const MAX_INLINE_BYTES = 1024 * 1024;
 
 export function actionCacheService(ctx: ServerContext) {
   const { results, blobs } = ctx;
@@ -23,25 +19,8 @@ export function actionCacheService(ctx: ServerContext) {
     const result = await results.get(action);
     ctx.stats.count(result ? "acHits" : "acMisses");
     if (!result) throw new StatusError(Code.NOT_FOUND, `no cached result for action ${formatDigest(action)}`);
-    await inlineRequested(result, action, req);
+    await inlineBlobs(blobs, action.fn, result, req);
     return result;
-  }
-
-  /** Fills stdout_raw, stderr_raw and OutputFile.contents as asked, within MAX_INLINE_BYTES. */
-  async function inlineRequested(result: ActionResult, action: BlobDigest, req: GetActionResultRequest) {
-    let budget = MAX_INLINE_BYTES;
-    const load = async (d: Digest | undefined) => {
-      if (!d || d.sizeBytes > BigInt(budget)) return undefined;
-      const data = await blobs.get(fromWire(action.fn, d, "inlined blob"));
-      if (data) budget -= data.length;
-      return data;
-    };
-    if (req.inlineStdout) result.stdoutRaw = (await load(result.stdoutDigest)) ?? result.stdoutRaw;
-    if (req.inlineStderr) result.stderrRaw = (await load(result.stderrDigest)) ?? result.stderrRaw;
-    const wanted = new Set(req.inlineOutputFiles);
-    for (const f of result.outputFiles) {
-      if (wanted.has(f.path)) f.contents = (await load(f.digest)) ?? f.contents;
-    }
   }
 
   async function updateActionResult(req: UpdateActionResultRequest): Promise<ActionResult> {

@@ -19,6 +19,8 @@ export interface ServerContext {
   clock: Clock;
   /** Advertised max_batch_total_size_bytes: the sum of blob sizes one batch call may carry. */
   maxBatchBytes: number;
+  /** Advertised max_cas_blob_size_bytes: the biggest blob the store can hold (0: no limit). */
+  maxBlobBytes: number;
 }
 
 /** 4 MiB minus 1 KiB: keeps a full batch below gRPC's default 4 MiB receive limit on the client. */

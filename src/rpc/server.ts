@@ -8,6 +8,7 @@ import { byteStreamService } from "./bytestream";
 import { capabilitiesService } from "./capabilities";
 import { casService } from "./cas";
 import { executionService } from "./execution";
+import { operationsService } from "./operations";
 import type { ServerContext } from "./context";
 import { grpcServiceDefinition } from "./grpc-service";
 
@@ -35,7 +36,7 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress): 
     "grpc.enable_channelz": 0,
   });
   const bytestream = byteStreamService(ctx);
-  for (const s of [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx)]) {
+  for (const s of [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx), operationsService(ctx)]) {
     server.addService(grpcServiceDefinition(s.service), s.handlers as any);
   }
   // Clients connect to our own listener; each socket reaches grpc-js through the flow-control shim.

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { startServer, tempDir, type ServerProcess } from "../support/server";
 import { checkoutAssetPath } from "../../src/assets";
 import { makeDirsWritable, skipWithoutBazel } from "./bazel";
-import { expectRemoteEqualsLocal, expectRootlessBuild } from "./scenarios";
+import { expectRbePlatformBuild, expectRemoteEqualsLocal, expectRootlessBuild } from "./scenarios";
 
 const SKIP = skipWithoutBazel("bazel-exec e2e");
 /** The C toolchain reaches the sandbox through the cc runtime image (bun runtimes/build.ts --profile cc). */
@@ -34,6 +34,8 @@ afterAll(async () => {
 });
 
 test.skipIf(SKIP)("every action runs remotely in actiond's sandbox, and the outputs equal a local build's", () => expectRemoteEqualsLocal(tmp, server!), 300_000);
+
+test.skipIf(SKIP)("an RBE platform's container-image is accepted: the build runs all remote, and the server says once what it made of it", () => expectRbePlatformBuild(tmp, server!), 300_000);
 
 test.skipIf(SKIP)(
   "rootless: with the server running as an unprivileged user, Bazel's actions still all run remotely",

@@ -50,6 +50,28 @@ export async function expectRemoteEqualsLocal(tmp: string, server: ServerProcess
   expect(unexpected).toEqual([]);
 }
 
+/**
+ * A platform as RBE configurations write it (container-image, OSFamily): every action still runs
+ * remotely, in actiond's runtime, and the server says once what it made of the image (in the log,
+ * and in that action's ExecuteResponse.message, which Bazel 4.2.3 shows only for failed actions;
+ * newer Bazel prints it with --remote_print_execution_messages=all).
+ */
+export async function expectRbePlatformBuild(tmp: string, server: ServerProcess): Promise<void> {
+  const w = new BazelWorkspace(tmp, "ws-rbe");
+  const out = await remote(w, server, [
+    "build",
+    "//...",
+    "--remote_default_exec_properties=container-image=docker://gcr.io/some/image@sha256:0123",
+    "--remote_default_exec_properties=OSFamily=Linux",
+  ]);
+  const summary = processSummary(out);
+  console.log(`rbe platform: ${summary.line}`);
+  expect(summary.kinds["remote"]).toBe(summary.total - (summary.kinds["internal"] ?? 0));
+  const notices = server.log().split("\n").filter((l) => l.includes('container-image="docker://gcr.io/some/image@sha256:0123" is not used: actiond runs actions in its own runtime images'));
+  expect(notices).toHaveLength(1);
+  expect(readFileSync(join(w.ws, "bazel-bin/tool/shout.txt"), "utf8")).toBe("HELLO FROM A TOOL\n");
+}
+
 /** With the server running as a plain user: the genrules and the generated tool still all run remotely. */
 export async function expectRootlessBuild(tmp: string, server: ServerProcess): Promise<void> {
   const w = new BazelWorkspace(tmp, "ws-rootless");

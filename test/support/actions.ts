@@ -1,12 +1,13 @@
 // Builds REAPI actions for tests (input trees, commands, actions, all uploaded), runs them with
 // Execute/WaitExecution over real gRPC, and reads their results back.
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import {
   ActionSchema,
   BatchUpdateBlobsRequestSchema,
   CommandSchema,
+  Command_OutputDirectoryFormat,
   DirectorySchema,
   ExecuteOperationMetadataSchema,
   ExecuteRequestSchema,
@@ -21,8 +22,8 @@ import {
   type ExecuteResponse,
   type Tree,
 } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import type { Operation } from "../../src/gen/google/longrunning/operations_pb";
-import { grpcServiceDefinition } from "../../src/rpc/grpc-service";
+import { Operations, type Operation } from "../../src/gen/google/longrunning/operations_pb";
+import { grpcServiceDefinition } from "../../src/rpc";
 import { ReapiClient, sha256 } from "./client";
 
 /** An input tree: path → file contents, { content, executable }, { symlink: target }, or { dir: true }. */
@@ -43,6 +44,8 @@ export interface ActionSpec {
   doNotCache?: boolean;
   /** Makes otherwise identical actions distinct (Action.salt). */
   salt?: string;
+  /** Command.output_directory_format (REAPI 2.8). */
+  outputDirectoryFormat?: Command_OutputDirectoryFormat;
 }
 
 export const DEFAULT_ENV = { PATH: "/usr/bin:/bin" };
@@ -108,6 +111,7 @@ export function buildAction(spec: ActionSpec): { action: Digest; blobs: Map<stri
         outputPaths: spec.outputPaths ?? [],
         workingDirectory: spec.workingDirectory ?? "",
         platform,
+        outputDirectoryFormat: spec.outputDirectoryFormat,
       }),
     ),
   );
@@ -158,6 +162,18 @@ export function executionClient(address: string): grpc.Client & Record<string, a
   return new Ctor(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
 }
 
+/** A google.longrunning.Operations client: call(method, schema, init) resolves with the response message. */
+export function operationsClient(address: string) {
+  const Ctor = grpc.makeGenericClientConstructor(grpcServiceDefinition(Operations), "Operations");
+  const client = new Ctor(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
+  return {
+    call<D extends DescMessage>(method: string, schema: D, init: MessageInitShape<D>): Promise<any> {
+      return new Promise((resolve, reject) => client[method](create(schema, init), (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))));
+    },
+    close: () => client.close(),
+  };
+}
+
 /** Streams Execute; onOperation sees each message; resolves with them all when the stream ends. */
 export function execute(
   exec: grpc.Client & Record<string, any>,
@@ -185,9 +201,9 @@ function stream(call: grpc.ClientReadableStream<Operation>, onOperation?: (o: De
 }
 
 /** Runs an action to completion and returns the final ExecuteResponse (asserting the stream's shape). */
-export async function run(client: ReapiClient, exec: grpc.Client & Record<string, any>, spec: ActionSpec, extra: { skipCacheLookup?: boolean } = {}) {
+export async function run(client: ReapiClient, exec: grpc.Client & Record<string, any>, spec: ActionSpec, extra: { skipCacheLookup?: boolean; inlineStdout?: boolean; inlineStderr?: boolean; inlineOutputFiles?: string[] } = {}) {
   const action = await prepareAction(client, spec);
-  const ops = await execute(exec, { actionDigest: action, skipCacheLookup: extra.skipCacheLookup ?? false });
+  const ops = await execute(exec, { ...extra, actionDigest: action });
   const last = ops.at(-1);
   if (!last?.op.done || !last.response) throw new Error(`Execute ended without a done operation: ${JSON.stringify(ops.map((o) => o.meta.stage))}`);
   return { action, ops, response: last.response, result: last.response.result };

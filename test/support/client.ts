@@ -10,7 +10,7 @@ import {
 } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { ByteStream, type WriteRequest, type ReadResponse, ReadRequestSchema, WriteRequestSchema } from "../../src/gen/google/bytestream/bytestream_pb";
 import { StatusSchema, type Status } from "../../src/gen/google/rpc/status_pb";
-import { grpcServiceDefinition } from "../../src/rpc/grpc-service";
+import { grpcServiceDefinition } from "../../src/rpc";
 
 type Client = grpc.Client & Record<string, any>;
 
