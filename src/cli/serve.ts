@@ -7,6 +7,7 @@ import { SetupError, Teardown, createLogger, formatSize, isPrivileged, parseSize
 import { CompleteResults, openDiskStore, type DiskStore } from "../cas";
 import { localAssets } from "../assets";
 import { MAX_TIMEOUT_MS, startLocalExecutor } from "../exec";
+import { Fetcher } from "../fetch";
 import { CallTracker, DEFAULT_MAX_BATCH_BYTES, Stats, listenText, startServer, type ServerContext } from "../rpc";
 import { flagsHelp, list, oneOf, parseFlags, positiveInteger, toggle, UsageError, value, type FlagValues } from "./flags";
 import { listenFlag, logLevelFlag, rootFlag, sandboxHelperFlag } from "./shared-flags";
@@ -40,6 +41,7 @@ export const SERVE_FLAGS = {
   "runtime-image": list("FILE", "a runtime SquashFS for actions' userland; the first is the default, the platform property libc picks another", (text) => resolve(text)),
   "runtime-root": list("DIR", "a runtime already unpacked in a directory", (text) => resolve(text)),
   "keep-failed": toggle("keep the work folder of failed actions under ROOT/exec, for debugging"),
+  "asset-downloads": value("KIND", "origin: the Remote Asset API downloads what it does not know; off: it serves only what it knows or was pushed", { default: "origin", parse: oneOf(["origin", "off"] as const) }),
   "strict-platform": toggle("refuse actions with platform properties actiond does not know (by default they are accepted, ignored and named once)"),
   "sandbox-helper": sandboxHelperFlag,
   "log-level": logLevelFlag,
@@ -104,7 +106,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     throw err;
   });
   teardown.defer("the executor", () => executor.close());
-  const ctx: ServerContext = { blobs: store.blobs, results, executor, log, calls: new CallTracker(), stats: new Stats(), clock: systemClock, maxBatchBytes: DEFAULT_MAX_BATCH_BYTES, maxBlobBytes: store.blobs.capacityBytes };
+  const fetcher = new Fetcher(store.blobs, opts.root, log, systemClock, opts["asset-downloads"] === "origin");
+  const ctx: ServerContext = { blobs: store.blobs, results, executor, fetcher, log, calls: new CallTracker(), stats: new Stats(), clock: systemClock, maxBatchBytes: DEFAULT_MAX_BATCH_BYTES, maxBlobBytes: store.blobs.capacityBytes };
   let server;
   try {
     server = await startServer(ctx, opts.listen);

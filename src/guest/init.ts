@@ -152,5 +152,6 @@ function listDisks(): Disk[] {
 export function guestWorkerArgs(): string[] {
   const fs = statfsSync("/cas");
   const budget = Math.floor(fs.blocks * fs.bsize * 0.9);
-  return ["--listen", `unix:${WORKER_SOCKET}`, "--root", "/cas", "--runtime-root", "/runtimes", "--max-cas-size", String(budget)];
+  // The guest has no network: the Remote Asset API serves only what it knows or was pushed.
+  return ["--listen", `unix:${WORKER_SOCKET}`, "--root", "/cas", "--runtime-root", "/runtimes", "--max-cas-size", String(budget), "--asset-downloads", "off"];
 }

@@ -2,6 +2,7 @@
 import type { Clock, Logger } from "../core";
 import type { ActionCache, BlobStore } from "../cas";
 import type { Executor } from "../exec";
+import type { Fetcher } from "../fetch";
 import type { CallTracker } from "./grpc-service";
 import type { Stats } from "./stats";
 
@@ -10,6 +11,8 @@ export interface ServerContext {
   /** The action cache as clients see it (completeness checked). */
   results: ActionCache;
   executor: Executor;
+  /** The Remote Asset API's work (FetchBlob, PushBlob). */
+  fetcher: Fetcher;
   log: Logger;
   /** Calls in progress, for a graceful shutdown. */
   calls: CallTracker;

@@ -9,6 +9,7 @@ import { capabilitiesService } from "./capabilities";
 import { casService } from "./cas";
 import { executionService } from "./execution";
 import { operationsService } from "./operations";
+import { assetServices } from "./asset";
 import type { ServerContext } from "./context";
 import { grpcServiceDefinition } from "./grpc-service";
 
@@ -36,7 +37,7 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress): 
     "grpc.enable_channelz": 0,
   });
   const bytestream = byteStreamService(ctx);
-  for (const s of [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx), operationsService(ctx)]) {
+  for (const s of [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx), operationsService(ctx), ...assetServices(ctx, ctx.fetcher)]) {
     server.addService(grpcServiceDefinition(s.service), s.handlers as any);
   }
   // Clients connect to our own listener; each socket reaches grpc-js through the flow-control shim.

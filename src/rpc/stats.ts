@@ -2,7 +2,7 @@
 // so a user can see the cache at work without debug logging.
 import type { Logger } from "../core";
 
-const COUNTERS = ["acHits", "acMisses", "acUpdates", "blobsStored", "bytesStored", "blobsRead", "bytesRead"] as const;
+const COUNTERS = ["acHits", "acMisses", "acUpdates", "blobsStored", "bytesStored", "blobsRead", "bytesRead", "assetFetches", "assetHits"] as const;
 type Counter = (typeof COUNTERS)[number];
 type Counts = Record<Counter, number>;
 
@@ -24,7 +24,8 @@ export class Stats {
     if (COUNTERS.every((c) => d[c] === 0)) return;
     log.info(
       `${label}: action cache ${d.acHits} hits, ${d.acMisses} misses, ${d.acUpdates} updates; ` +
-        `blobs ${d.blobsStored} stored (${mib(d.bytesStored)}), ${d.blobsRead} read (${mib(d.bytesRead)})`,
+        `blobs ${d.blobsStored} stored (${mib(d.bytesStored)}), ${d.blobsRead} read (${mib(d.bytesRead)})` +
+        (d.assetFetches + d.assetHits > 0 ? `; assets ${d.assetFetches} downloaded, ${d.assetHits} already known` : ""),
     );
     Object.assign(this.reported, this.now);
   }

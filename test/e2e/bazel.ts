@@ -1,5 +1,5 @@
 // Running the real Bazel (Debian's 4.2.3) against test/e2e/workspace, shared by the e2e suites.
-import { chmodSync, cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { chmodSync, cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 
@@ -21,14 +21,18 @@ export interface BazelRun {
 export class BazelWorkspace {
   readonly ws: string;
 
-  /** Copies test/e2e/workspace under tmp, so the checkout gets no bazel-* symlinks. */
+  /** Copies test/e2e/workspace (or the files given) under tmp, so the checkout gets no bazel-* symlinks. */
   constructor(
     readonly tmp: string,
     name = "ws",
+    files?: Record<string, string>,
   ) {
     if (!BAZEL) throw new Error("ACTIOND_REQUIRE_E2E=1 but `bazel` is not on PATH");
     this.ws = join(tmp, name);
-    cpSync(join(import.meta.dir, "workspace"), this.ws, { recursive: true });
+    if (files) {
+      mkdirSync(this.ws, { recursive: true });
+      for (const [path, text] of Object.entries(files)) writeFileSync(join(this.ws, path), text);
+    } else cpSync(join(import.meta.dir, "workspace"), this.ws, { recursive: true });
     mkdirSync(join(tmp, "home"), { recursive: true });
   }
 
