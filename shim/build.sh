@@ -45,10 +45,10 @@ link() {
     "${cc[@]}" -s -o "$out" "$@"
   fi
 }
-for src in sandbox.c vsock-relay.c serial-mux.c guest-init.c utils.c; do
+for src in sandbox.c remove-tree.c vsock-relay.c serial-mux.c guest-init.c utils.c; do
   "${cc[@]}" "${cflags[@]}" -c -o "$work/${src%.c}.o" "$here/$src"
 done
-link "$work/actiond-sandbox" "$work/sandbox.o" "$work/utils.o"
+link "$work/actiond-sandbox" "$work/sandbox.o" "$work/remove-tree.o" "$work/utils.o"
 link "$work/actiond-vsock-relay" "$work/vsock-relay.o" "$work/serial-mux.o" "$work/utils.o"
 link "$work/actiond-guest-init" "$work/guest-init.o"
 mv -f "$work/actiond-sandbox" "$work/actiond-vsock-relay" "$work/actiond-guest-init" "$out/"

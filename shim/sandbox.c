@@ -38,6 +38,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "remove-tree.h"
 #include "utils.h"
 
 #define SANDBOX_VERSION "0.1.0"
@@ -846,11 +847,14 @@ static void drop_privileges(const struct options *o) {
 /* ---- seccomp ------------------------------------------------------------------------------------ */
 
 /* A small deny list: socket(AF_VSOCK) (in the VM, vsock leads to the host), io_uring_setup, bpf,
- * kexec_load and kexec_file_load fail with EPERM; everything else is allowed. Each architecture a
- * process of this machine can use gets its own numbers; x32 and unknown architectures are denied. */
+ * kexec_load, kexec_file_load, and the kernel keyrings (add_key, request_key, keyctl: every action
+ * runs as the same uid, so a key one action leaves is readable by the next, and one action can use
+ * up that uid's key quota for all; container runtimes deny them too) fail with EPERM; everything
+ * else is allowed. Each architecture a process of this machine can use gets its own numbers; x32
+ * and unknown architectures are denied. */
 struct syscall_numbers {
   uint32_t arch;
-  int socket, socketcall, io_uring_setup, bpf, kexec_load, kexec_file_load; /* -1: none */
+  int socket, socketcall, io_uring_setup, bpf, kexec_load, kexec_file_load, add_key, request_key, keyctl; /* -1: none */
   bool deny_x32;
 };
 
@@ -872,7 +876,7 @@ static void emit_arch(struct sock_filter *prog, size_t *n, const struct syscall_
     emit(prog, n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1));
     emit(prog, n, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_DENY));
   }
-  const int denied[] = {a->socketcall, a->io_uring_setup, a->bpf, a->kexec_load, a->kexec_file_load};
+  const int denied[] = {a->socketcall, a->io_uring_setup, a->bpf, a->kexec_load, a->kexec_file_load, a->add_key, a->request_key, a->keyctl};
   for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++) {
     if (denied[i] < 0) continue;
     emit(prog, n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)denied[i], 0, 1));
@@ -890,21 +894,21 @@ static void emit_arch(struct sock_filter *prog, size_t *n, const struct syscall_
 static void install_seccomp(void) {
 #if defined(__x86_64__)
   static const struct syscall_numbers archs[] = {
-      {AUDIT_ARCH_X86_64, 41, -1, 425, 321, 246, 320, true},
+      {AUDIT_ARCH_X86_64, 41, -1, 425, 321, 246, 320, 248, 249, 250, true},
       /* i386 programs (int 0x80): socketcall could hide socket(AF_VSOCK), so it is denied whole. */
-      {AUDIT_ARCH_I386, 359, 102, 425, 357, 283, -1, false},
+      {AUDIT_ARCH_I386, 359, 102, 425, 357, 283, -1, 286, 287, 288, false},
   };
 #elif defined(__aarch64__)
   static const struct syscall_numbers archs[] = {
-      {AUDIT_ARCH_AARCH64, 198, -1, 425, 280, 104, 294, false},
-      {AUDIT_ARCH_ARM, 281, -1, 425, 386, 347, 401, false},
+      {AUDIT_ARCH_AARCH64, 198, -1, 425, 280, 104, 294, 217, 218, 219, false},
+      {AUDIT_ARCH_ARM, 281, -1, 425, 386, 347, 401, 309, 310, 311, false},
   };
 #else
   /* No syscall table for this architecture: no filter. */
   static const struct syscall_numbers archs[1];
   if (archs[0].arch == 0) return;
 #endif
-  struct sock_filter prog[64];
+  struct sock_filter prog[96];
   size_t n = 0;
   for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) emit_arch(prog, &n, &archs[i]);
   emit(prog, &n, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_DENY));
@@ -989,6 +993,8 @@ static void die_with_parent(pid_t parent) {
 }
 
 int main(int argc, char **argv) {
+  /* The helper's second job: removing the work folders actions leave (remove-tree.c). */
+  if (argc == 2 && strcmp(argv[1], "--remove-trees") == 0) return remove_trees_main();
   struct options o;
   pid_t parent = getppid();
   set_die_reporter(outer_die);

@@ -302,6 +302,22 @@ for (const [i, mode] of MODES.entries()) {
       expect([b.code, b.status]).toEqual([125, [{ error: "chdir /nowhere (--chdir): No such file or directory" }]]);
     });
 
+    test("the kernel keyrings are out of reach: add_key, request_key and keyctl fail with EPERM", async () => {
+      // Every action runs as the same uid: a key one left would be readable by the next, and one
+      // could use up that uid's key quota for all. (Numbers: add_key, request_key, keyctl.)
+      const nr = process.arch === "arm64" ? [217, 218, 219] : [248, 249, 250];
+      const probe = `
+        my ($type, $name, $data) = ("user", "actiond-test", "secret");
+        syscall(${nr[0]}, $type, $name, $data, 6, -4) < 0 and print "add_key: $!\n";
+        syscall(${nr[1]}, $type, $name, 0, 0) < 0 and print "request_key: $!\n";
+        syscall(${nr[2]}, 0, -4, 0) < 0 and print "keyctl: $!\n";`;
+      const r = await w.run(["perl", "-e", probe]);
+      expect(r.out).toBe("add_key: Operation not permitted\nrequest_key: Operation not permitted\nkeyctl: Operation not permitted\n");
+      // Outside the sandbox they work, so the refusal is the filter's.
+      const outside = Bun.spawnSync(["perl", "-e", `syscall(${nr[2]}, 0, -4, 0) < 0 ? print "keyctl: $!\n" : print "keyctl: ok\n";`]);
+      expect(outside.stdout.toString()).toBe("keyctl: ok\n");
+    });
+
     test("socket(AF_VSOCK) and io_uring_setup fail with EPERM", async () => {
       // Both work outside the sandbox here (io_uring_setup is 425 on x86_64 and aarch64 alike).
       const ioUring = process.arch === "x64" || process.arch === "arm64" ? 'my $p = "\\0" x 120; syscall(425, 1, $p) < 0 and print "io_uring: $!\\n";' : 'print "io_uring: Operation not permitted\\n";';
@@ -381,6 +397,29 @@ for (const [i, mode] of MODES.entries()) {
 // cgroup v2: the helper joins the directory before it creates anything. Needs root and a writable
 // cgroup2 hierarchy (limits cannot be checked on every machine; membership can).
 const cgroup2 = readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")).find((f) => f[f.indexOf("-") + 1] === "cgroup2")?.[4];
+describe("actiond-sandbox --remove-trees", () => {
+  test("removes each tree it is given, however deep and however its modes were left, answering a line per path", () => {
+    const base = mkdtempSync(join(top, "remove-"));
+    // 4,000 levels: deeper than any path can reach (a path-based removal fails with ENAMETOOLONG).
+    const deep = join(base, "deep");
+    mkdirSync(deep);
+    const chain = Bun.spawnSync(["bash", "-c", "cd $0 && p=$(printf 'd/%.0s' $(seq 500)); for i in $(seq 8); do mkdir -p $p && cd $p; done; echo bottom > f", deep]);
+    expect(chain.exitCode).toBe(0);
+    // Empty directories beside files, a directory with no permissions at all, a read-only one with entries.
+    const odd = join(base, "odd");
+    mkdirSync(join(odd, "empty"), { recursive: true });
+    mkdirSync(join(odd, "locked/inner"), { recursive: true });
+    writeFileSync(join(odd, "locked/inner/x"), "x");
+    writeFileSync(join(odd, "file"), "f");
+    chmodSync(join(odd, "locked/inner"), 0o555);
+    chmodSync(join(odd, "locked"), 0);
+    const r = Bun.spawnSync([HELPER, "--remove-trees"], { stdin: Buffer.from(`${deep}\0${odd}\0${join(base, "never-there")}\0`) });
+    expect(r.stdout.toString()).toBe("ok\nok\nok\n");
+    expect(readdirSync(base)).toEqual([]);
+    rmdirSync(base);
+  });
+});
+
 describe("actiond-sandbox --cgroup", () => {
   test.skipIf(!isRoot || !cgroup2)("every process of the action is in the given cgroup", async () => {
     const w = world(MODES[0]!, "cgroup");

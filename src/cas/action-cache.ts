@@ -40,8 +40,9 @@ export class CompleteResults implements ActionCache {
     return result;
   }
 
-  /** Stores a result after checking that every blob it references is in the CAS. */
+  /** Stores a result after checking its output paths, and that every blob it references is in the CAS. */
   async put(action: BlobDigest, result: ActionResult): Promise<void> {
+    checkOutputPaths(result);
     const missing = await this.missingBlobs(action, result);
     if (missing.length > 0) {
       throw missingBlobsError(`the action result references ${missing.length} blobs that are not in the CAS`, missing.map(missingSubject));
@@ -76,5 +77,27 @@ export class CompleteResults implements ActionCache {
       const key = formatDigest(d);
       return !seen.has(key) && seen.add(key);
     });
+  }
+}
+
+/**
+ * Output paths are relative to the action's working directory and stay below it: a result naming
+ * "../../etc/passwd" or "/etc/passwd" would have every client that takes it write there.
+ */
+function checkOutputPaths(r: ActionResult): void {
+  const entries: [string, string][] = [
+    ...r.outputFiles.map((f): [string, string] => ["output file", f.path]),
+    ...r.outputDirectories.map((d): [string, string] => ["output directory", d.path]),
+    ...[...r.outputSymlinks, ...r.outputFileSymlinks, ...r.outputDirectorySymlinks].map((s): [string, string] => ["output symlink", s.path]),
+  ];
+  for (const [what, path] of entries) {
+    let depth = 0;
+    let escapes = path === "" || path.startsWith("/") || path.includes("\0");
+    for (const seg of path.split("/")) {
+      if (seg === "..") depth--;
+      else if (seg !== "" && seg !== ".") depth++;
+      if (depth < 0) escapes = true;
+    }
+    if (escapes) throw new StatusError(Code.INVALID_ARGUMENT, `${what} path "${path}" must be a relative path that stays inside the working directory`);
   }
 }

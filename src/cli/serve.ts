@@ -13,6 +13,7 @@ import { flagsHelp, list, oneOf, parseFlags, positiveInteger, toggle, UsageError
 import { listenFlag, logLevelFlag, rootFlag, sandboxHelperFlag } from "./shared-flags";
 
 const DEFAULT_MAX_CAS_SIZE = 20 * 2 ** 30;
+const DEFAULT_MAX_OUTPUT_SIZE = 10 * 2 ** 30;
 const DEFAULT_TIMEOUT_S = 3600;
 const SHUTDOWN_GRACE_MS = 10_000;
 const STATS_INTERVAL_MS = 60_000;
@@ -25,6 +26,14 @@ export const SERVE_FLAGS = {
     parse: (text, where) => {
       const bytes = parseSize(text);
       if (bytes === undefined || bytes < 1) throw new UsageError(`${where} "${text}" is not a size (for example 500M or 50G)`);
+      return bytes;
+    },
+  }),
+  "max-output-size": value("SIZE", "the most one action's outputs may come to (stdout and stderr included), counted by apparent size; at most --max-cas-size", {
+    default: formatSize(DEFAULT_MAX_OUTPUT_SIZE),
+    parse: (text, where) => {
+      const bytes = parseSize(text);
+      if (bytes === undefined || bytes < 1) throw new UsageError(`${where} "${text}" is not a size (for example 500M or 10G)`);
       return bytes;
     },
   }),
@@ -99,6 +108,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
       runtimeImages: opts["runtime-image"],
       runtimeRoots: opts["runtime-root"],
       strictPlatform: opts["strict-platform"],
+      maxOutputBytes: Math.min(opts["max-output-size"], opts["max-cas-size"]),
     },
     { files: store.blobs, results, builtIn: { ...assets, helper: opts["sandbox-helper"] ?? assets.helper }, privileged, log },
   ).catch(async (err) => {

@@ -9,6 +9,12 @@ import type { MessageCache } from "./message-cache";
 
 /** The most files and directories one input tree may expand to. */
 const MAX_INPUT_NODES = 1_000_000;
+/** The deepest an input tree may go: far beyond real trees, far below what the kernel's path limit allows. */
+export const MAX_INPUT_DEPTH = 256;
+/** The longest a path in the execroot may be, in bytes (PATH_MAX is 4096, and the work folder's path comes first). */
+export const MAX_INPUT_PATH_BYTES = 3072;
+/** The longest a name may be, in bytes (NAME_MAX). */
+const MAX_NAME_BYTES = 255;
 
 export interface InputFile {
   path: string;
@@ -28,10 +34,13 @@ export interface InputTree {
   symlinks: InputSymlink[];
 }
 
-/** A single path segment: not empty, not "." or "..", no "/" and no NUL. */
+/** A single path segment: not empty, not "." or "..", no "/" and no NUL, at most NAME_MAX bytes. */
 function checkName(name: string, where: string): void {
   if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) {
     throw new StatusError(Code.INVALID_ARGUMENT, `${where}: "${name}" is not a valid file name`);
+  }
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
+    throw new StatusError(Code.INVALID_ARGUMENT, `${where}: a name of ${Buffer.byteLength(name)} bytes is longer than the ${MAX_NAME_BYTES} a file name may have ("${name.slice(0, 40)}…")`);
   }
 }
 
@@ -42,6 +51,9 @@ function checkName(name: string, where: string): void {
 export function normalizeInside(path: string, what: string, base = ""): string {
   if (path.startsWith("/") || path.includes("\0")) {
     throw new StatusError(Code.INVALID_ARGUMENT, `${what} "${path}" must be a relative path inside the execroot`);
+  }
+  if (Buffer.byteLength(path) > MAX_INPUT_PATH_BYTES || path.split("/").some((seg) => Buffer.byteLength(seg) > MAX_NAME_BYTES)) {
+    throw new StatusError(Code.INVALID_ARGUMENT, `${what} "${path.slice(0, 60)}…" is too long (a name may have ${MAX_NAME_BYTES} bytes, a path ${MAX_INPUT_PATH_BYTES})`);
   }
   const parts: string[] = base === "" ? [] : base.split("/");
   for (const seg of path.split("/")) {
@@ -65,8 +77,11 @@ export async function readInputTree(blobs: BlobStore, messages: MessageCache, fn
     }
   };
 
-  const walk = async (d: BlobDigest, prefix: string) => {
+  // Checked before anything is created: a tree deeper or with longer paths than the execroot can
+  // hold would fail half-built (and a deep one is slow to clean up).
+  const walk = async (d: BlobDigest, prefix: string, depth: number) => {
     const where = prefix === "" ? "input root" : `input directory "${prefix}"`;
+    if (depth > MAX_INPUT_DEPTH) throw new StatusError(Code.INVALID_ARGUMENT, `${where}: the input tree is deeper than ${MAX_INPUT_DEPTH} directories`);
     const dir = await messages.get(DirectorySchema, d);
     if (!dir) {
       missing.add(missingSubject(d));
@@ -77,7 +92,11 @@ export async function readInputTree(blobs: BlobStore, messages: MessageCache, fn
       checkName(name, where);
       if (names.has(name)) throw new StatusError(Code.INVALID_ARGUMENT, `${where}: "${name}" appears twice`);
       names.add(name);
-      return prefix === "" ? name : `${prefix}/${name}`;
+      const path = prefix === "" ? name : `${prefix}/${name}`;
+      if (Buffer.byteLength(path) > MAX_INPUT_PATH_BYTES) {
+        throw new StatusError(Code.INVALID_ARGUMENT, `${where}: the path "${path.slice(0, 60)}…" is longer than the ${MAX_INPUT_PATH_BYTES} bytes an input path may have`);
+      }
+      return path;
     };
     for (const f of dir.files) {
       const path = claim(f.name);
@@ -98,11 +117,11 @@ export async function readInputTree(blobs: BlobStore, messages: MessageCache, fn
       const path = claim(sub.name);
       tree.dirs.push(path);
       checkSize();
-      await walk(fromWire(fn, sub.digest, `directory "${path}"`), path);
+      await walk(fromWire(fn, sub.digest, `directory "${path}"`), path, depth + 1);
     }
   };
 
-  await walk(fromWire(fn, root, "Action.input_root_digest"), "");
+  await walk(fromWire(fn, root, "Action.input_root_digest"), "", 0);
   for (const d of await blobs.findMissing(tree.files.map((f) => f.digest))) missing.add(missingSubject(d));
   if (missing.size > 0) {
     throw missingBlobsError(`${missing.size} input blobs are not in the CAS`, [...missing]);

@@ -37,6 +37,8 @@ export class OutputCollector {
   private readonly view: MergedView;
   /** Every stored output stays pinned until release(): the result must not lose a blob before it is cached. */
   private readonly pins: (() => void)[] = [];
+  /** Bytes of outputs taken so far, by their apparent size (a sparse file counts whole). */
+  private outputBytes = 0;
 
   constructor(
     private readonly files: LocalBlobFiles,
@@ -45,6 +47,8 @@ export class OutputCollector {
     upper: string | undefined,
     /** Whether the server is privileged; if not, the action's files are ours and may need opening up. */
     private readonly privileged: boolean,
+    /** The most an action's outputs may come to (--max-output-size), stdout and stderr included. */
+    private readonly maxOutputBytes: number,
   ) {
     this.view = new MergedView(upper ? [upper, execroot] : [execroot], privileged);
   }
@@ -96,7 +100,12 @@ export class OutputCollector {
   async store(path: string, st: Stats): Promise<BlobDigest> {
     // Empty files (often stdout and stderr) need no reading: the empty blob is always stored.
     if (st.size === 0) return emptyDigest(this.fn);
-    // Checked before reading: a huge (even sparse) file would otherwise be hashed for nothing.
+    // Checked before reading: a huge (even sparse) file would otherwise be hashed for nothing, and
+    // take room in the store that other blobs would be evicted for.
+    this.outputBytes += st.size;
+    if (this.outputBytes > this.maxOutputBytes) {
+      throw new StatusError(Code.RESOURCE_EXHAUSTED, `the action's outputs come to more than ${this.maxOutputBytes} bytes (--max-output-size), counted by apparent size (one of ${st.size} bytes took them over)`);
+    }
     if (st.size > this.files.capacityBytes) {
       throw new StatusError(Code.RESOURCE_EXHAUSTED, `an output of ${st.size} bytes is larger than the whole CAS (--max-cas-size ${this.files.capacityBytes})`);
     }

@@ -13,9 +13,9 @@ import {
   ExecutionStage_Value as Stage,
   type ExecuteResponse,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { Code, StatusError, okStatus, removeTreeAsync, type Logger } from "../core";
+import { Code, StatusError, okStatus, type Logger } from "../core";
 import { formatDigest, toWire, type LocalBlobFiles } from "../cas";
-import { createWorkFolder, type CgroupLimiter, type Sandbox } from "../sandbox";
+import { createWorkFolder, type CgroupLimiter, type Sandbox, type TreeRemover } from "../sandbox";
 import { ExecrootPaths, buildExecroot } from "./execroot";
 import type { JobSlots } from "./job-slots";
 import { OutputCollector } from "./outputs";
@@ -36,6 +36,10 @@ export interface RunnerContext {
   /** Keep the work folder of a failed action for debugging. */
   keepFailed: boolean;
   privileged: boolean;
+  /** The most one action's outputs may come to, in bytes. */
+  maxOutputBytes: number;
+  /** Removes work folders (however deep an action made them), off the event loop. */
+  remover: TreeRemover;
 }
 
 export interface RunRequest {
@@ -109,7 +113,7 @@ export class ActionRunner {
       meta.outputUploadStartTimestamp = timestampNow();
       const t2 = performance.now();
       const result = create(ActionResultSchema, { exitCode: run.exitCode, executionMetadata: meta });
-      collector = new OutputCollector(ctx.files, p.digest.fn, execroot, overlay?.upper, ctx.privileged);
+      collector = new OutputCollector(ctx.files, p.digest.fn, execroot, overlay?.upper, ctx.privileged, ctx.maxOutputBytes);
       result.stdoutDigest = toWire(await collector.store(stdoutPath, lstatSync(stdoutPath)));
       result.stderrDigest = toWire(await collector.store(stderrPath, lstatSync(stderrPath)));
       // A timed-out action's outputs are incomplete by definition: only its stdout and stderr come back.
@@ -132,7 +136,7 @@ export class ActionRunner {
       if (cgroup) ctx.cgroups.remove(cgroup);
       if (failed && ctx.keepFailed) ctx.log.info(`kept the work folder of failed action ${formatDigest(p.digest)}: ${work}`);
       // Off the response's path and off the event loop: the client need not wait for the clean-up.
-      else setImmediate(() => void removeTreeAsync(work, ctx.log));
+      else void ctx.remover.remove(work);
     }
   }
 }

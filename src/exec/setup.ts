@@ -1,12 +1,12 @@
 // Sets up local execution for `serve`: the runtimes, the sandbox (checked by running a real command
 // in it), cgroup limits, job slots, and the executor over the given store. A sandbox that cannot
 // be built stops start-up with the reason and what to do, unless the user chose --sandbox=none.
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { SetupError, removeTree, type Clock, type Logger } from "../core";
+import { SetupError, errnoCode, type Clock, type Logger } from "../core";
 import type { ActionCache, LocalBlobFiles } from "../cas";
 import { openRuntimes, type RuntimeSet } from "../runtime";
-import { CgroupLimiter, HostProcess, NamespaceSandbox, probeSandbox } from "../sandbox";
+import { CgroupLimiter, HostProcess, NamespaceSandbox, TreeRemover, probeSandbox } from "../sandbox";
 import { Executions } from "./executions";
 import { LocalExecutor } from "./executor";
 import { JobSlots } from "./job-slots";
@@ -24,6 +24,8 @@ export interface ExecutorOptions {
   runtimeRoots: string[];
   /** Refuse platform properties actiond does not know. */
   strictPlatform: boolean;
+  /** The most one action's outputs may come to, in bytes (--max-output-size). */
+  maxOutputBytes: number;
 }
 
 /** What this actiond brings along: its sandbox helper, and the runtime images actions get by default. */
@@ -67,9 +69,9 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
   }
   try {
     const workRoot = join(opts.root, "exec");
-    // Work folders of a previous run (a crash, or --keep-failed) are not ours to keep forever.
-    removeTree(workRoot, log);
-    mkdirSync(workRoot, { recursive: true, mode: 0o700 });
+    // The helper removes work folders (the NamespaceSandbox's; ACTIOND_SANDBOX_HELPER's too).
+    const remover = new TreeRemover(builtIn.helper, log);
+    clearOldWorkFolders(opts.root, workRoot, remover, log);
 
     const sandbox = opts.sandbox === "none" ? new HostProcess() : namespaceSandbox(builtIn, privileged);
     if (sandbox instanceof NamespaceSandbox) await probeSandbox(sandbox, { runtimeRoot: runtimes.default.root, workRoot, privileged, log });
@@ -86,6 +88,8 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
       workRoot,
       keepFailed: opts.keepFailed,
       privileged,
+      maxOutputBytes: opts.maxOutputBytes,
+      remover,
     });
     const names = runtimes.runtimes.map((r) => `${r.name} (${r.libc})`).join(", ");
     log.info(`executing up to ${opts.jobs} actions at once, sandbox ${sandbox.kind}${sandbox.needsOverlay ? " (rootless)" : ""}, runtimes: ${names}`);
@@ -101,7 +105,10 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
       timings,
       log,
       // Runtimes are unmounted only once no action uses them any more.
-      onClose: () => runtimes.close(),
+      onClose: async () => {
+        await runtimes.close();
+        await remover.close();
+      },
     });
   } catch (err) {
     await runtimes.close();
@@ -120,3 +127,25 @@ export function namespaceSandbox(builtIn: BuiltInAssets, privileged: boolean): N
   }
   return new NamespaceSandbox(builtIn.helper, privileged);
 }
+
+/**
+ * Work folders of a previous run (a crash, or --keep-failed) are not ours to keep forever, but
+ * removing them must not hold up the start (an action may have left a chain thousands of
+ * directories deep): the old folder is renamed aside and removed in the background, with any
+ * such leftover an earlier start did not finish.
+ */
+function clearOldWorkFolders(root: string, workRoot: string, remover: TreeRemover, log: Logger): void {
+  try {
+    renameSync(workRoot, `${workRoot}.old-${Date.now()}-${process.pid}`);
+  } catch (err) {
+    if (errnoCode(err) !== "ENOENT") throw err;
+  }
+  mkdirSync(workRoot, { recursive: true, mode: 0o700 });
+  for (const name of readdirSync(root)) {
+    if (!name.startsWith("exec.old-")) continue;
+    const path = join(root, name);
+    const started = performance.now();
+    void remover.remove(path).then(() => log.debug(`removed ${path} (work folders of an earlier run) in ${(performance.now() - started).toFixed(0)} ms`));
+  }
+}
+

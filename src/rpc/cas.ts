@@ -15,6 +15,7 @@ import {
   GetTreeResponseSchema,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import type { ServerWritableStream } from "@grpc/grpc-js";
+import { zstdDecompressSync } from "node:zlib";
 import { Code, StatusError, asStatusError, okStatus } from "../core";
 import { formatDigest, fromWire, resolveFunction, treePages, type BlobDigest } from "../cas";
 import type { ServerContext } from "./context";
@@ -51,8 +52,15 @@ export function casService(ctx: ServerContext) {
 
   async function batchUpdateBlobs(req: BatchUpdateBlobsRequest) {
     const fn = resolveFunction(req.digestFunction);
-    let total = 0;
-    for (const r of req.requests) total += r.data.length;
+    // The limit holds for what the batch carries and for what it stands for once decompressed (its
+    // blobs' declared sizes), so a small compressed batch cannot unfold into gigabytes.
+    let carried = 0;
+    let declared = 0n;
+    for (const r of req.requests) {
+      carried += r.data.length;
+      declared += r.digest && r.digest.sizeBytes > 0n ? r.digest.sizeBytes : 0n;
+    }
+    const total = Math.max(carried, Number(declared > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : declared));
     if (total > ctx.maxBatchBytes) {
       throw new StatusError(Code.INVALID_ARGUMENT, `batch carries ${total} bytes, over max_batch_total_size_bytes ${ctx.maxBatchBytes}; use ByteStream Write`);
     }
@@ -124,10 +132,14 @@ export function casService(ctx: ServerContext) {
   };
 }
 
+/** Decompresses at most the blob's declared size: anything that unfolds beyond it is refused, not held. */
 function decompressZstd(data: Uint8Array, d: BlobDigest): Uint8Array {
   try {
-    return Bun.zstdDecompressSync(data);
+    return zstdDecompressSync(data, { maxOutputLength: Math.max(1, d.size) });
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
+      throw new StatusError(Code.INVALID_ARGUMENT, `blob ${formatDigest(d)}: zstd data decompresses to more than the ${d.size} bytes its digest says`);
+    }
     throw new StatusError(Code.INVALID_ARGUMENT, `blob ${formatDigest(d)}: zstd data does not decompress: ${(err as Error).message}`);
   }
 }

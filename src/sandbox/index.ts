@@ -4,4 +4,5 @@ export { HostProcess } from "./host-process";
 export { NamespaceSandbox } from "./namespaces";
 export { probeSandbox, type ProbeOptions } from "./probe";
 export { SANDBOX_EXECROOT, SANDBOX_UID, type Sandbox, type SandboxResult, type SandboxRun } from "./sandbox";
+export { TreeRemover } from "./tree-remover";
 export { createWorkFolder, type WorkFolder } from "./work-folder";

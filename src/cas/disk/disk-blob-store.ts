@@ -117,15 +117,11 @@ export class DiskBlobStore implements LocalBlobFiles {
   }
 
   async beginWrite(d: BlobDigest): Promise<BlobWriter> {
-    this.files.space.reserve(d.size, `blob ${formatDigest(d)}`);
+    // Room is reserved as the bytes come (see DiskBlobWriter); one that can never fit is refused now.
+    this.files.space.checkFits(d.size, `blob ${formatDigest(d)}`);
     const tmp = this.files.tempPath();
-    try {
-      const fh = await open(tmp, "wx", 0o600);
-      return new DiskBlobWriter(this.files, d, tmp, fh, await newHasher(d.fn));
-    } catch (err) {
-      this.files.space.release(d.size);
-      throw err;
-    }
+    const fh = await open(tmp, "wx", 0o600);
+    return new DiskBlobWriter(this.files, d, tmp, fh, await newHasher(d.fn));
   }
 
   pin(digests: readonly BlobDigest[]): () => void {

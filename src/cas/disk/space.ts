@@ -22,7 +22,7 @@ export const RECENCY_PERSIST_MS = 60 * 60 * 1000;
 /** mtime updates in flight at once when persisting recency. */
 const RECENCY_BATCH = 32;
 
-function charge(size: number): number {
+export function charge(size: number): number {
   return Math.ceil(size / BLOCK) * BLOCK;
 }
 
@@ -94,11 +94,16 @@ export class DiskSpace {
     };
   }
 
-  /** Room for `size` more bytes, evicting unpinned files as needed; RESOURCE_EXHAUSTED when there is none. */
-  reserve(size: number, what: string): void {
+  /** RESOURCE_EXHAUSTED when a file of `size` bytes could never fit, whatever is evicted. */
+  checkFits(size: number, what: string): void {
     if (charge(size) > this.maxBytes) {
       throw new StatusError(Code.RESOURCE_EXHAUSTED, `${what} is larger than the whole CAS (--max-cas-size ${this.maxBytes} bytes)`);
     }
+  }
+
+  /** Room for `size` more bytes, evicting unpinned files as needed; RESOURCE_EXHAUSTED when there is none. */
+  reserve(size: number, what: string): void {
+    this.checkFits(size, what);
     this.reserved += charge(size);
     if (!this.evictWhileOver()) {
       this.reserved -= charge(size);

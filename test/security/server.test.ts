@@ -1,0 +1,188 @@
+// What no client or action can do to the server, each a test that failed before the fix. The test
+// names are the list of what actiond guarantees here; more of the list lives beside the code each
+// promise is about (test/sandbox-helper.test.ts: the kernel keyrings; test/execution.test.ts: paths
+// that would escape the execroot).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { zstdCompressSync } from "node:zlib";
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  ActionSchema,
+  BatchUpdateBlobsRequestSchema,
+  CommandSchema,
+  Compressor_Value as Compressor,
+  DirectorySchema,
+  FindMissingBlobsRequestSchema,
+  UpdateActionResultRequestSchema,
+  type Digest,
+} from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { WriteRequestSchema } from "../../src/gen/google/bytestream/bytestream_pb";
+import { execute, executionClient, run, uploadBlobs } from "../support/actions";
+import { ReapiClient, grpc, sha256 } from "../support/client";
+import { randomBytes, rejects } from "../support/helpers";
+import { startServer, type ServerProcess } from "../support/server";
+
+const MiB = 1024 * 1024;
+const up = (d: Digest) => `uploads/${crypto.randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`;
+
+function rssMiB(pid: number): number {
+  const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+  return kb / 1024;
+}
+
+async function missing(c: ReapiClient, ds: Digest[]): Promise<string[]> {
+  const res = await c.unary(c.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { blobDigests: ds });
+  return res.missingBlobDigests.map((d: Digest) => d.hash);
+}
+
+let server: ServerProcess;
+let c: ReapiClient;
+let exec: ReturnType<typeof executionClient>;
+
+beforeAll(async () => {
+  server = await startServer({ args: ["--max-cas-size", "8M", "--max-output-size", "1M"] });
+  c = new ReapiClient(server.address);
+  exec = executionClient(server.address);
+});
+
+afterAll(async () => {
+  exec.close();
+  c.close();
+  expect(await server.stop()).toBe(0);
+});
+
+describe("storage", () => {
+  test("an upload that declares a size and sends little evicts nothing, and blocks no other upload", async () => {
+    const kept = Array.from({ length: 5 }, () => randomBytes(MiB));
+    for (const k of kept) await c.upload(up(sha256(k)), k);
+    // 7 MiB declared, one byte sent, and the stream left open: only that byte counts.
+    const huge = randomBytes(7 * MiB);
+    const hd = sha256(huge);
+    const call = c.bs.write(() => {});
+    call.on("error", () => {});
+    call.write(create(WriteRequestSchema, { resourceName: up(hd), writeOffset: 0n, data: huge.subarray(0, 1) }));
+    const other = randomBytes(MiB);
+    expect(await c.upload(up(sha256(other)), other)).toBe(BigInt(MiB));
+    expect(await missing(c, kept.map((k) => sha256(k)))).toEqual([]);
+    call.cancel();
+  });
+
+  test("a zstd batch item that inflates beyond its digest's size is refused without inflating it", async () => {
+    // 1 GiB of zeros in about 32 KiB, under a digest that claims 1 KiB.
+    const zeros = new Uint8Array(64 * MiB);
+    const frame = zstdCompressSync(Buffer.concat(Array.from({ length: 16 }, () => zeros)));
+    const claimed = sha256(new Uint8Array(1024));
+    const before = rssMiB(server.proc.pid);
+    const res = await c.unary(c.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, { requests: [{ digest: claimed, data: frame, compressor: Compressor.ZSTD }] });
+    expect(res.responses[0].status.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(res.responses[0].status.message).toContain("decompresses to more than the 1024 bytes its digest says");
+    expect(rssMiB(server.proc.pid) - before).toBeLessThan(64);
+    // The same frame claiming its true size is over the batch limit, as a whole, before anything is inflated.
+    const truthful = { hash: "0".repeat(64), sizeBytes: BigInt(1024 * MiB) };
+    const e = await rejects(c.unary(c.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, { requests: [{ digest: truthful, data: frame, compressor: Compressor.ZSTD }] }));
+    expect(e.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(e.details).toContain("max_batch_total_size_bytes");
+  });
+
+  test("an action result naming an output path outside the working directory is refused", async () => {
+    const blob = randomBytes(100);
+    await c.upload(up(sha256(blob)), blob);
+    for (const path of ["../../etc/passwd", "/etc/passwd", "a/../../b", ""]) {
+      const e = await rejects(
+        c.unary(c.ac, "updateActionResult", UpdateActionResultRequestSchema, { actionDigest: sha256(`escape ${path}`), actionResult: { outputFiles: [{ path, digest: sha256(blob) }] } }),
+      );
+      expect({ path, code: e.code }).toEqual({ path, code: grpc.status.INVALID_ARGUMENT });
+    }
+    const e = await rejects(c.unary(c.ac, "updateActionResult", UpdateActionResultRequestSchema, { actionDigest: sha256("escape symlink"), actionResult: { outputSymlinks: [{ path: "../x", target: "y" }] } }));
+    expect(e.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+});
+
+describe("input trees", () => {
+  /** An action whose input root is a chain of `depth` directories, each named `name`. */
+  async function chained(depth: number, name: string): Promise<Digest> {
+    const blobs = new Map<string, Uint8Array>();
+    const add = (b: Uint8Array) => (blobs.set(sha256(b).hash, b), sha256(b));
+    let d = add(toBinary(DirectorySchema, create(DirectorySchema)));
+    for (let i = 0; i < depth; i++) d = add(toBinary(DirectorySchema, create(DirectorySchema, { directories: [{ name, digest: d }] })));
+    const cmd = add(toBinary(CommandSchema, create(CommandSchema, { arguments: ["true"] })));
+    const act = add(toBinary(ActionSchema, create(ActionSchema, { commandDigest: cmd, inputRootDigest: d, salt: new TextEncoder().encode(`${Math.random()}`) })));
+    await uploadBlobs(c, blobs);
+    return act;
+  }
+
+  test("a tree deeper than 256 directories is INVALID_ARGUMENT, before anything is created", async () => {
+    const ops = await execute(exec, { actionDigest: await chained(3000, "d") });
+    const status = ops.at(-1)!.response!.status!;
+    expect(status.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(status.message).toContain("deeper than 256 directories");
+  });
+
+  test("a name longer than 255 bytes is INVALID_ARGUMENT naming it, not INTERNAL", async () => {
+    const ops = await execute(exec, { actionDigest: await chained(1, "n".repeat(300)) });
+    const status = ops.at(-1)!.response!.status!;
+    expect(status.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(status.message).toContain("a name of 300 bytes is longer than the 255 a file name may have");
+  });
+});
+
+/** A shell command that leaves a chain of nested directories `levels` deep (1,000 at a time: each path stays short). */
+const deepChain = (levels: number) => `p=$(printf 'd/%.0s' $(seq 1000)); for i in $(seq ${levels / 1000}); do mkdir -p $p && cd $p; done; echo bottom > f`;
+
+describe("actions", () => {
+  test("a work folder 10,000 directories deep is removed in the background: the next action runs at once", async () => {
+    const deep = await run(c, exec, { args: ["bash", "-c", deepChain(10_000)], salt: `${Math.random()}` });
+    expect(deep.result!.exitCode).toBe(0);
+    const started = Date.now();
+    const next = await run(c, exec, { args: ["true"], salt: `${Math.random()}` });
+    expect(next.result!.exitCode).toBe(0);
+    expect(Date.now() - started).toBeLessThan(2000);
+    const workRoot = `${server.root}/exec`;
+    for (const end = Date.now() + 60_000; Date.now() < end && readdirSync(workRoot).length > 0; ) await Bun.sleep(50);
+    expect(server.log().split("\n").filter((l) => l.includes("cannot remove"))).toEqual([]);
+    expect(readdirSync(workRoot)).toEqual([]);
+  }, 120_000);
+
+  test("a restart with such a chain left behind (--keep-failed) serves at once, and removes it meanwhile", async () => {
+    const own = await startServer({ args: ["--keep-failed"] });
+    const oc = new ReapiClient(own.address);
+    const oe = executionClient(own.address);
+    try {
+      const failed = await run(oc, oe, { args: ["bash", "-c", `${deepChain(10_000)}; exit 1`] });
+      expect(failed.result!.exitCode).toBe(1);
+      expect(readdirSync(`${own.root}/exec`)).toHaveLength(1);
+    } finally {
+      oe.close();
+      oc.close();
+      expect(await own.stop()).toBe(0);
+    }
+    const started = Date.now();
+    const again = await startServer({ root: own.root });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const c2 = new ReapiClient(again.address);
+    const e2 = executionClient(again.address);
+    try {
+      expect((await run(c2, e2, { args: ["true"], salt: `${Math.random()}` })).result!.exitCode).toBe(0);
+      const leftovers = () => readdirSync(own.root).filter((n) => n.startsWith("exec.old-"));
+      for (const end = Date.now() + 60_000; Date.now() < end && leftovers().length > 0; ) await Bun.sleep(50);
+      expect(leftovers()).toEqual([]);
+    } finally {
+      e2.close();
+      c2.close();
+      expect(await again.stop()).toBe(0);
+    }
+  }, 180_000);
+
+  test("outputs beyond --max-output-size fail the action with RESOURCE_EXHAUSTED, and a sparse one evicts nothing", async () => {
+    const kept = Array.from({ length: 3 }, () => randomBytes(MiB));
+    for (const k of kept) await c.upload(up(sha256(k)), k);
+    // 3 GB that take no blocks on disk: counted by their apparent size.
+    const { response } = await run(c, exec, { args: ["truncate", "-s", "3G", "sparse"], outputPaths: ["sparse"], salt: `${Math.random()}` });
+    expect(response.status?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(response.status?.message).toContain("--max-output-size");
+    expect(await missing(c, kept.map((k) => sha256(k)))).toEqual([]);
+    // Under the limit, outputs are as usual.
+    const ok = await run(c, exec, { args: ["sh", "-c", "head -c 1000 /dev/zero > small"], outputPaths: ["small"], salt: `${Math.random()}` });
+    expect(ok.result!.outputFiles[0]!.digest!.sizeBytes).toBe(1000n);
+  });
+});
