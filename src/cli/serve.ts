@@ -18,25 +18,23 @@ const DEFAULT_TIMEOUT_S = 3600;
 const SHUTDOWN_GRACE_MS = 10_000;
 const STATS_INTERVAL_MS = 60_000;
 
-export const SERVE_FLAGS = {
-  listen: listenFlag,
-  root: rootFlag("where the CAS, action cache, work folders and mounted runtimes live"),
-  "max-cas-size": value("SIZE", "disk budget for blobs and action results; the least recently used are evicted beyond it, e.g. 500M, 50G", {
-    default: formatSize(DEFAULT_MAX_CAS_SIZE),
+/** A flag that takes a byte size (500M, 50G). */
+function sizeFlag(help: string, defaultBytes: number) {
+  return value("SIZE", help, {
+    default: formatSize(defaultBytes),
     parse: (text, where) => {
       const bytes = parseSize(text);
       if (bytes === undefined || bytes < 1) throw new UsageError(`${where} "${text}" is not a size (for example 500M or 50G)`);
       return bytes;
     },
-  }),
-  "max-output-size": value("SIZE", "the most one action's outputs may come to (stdout and stderr included), counted by apparent size; at most --max-cas-size", {
-    default: formatSize(DEFAULT_MAX_OUTPUT_SIZE),
-    parse: (text, where) => {
-      const bytes = parseSize(text);
-      if (bytes === undefined || bytes < 1) throw new UsageError(`${where} "${text}" is not a size (for example 500M or 10G)`);
-      return bytes;
-    },
-  }),
+  });
+}
+
+export const SERVE_FLAGS = {
+  listen: listenFlag,
+  root: rootFlag("where the CAS, action cache, work folders and mounted runtimes live"),
+  "max-cas-size": sizeFlag("disk budget for blobs and action results; the least recently used are evicted beyond it, e.g. 500M, 50G", DEFAULT_MAX_CAS_SIZE),
+  "max-output-size": sizeFlag("the most one action's outputs may come to (stdout and stderr included), counted by apparent size; at most --max-cas-size", DEFAULT_MAX_OUTPUT_SIZE),
   jobs: value("N", "actions run at once; more wait in line (lower ExecutionPolicy.priority first)", { default: () => String(availableParallelism()), parse: positiveInteger }),
   "default-timeout": value("SECS", "timeout for actions that set none", {
     default: String(DEFAULT_TIMEOUT_S),
