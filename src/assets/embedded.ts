@@ -6,9 +6,9 @@
 // link finds the first one's complete file). A verified file gets a stamp of its inode, size, mtime
 // and ctime; a later start that finds the same stamp skips re-hashing (any write or chmod changes
 // ctime). A file that fails the check is removed and extracted again.
-import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from "node:fs";
+import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, type Stats } from "node:fs";
 import { join } from "node:path";
-import { hashFile, type Logger } from "../core";
+import { hashFile, writeFileAtomically, type Logger } from "../core";
 import { MANIFEST_FILE, parseManifest, type AssetEntry, type AssetRole, type PayloadManifest } from "./manifest";
 
 export interface EmbeddedPayload {
@@ -79,7 +79,7 @@ async function isIntact(path: string, asset: AssetEntry, log: Logger): Promise<b
   if (readStamp(stampPath) === stamp(st)) return true;
   const sha256 = st.size === asset.size ? await hashFile("sha256", path) : "(size differs)";
   if (sha256 === asset.sha256) {
-    writeAtomically(stampPath, stamp(statSync(path)));
+    writeFileAtomically(stampPath, stamp(statSync(path)));
     return true;
   }
   log.warn(`${path} is damaged (sha256 ${sha256}, expected ${asset.sha256}): extracting it again`);
@@ -118,7 +118,7 @@ async function extract(asset: AssetEntry, blob: Blob, dir: string, path: string)
     rmSync(tmp, { force: true });
   }
   // Stamped after the temporary name is gone: unlinking it changed the inode's ctime.
-  writeAtomically(`${path}.verified`, stamp(statSync(path)));
+  writeFileAtomically(`${path}.verified`, stamp(statSync(path)));
 }
 
 function stamp(st: Stats): string {
@@ -131,12 +131,6 @@ function readStamp(path: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function writeAtomically(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
 }
 
 function removeStaleTemporaries(dir: string): void {

@@ -1,5 +1,5 @@
 // File-system chores shared by the layers: removing a tree that an action may have made read-only.
-import { chmodSync, lstatSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, lstatSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "./log";
@@ -32,6 +32,18 @@ function makeWritable(path: string): void {
   if (!st?.isDirectory()) return;
   chmodSync(path, 0o700);
   for (const name of readdirSync(path)) makeWritable(join(path, name));
+}
+
+/** Writes a whole file under a temporary name and renames it into place: readers see the old file or the new one, never half of one. */
+export function writeFileAtomically(path: string, data: string | Uint8Array): void {
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  try {
+    writeFileSync(tmp, data);
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 /** True while a process with this pid exists (ours or not). */

@@ -2,7 +2,7 @@
 export { archNamed, hostArch, hostArchName, type Arch, type ArchName } from "./arch";
 export { systemClock, type Clock } from "./clock";
 export { Code, SetupError, StatusError, asStatusError, errnoCode, missingBlobsError, okStatus, type StatusDetail } from "./errors";
-export { processAlive, removeTree, removeTreeAsync } from "./fs";
+export { processAlive, removeTree, removeTreeAsync, writeFileAtomically } from "./fs";
 export { hashBytes, hashFile, newHasher, type DigestFunctionName, type Hasher } from "./hashing";
 export { LOG_LEVELS, createLogger, type LogLevel, type Logger } from "./log";
 export { mountAt, mountHolding, parseMountinfo, readMounts, type MountEntry } from "./mountinfo";

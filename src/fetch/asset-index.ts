@@ -2,9 +2,9 @@
 // blob has a given checksum.sri. One small file per key under <root>/assets/, written whole (temp
 // file, rename), so a restart keeps them and a crash leaves none half-written. A record is only a
 // pointer: the blob itself lives in the CAS, and a record whose blob was evicted is a miss.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { errnoCode, type Logger } from "../core";
+import { errnoCode, writeFileAtomically, type Logger } from "../core";
 import type { BlobDigest } from "../cas";
 
 export interface AssetRecord {
@@ -44,10 +44,7 @@ export class AssetIndex {
   }
 
   put(key: string, record: AssetRecord): void {
-    const path = this.path(key);
-    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ ...record, key }));
-    renameSync(tmp, path);
+    writeFileAtomically(this.path(key), JSON.stringify({ ...record, key }));
   }
 
   /** Records are named by the SHA-256 of their key: keys hold URIs of any length and any characters. */
