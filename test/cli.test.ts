@@ -6,14 +6,8 @@ import { create } from "@bufbuild/protobuf";
 import { WriteRequestSchema } from "../src/gen/google/bytestream/bytestream_pb";
 import { GetActionResultRequestSchema, GetCapabilitiesRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { ReapiClient, sha256 } from "./support/client";
-import { randomBytes } from "./support/helpers";
+import { randomBytes, waitUntil } from "./support/helpers";
 import { MAIN, startServer, tempDir } from "./support/server";
-
-/** Waits (up to 10 s) for a condition that an event on the server makes true. */
-async function until(check: () => boolean): Promise<boolean> {
-  for (const end = Date.now() + 10_000; Date.now() < end; await Bun.sleep(20)) if (check()) return true;
-  return check();
-}
 
 function run(...args: string[]) {
   const p = Bun.spawnSync([process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, XDG_CACHE_HOME: tempDir() } });
@@ -138,7 +132,7 @@ describe("actiond CLI", () => {
     const path = join(tempDir(), "actiond.sock");
     const proc = Bun.spawn([process.execPath, MAIN, "serve", "--listen", `unix:${path}`, "--root", tempDir()], { stdout: "pipe", stderr: "pipe" });
     try {
-      expect(await until(() => existsSync(path))).toBe(true);
+      expect(await waitUntil(() => existsSync(path), 10_000)).toBe(true);
       const client = new ReapiClient(`unix:${path}`);
       const caps = await client.unary(client.caps, "getCapabilities", GetCapabilitiesRequestSchema, {});
       expect(caps.executionCapabilities?.execEnabled).toBe(true);
@@ -180,9 +174,9 @@ describe("actiond CLI", () => {
     call.write(create(WriteRequestSchema, { resourceName: name, data: data.subarray(0, 256 * 1024) }));
     // Once the upload is under way on the server (its temporary file exists), the server is told to
     // stop; the rest goes out only after it says it is shutting down.
-    expect(await until(() => readdirSync(join(s.root, "tmp")).length > 0)).toBe(true);
+    expect(await waitUntil(() => readdirSync(join(s.root, "tmp")).length > 0, 10_000)).toBe(true);
     s.proc.kill("SIGTERM");
-    expect(await until(() => s.log().includes("SIGTERM: shutting down"))).toBe(true);
+    expect(await waitUntil(() => s.log().includes("SIGTERM: shutting down"), 10_000)).toBe(true);
     call.write(create(WriteRequestSchema, { writeOffset: BigInt(256 * 1024), data: data.subarray(256 * 1024), finishWrite: true }));
     call.end();
     expect(await done).toBe(BigInt(data.length));

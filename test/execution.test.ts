@@ -39,7 +39,7 @@ import {
 } from "./support/actions";
 import { ReapiClient } from "./support/client";
 import { checkoutAssetPath } from "../src/assets";
-import { rejects } from "./support/helpers";
+import { rejects, waitUntil } from "./support/helpers";
 import { startServer, type ServerProcess } from "./support/server";
 
 let server: ServerProcess;
@@ -70,15 +70,6 @@ function processesWith(marker: string): number[] {
       }
     })
     .map(Number);
-}
-
-async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (check()) return true;
-    await Bun.sleep(50);
-  }
-  return check();
 }
 
 /** Runs fn against a server of its own (started with args), which must then stop cleanly. */

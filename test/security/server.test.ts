@@ -19,7 +19,7 @@ import {
 import { WriteRequestSchema } from "../../src/gen/google/bytestream/bytestream_pb";
 import { execute, executionClient, run, uploadBlobs } from "../support/actions";
 import { ReapiClient, grpc, sha256 } from "../support/client";
-import { randomBytes, rejects } from "../support/helpers";
+import { randomBytes, rejects, waitUntil } from "../support/helpers";
 import { startServer, type ServerProcess } from "../support/server";
 
 const MiB = 1024 * 1024;
@@ -138,7 +138,7 @@ describe("actions", () => {
     expect(next.result!.exitCode).toBe(0);
     expect(Date.now() - started).toBeLessThan(2000);
     const workRoot = `${server.root}/exec`;
-    for (const end = Date.now() + 60_000; Date.now() < end && readdirSync(workRoot).length > 0; ) await Bun.sleep(50);
+    await waitUntil(() => readdirSync(workRoot).length === 0, 60_000);
     expect(server.log().split("\n").filter((l) => l.includes("cannot remove"))).toEqual([]);
     expect(readdirSync(workRoot)).toEqual([]);
   }, 120_000);
@@ -164,7 +164,7 @@ describe("actions", () => {
     try {
       expect((await run(c2, e2, { args: ["true"], salt: `${Math.random()}` })).result!.exitCode).toBe(0);
       const leftovers = () => readdirSync(own.root).filter((n) => n.startsWith("exec.old-"));
-      for (const end = Date.now() + 60_000; Date.now() < end && leftovers().length > 0; ) await Bun.sleep(50);
+      await waitUntil(() => leftovers().length === 0, 60_000);
       expect(leftovers()).toEqual([]);
     } finally {
       e2.close();

@@ -1,7 +1,7 @@
 // Builds REAPI actions for tests (input trees, commands, actions, all uploaded), runs them with
 // Execute/WaitExecution over real gRPC, and reads their results back.
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import {
   ActionSchema,
@@ -24,7 +24,7 @@ import {
 } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Operations, type Operation } from "../../src/gen/google/longrunning/operations_pb";
 import { grpcServiceDefinition } from "../../src/rpc";
-import { ReapiClient, sha256 } from "./client";
+import { ReapiClient, serviceClient, sha256 } from "./client";
 
 /** An input tree: path → file contents, { content, executable }, { symlink: target }, or { dir: true }. */
 export type InputSpec = Record<string, string | { content: string; executable?: boolean } | { symlink: string } | { dir: true }>;
@@ -162,16 +162,9 @@ export function executionClient(address: string): grpc.Client & Record<string, a
   return new Ctor(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
 }
 
-/** A google.longrunning.Operations client: call(method, schema, init) resolves with the response message. */
+/** A google.longrunning.Operations client. */
 export function operationsClient(address: string) {
-  const Ctor = grpc.makeGenericClientConstructor(grpcServiceDefinition(Operations), "Operations");
-  const client = new Ctor(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
-  return {
-    call<D extends DescMessage>(method: string, schema: D, init: MessageInitShape<D>): Promise<any> {
-      return new Promise((resolve, reject) => client[method](create(schema, init), (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))));
-    },
-    close: () => client.close(),
-  };
+  return serviceClient(Operations, address);
 }
 
 /** Streams Execute; onOperation sees each message; resolves with them all when the stream ends. */

@@ -48,6 +48,17 @@ export function sha256(data: Uint8Array | string): Digest {
   return digestOf(new Bun.CryptoHasher("sha256").update(bytes).digest("hex"), bytes.length);
 }
 
+/** A client for any one service: call(method, schema, init) resolves with the response, or rejects with an RpcError. */
+export function serviceClient(service: DescService, address: string) {
+  const client = makeClient(service, address);
+  return {
+    call<I extends DescMessage, O = any>(method: string, schema: I, init: MessageInitShape<I>): Promise<O> {
+      return new Promise((res, rej) => client[method](create(schema, init), (err: grpc.ServiceError | null, out: O) => (err ? rej(wrap(err)) : res(out))));
+    },
+    close: () => client.close(),
+  };
+}
+
 export class ReapiClient {
   readonly cas: Client;
   readonly ac: Client;

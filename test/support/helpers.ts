@@ -3,6 +3,12 @@ import { afterAll, beforeAll, expect } from "bun:test";
 import { ReapiClient, RpcError } from "./client";
 import { startServer, type ServerProcess } from "./server";
 
+/** Waits, up to ms, for something an event on the server makes true (a file gone, a log line); its last answer. */
+export async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(20)) if (check()) return true;
+  return check();
+}
+
 /** Awaits a call that must fail with a gRPC status, and returns that failure. */
 export async function rejects(p: Promise<unknown>): Promise<RpcError> {
   try {
