@@ -8,7 +8,7 @@ import { CompleteResults, openDiskStore, type DiskStore } from "../cas";
 import { localAssets } from "../assets";
 import { MAX_TIMEOUT_MS, startLocalExecutor } from "../exec";
 import { Fetcher } from "../fetch";
-import { CallTracker, DEFAULT_MAX_BATCH_BYTES, Stats, listenText, startServer, type ServerContext } from "../rpc";
+import { CallTracker, DEFAULT_CONNECTION_LIMITS, DEFAULT_MAX_BATCH_BYTES, Stats, listenText, startServer, type ServerContext } from "../rpc";
 import { flagsHelp, list, oneOf, parseFlags, positiveInteger, toggle, UsageError, value, type FlagValues } from "./flags";
 import { listenFlag, logLevelFlag, rootFlag, sandboxHelperFlag } from "./shared-flags";
 
@@ -50,6 +50,15 @@ export const SERVE_FLAGS = {
   "keep-failed": toggle("keep the work folder of failed actions under ROOT/exec, for debugging"),
   "asset-downloads": value("KIND", "origin: the Remote Asset API downloads what it does not know; off: it serves only what it knows or was pushed", { default: "origin", parse: oneOf(["origin", "off"] as const) }),
   "strict-platform": toggle("refuse actions with platform properties actiond does not know (by default they are accepted, ignored and named once)"),
+  "max-connections": value("N", "client connections at once; past it one with no call in progress is closed, or the new one is refused", { default: String(DEFAULT_CONNECTION_LIMITS.maxConnections), parse: positiveInteger }),
+  "idle-timeout": value("SECS", "close a client connection that has had no call in progress for this long (clients reconnect)", {
+    default: String(DEFAULT_CONNECTION_LIMITS.idleMs / 1000),
+    parse: (text, where) => {
+      const s = Number(text);
+      if (!(s > 0)) throw new UsageError(`${where} "${text}" is not a number of seconds`);
+      return Math.round(s * 1000);
+    },
+  }),
   "sandbox-helper": sandboxHelperFlag,
   "log-level": logLevelFlag,
 };
@@ -118,7 +127,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const ctx: ServerContext = { blobs: store.blobs, results, executor, fetcher, log, calls: new CallTracker(), stats: new Stats(), clock: systemClock, maxBatchBytes: DEFAULT_MAX_BATCH_BYTES, maxBlobBytes: store.blobs.capacityBytes };
   let server;
   try {
-    server = await startServer(ctx, opts.listen);
+    server = await startServer(ctx, opts.listen, { ...DEFAULT_CONNECTION_LIMITS, maxConnections: opts["max-connections"], idleMs: opts["idle-timeout"] });
   } catch (err) {
     await teardown.run(log);
     const msg = String((err as Error).message);

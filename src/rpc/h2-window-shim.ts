@@ -29,6 +29,15 @@ const FLAG_END_STREAM = 0x1;
 const FLAG_ACK = 0x1;
 const FLAG_END_HEADERS = 0x4;
 const SETTINGS_INITIAL_WINDOW_SIZE = 0x4;
+/**
+ * SETTINGS_MAX_FRAME_SIZE as the server announces it (it announces none: the protocol's default).
+ * A bigger frame is a connection error, and the shim would otherwise hold a SETTINGS frame of any
+ * size in memory until it is whole.
+ */
+export const MAX_FRAME_BYTES = 16_384;
+
+/** The client broke a limit of the protocol; the connection is closed (the server is not). */
+export class FrameSizeError extends Error {}
 
 interface FrameHeader {
   length: number;
@@ -94,6 +103,7 @@ class FrameSplitter {
         flags: raw[4]!,
         stream: raw.readUInt32BE(5) & 0x7fffffff,
       };
+      if (h.length > MAX_FRAME_BYTES) throw new FrameSizeError(`a frame of ${h.length} bytes (type ${h.type}), over the ${MAX_FRAME_BYTES} allowed`);
       on.header(h, raw);
       if (h.length === 0) on.payload(h, Buffer.alloc(0), true);
       else {
@@ -124,7 +134,15 @@ export class WindowSettingsShim {
   private actual = DEFAULT_WINDOW;
   private settingsPayload: Buffer[] = [];
 
-  /** Client→server bytes in; the bytes to hand to the server out (mostly the same slices). */
+  /** Streams the client opened that are not finished yet (none open: the connection is idle). */
+  get openStreams(): number {
+    return this.open.size;
+  }
+
+  /**
+   * Client→server bytes in; the bytes to hand to the server out (mostly the same slices).
+   * Throws FrameSizeError on a frame bigger than the server allows.
+   */
   fromClient(chunk: Buffer): Buffer[] {
     const out: Buffer[] = [];
     let changed = false;
@@ -205,8 +223,11 @@ export class WindowSettingsShim {
   }
 }
 
-/** Wraps a client socket in a Duplex for the HTTP/2 server, with the shim on both directions. */
-export function shimConnection(socket: Socket): Duplex {
+/**
+ * Wraps a client socket in a Duplex for the HTTP/2 server, with the shim on both directions.
+ * A client that breaks a frame limit has its socket destroyed, and onRefused says why.
+ */
+export function shimConnection(socket: Socket, onRefused: (why: string) => void): { conn: Duplex; shim: WindowSettingsShim } {
   const shim = new WindowSettingsShim();
   const conn: Duplex = new Duplex({
     read() {
@@ -235,8 +256,17 @@ export function shimConnection(socket: Socket): Duplex {
     },
   });
   socket.on("data", (chunk: Buffer) => {
+    let pieces: Buffer[];
+    try {
+      pieces = shim.fromClient(chunk);
+    } catch (err) {
+      if (!(err instanceof FrameSizeError)) throw err;
+      onRefused(err.message);
+      socket.destroy();
+      return;
+    }
     let more = true;
-    for (const piece of shim.fromClient(chunk)) more = conn.push(piece) && more;
+    for (const piece of pieces) more = conn.push(piece) && more;
     if (!more) socket.pause();
   });
   socket.on("end", () => conn.push(null));
@@ -252,5 +282,5 @@ export function shimConnection(socket: Socket): Duplex {
     setNoDelay: (v?: boolean) => (socket.setNoDelay(v), conn),
     setKeepAlive: (v?: boolean, d?: number) => (socket.setKeepAlive(v, d), conn),
   });
-  return conn;
+  return { conn, shim };
 }

@@ -1,5 +1,6 @@
 // rpc/: the gRPC edge. One file per service, each translating wire messages to the store's and the
 // executor's types and back; status.ts is the one place an error becomes a wire status.
+export { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connections";
 export { DEFAULT_MAX_BATCH_BYTES, type ServerContext } from "./context";
 export { CallTracker, grpcServiceDefinition } from "./grpc-service";
 export { answersCapabilities } from "./probe";

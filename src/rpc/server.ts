@@ -1,9 +1,9 @@
 // Wires every service into one grpc-js server and binds it.
 import { lstatSync, rmSync } from "node:fs";
 import { Server, ServerCredentials, setLogVerbosity, logVerbosity } from "@grpc/grpc-js";
-import { createServer, type AddressInfo, type Socket } from "node:net";
+import { createServer, type AddressInfo } from "node:net";
 import { actionCacheService } from "./action-cache";
-import { shimConnection } from "./h2-window-shim";
+import { Connections, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connections";
 import { byteStreamService } from "./bytestream";
 import { capabilitiesService } from "./capabilities";
 import { casService } from "./cas";
@@ -26,7 +26,7 @@ export function listenText(a: ListenAddress): string {
   return "path" in a ? `unix:${a.path}` : `${a.host}:${a.port}`;
 }
 
-export async function startServer(ctx: ServerContext, listenAt: ListenAddress): Promise<RunningServer> {
+export async function startServer(ctx: ServerContext, listenAt: ListenAddress, limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS): Promise<RunningServer> {
   // grpc-js would print its own unstructured errors (e.g. on a busy port); ours say it better.
   setLogVerbosity(logVerbosity.NONE);
   const server = new Server({
@@ -35,6 +35,8 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress): 
     "grpc.max_send_message_length": 16 * 1024 * 1024,
     // Channelz (grpc-js's introspection service, which we do not serve) costs CPU on every call.
     "grpc.enable_channelz": 0,
+    "grpc.max_concurrent_streams": limits.streamsPerConnection,
+    "grpc.max_connection_idle_ms": limits.idleMs,
   });
   const bytestream = byteStreamService(ctx);
   for (const s of [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx), operationsService(ctx), ...assetServices(ctx, ctx.fetcher)]) {
@@ -42,11 +44,10 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress): 
   }
   // Clients connect to our own listener; each socket reaches grpc-js through the flow-control shim.
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-  const sockets = new Set<Socket>();
+  const connections = new Connections(limits, ctx.log);
   const listener = createServer({ noDelay: true }, (socket) => {
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-    injector.injectConnection(shimConnection(socket));
+    const conn = connections.accept(socket);
+    if (conn) injector.injectConnection(conn);
   });
   const bound = await new Promise<number>((resolve, reject) => {
     listener.once("error", reject);
@@ -69,7 +70,7 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress): 
         ctx.log.warn(`calls still in flight after ${graceMs} ms; cancelling them`);
       } else {
         // The last responses are on their way; clients hang up once they have them (after GOAWAY).
-        const hungUp = Promise.all([...sockets].map((s) => new Promise((resolve) => s.once("close", resolve))));
+        const hungUp = Promise.all([...connections.sockets()].map((s) => new Promise((resolve) => s.once("close", resolve))));
         await Promise.race([hungUp, timer(Math.min(1000, Math.max(0, deadline - Date.now())))]);
       }
       server.forceShutdown();

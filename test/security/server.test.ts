@@ -13,6 +13,7 @@ import {
   Compressor_Value as Compressor,
   DirectorySchema,
   FindMissingBlobsRequestSchema,
+  GetCapabilitiesRequestSchema,
   UpdateActionResultRequestSchema,
   type Digest,
 } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
@@ -20,6 +21,7 @@ import { WriteRequestSchema } from "../../src/gen/google/bytestream/bytestream_p
 import { execute, executionClient, run, uploadBlobs } from "../support/actions";
 import { ReapiClient, grpc, sha256 } from "../support/client";
 import { randomBytes, rejects, waitUntil } from "../support/helpers";
+import { openCall, rawConnect, settingsFrame, within } from "../support/raw-h2";
 import { startServer, type ServerProcess } from "../support/server";
 
 const MiB = 1024 * 1024;
@@ -49,6 +51,78 @@ afterAll(async () => {
   exec.close();
   c.close();
   expect(await server.stop()).toBe(0);
+});
+
+describe("connections", () => {
+  const capabilities = (client: ReapiClient) => client.unary(client.caps, "getCapabilities", GetCapabilitiesRequestSchema, {});
+
+  test("a frame over HTTP/2's 16 KiB limit closes that connection before it is held in memory", async () => {
+    const before = rssMiB(server.proc.pid);
+    // 40 clients each announcing a 16 MiB SETTINGS frame and sending it.
+    const conns = await Promise.all(Array.from({ length: 40 }, () => rawConnect(server.port)));
+    for (const conn of conns) {
+      conn.socket.write(settingsFrame(Buffer.alloc(16 * MiB - 1)));
+    }
+    for (const conn of conns) expect(await within(conn.closed, 10_000)).toBe(true);
+    expect(rssMiB(server.proc.pid) - before).toBeLessThan(64);
+    expect(server.log()).toContain("a frame of 16777215 bytes (type 4), over the 16384 allowed");
+    expect((await capabilities(c)).cacheCapabilities).toBeDefined();
+  });
+
+  describe("with --max-connections 6 --idle-timeout 2", () => {
+    let small: ServerProcess;
+    beforeAll(async () => {
+      small = await startServer({ args: ["--max-connections", "6", "--idle-timeout", "2"] });
+    });
+    afterAll(async () => {
+      expect(await small.stop()).toBe(0);
+    });
+
+    test("a connection with no call in progress is closed after --idle-timeout", async () => {
+      const idle = await rawConnect(small.port);
+      const busy = await rawConnect(small.port, openCall(1));
+      expect(await within(idle.closed, 10_000)).toBe(true);
+      // A call that is still going keeps its connection.
+      expect(await within(busy.closed, 1000)).toBe(false);
+      busy.socket.destroy();
+    });
+
+    test("past --max-connections, an idle connection makes room; when all are busy the new one is told why", async () => {
+      const idle = await Promise.all(Array.from({ length: 6 }, () => rawConnect(small.port)));
+      const first = new ReapiClient(small.address);
+      expect((await capabilities(first)).cacheCapabilities).toBeDefined();
+      expect((await Promise.all(idle.map((i) => within(i.closed, 0)))).filter(Boolean).length).toBeGreaterThanOrEqual(1);
+      first.close();
+      for (const i of idle) i.socket.destroy();
+      // Six connections, each with a call in progress: nothing can be closed to make room.
+      const busy = await Promise.all(Array.from({ length: 6 }, () => rawConnect(small.port, openCall(1))));
+      await waitUntil(() => busy.every((b) => b.received().length > 0), 5000);
+      const turnedAway = new ReapiClient(small.address);
+      const e = await rejects(capabilities(turnedAway));
+      expect(e.code).toBe(grpc.status.UNAVAILABLE);
+      turnedAway.close();
+      expect(small.log()).toContain("each has calls in progress (the limit is --max-connections 6)");
+      // When one of them ends, a new client is served again.
+      busy[0]!.socket.destroy();
+      await busy[0]!.closed;
+      const next = new ReapiClient(small.address);
+      expect((await capabilities(next)).cacheCapabilities).toBeDefined();
+      next.close();
+      for (const b of busy) b.socket.destroy();
+    });
+  });
+
+  test("calls beyond the 128 at once a connection may have are refused; a connection that keeps opening them is closed", async () => {
+    const calls = (n: number) => Array.from({ length: n }, (_, i) => openCall(1 + 2 * i));
+    const over = await rawConnect(server.port, ...calls(129));
+    // RST_STREAM(REFUSED_STREAM) for the 129th call (stream 257): the client may retry it.
+    const refused = Buffer.from([0, 0, 4, 0x3, 0, 0, 0, 1, 1, 0, 0, 0, 7]);
+    expect(await waitUntil(() => over.received().includes(refused), 10_000)).toBe(true);
+    over.socket.destroy();
+    const greedy = await rawConnect(server.port, ...calls(2000));
+    expect(await within(greedy.closed, 10_000)).toBe(true);
+    expect((await capabilities(c)).cacheCapabilities).toBeDefined();
+  });
 });
 
 describe("storage", () => {

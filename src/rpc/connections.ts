@@ -1,0 +1,111 @@
+// The server's client connections, bounded, so that no client can hold what others need: how many
+// connections at once (each is a descriptor), how many streams each (Bun closes a connection that
+// opens more than the server announced), and how long one may sit with no call in it (grpc-js sends
+// GOAWAY; a gRPC client reconnects on its next call).
+import type { Duplex } from "node:stream";
+import type { Socket } from "node:net";
+import type { Logger } from "../core";
+import { shimConnection, type WindowSettingsShim } from "./h2-window-shim";
+
+export interface ConnectionLimits {
+  /** Connections at once; past it an idle one is closed to make room, or the new one is refused. */
+  maxConnections: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: calls at once on one connection (clients queue the rest). */
+  streamsPerConnection: number;
+  /** A connection with no call in it for this long is closed. */
+  idleMs: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  // Bazel opens at most --remote_max_connections (100) per client; this leaves room for several
+  // clients and stays far below the descriptor limit, which actions need too.
+  maxConnections: 512,
+  // Bazel multiplexes up to 100 calls per connection, and gRPC clients queue beyond what we
+  // announce. An open call costs the server about 8 KiB: at most ~0.5 GiB for all of them.
+  streamsPerConnection: 128,
+  idleMs: 10 * 60_000,
+};
+
+const GOAWAY = 0x7;
+const ENHANCE_YOUR_CALM = 0xb;
+
+/** The server's side of a connection turned away: empty SETTINGS (its preface), then GOAWAY saying why. */
+function goAway(why: string): Buffer {
+  const debug = Buffer.from(why);
+  const settings = Buffer.alloc(9, 0);
+  settings[3] = 0x4;
+  const goaway = Buffer.alloc(9 + 8 + debug.length, 0);
+  goaway.writeUIntBE(8 + debug.length, 0, 3);
+  goaway[3] = GOAWAY;
+  goaway.writeUInt32BE(ENHANCE_YOUR_CALM, 13);
+  debug.copy(goaway, 17);
+  return Buffer.concat([settings, goaway]);
+}
+
+interface Connection {
+  shim: WindowSettingsShim;
+  /** When the client last sent anything. */
+  lastHeardMs: number;
+}
+
+export class Connections {
+  private readonly open = new Map<Socket, Connection>();
+  private lastRefusalLogMs = -Infinity;
+
+  constructor(
+    private readonly limits: ConnectionLimits,
+    private readonly log: Logger,
+  ) {}
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  sockets(): Iterable<Socket> {
+    return this.open.keys();
+  }
+
+  /** Takes a new client socket: the Duplex to hand to the HTTP/2 server, or undefined if refused. */
+  accept(socket: Socket): Duplex | undefined {
+    if (this.open.size >= this.limits.maxConnections && !this.closeIdlest()) {
+      const why = `actiond: ${this.open.size} connections are open and each has calls in progress (the limit is --max-connections ${this.limits.maxConnections})`;
+      this.logRefusal(why);
+      socket.on("error", () => {});
+      socket.end(goAway(why));
+      // A client that does not read its GOAWAY should not keep the descriptor.
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return undefined;
+    }
+    const peer = `${socket.remoteAddress ?? "a local socket"}${socket.remotePort ? `:${socket.remotePort}` : ""}`;
+    const { conn, shim } = shimConnection(socket, (why) => this.log.warn(`closed the connection from ${peer}: ${why}`));
+    const entry: Connection = { shim, lastHeardMs: Date.now() };
+    this.open.set(socket, entry);
+    socket.on("data", () => (entry.lastHeardMs = Date.now()));
+    socket.once("close", () => this.open.delete(socket));
+    return conn;
+  }
+
+  /** Closes the connection that has had no call in it the longest; false if every one is busy. */
+  private closeIdlest(): boolean {
+    let idlest: Socket | undefined;
+    let since = Infinity;
+    for (const [socket, c] of this.open) {
+      if (c.shim.openStreams === 0 && c.lastHeardMs < since) {
+        idlest = socket;
+        since = c.lastHeardMs;
+      }
+    }
+    if (!idlest) return false;
+    this.open.delete(idlest);
+    idlest.destroy();
+    return true;
+  }
+
+  /** At most one line a minute: a client opening connections in a loop should not flood the log. */
+  private logRefusal(why: string): void {
+    const now = Date.now();
+    if (now - this.lastRefusalLogMs < 60_000) return;
+    this.lastRefusalLogMs = now;
+    this.log.warn(`refused a connection: ${why.replace(/^actiond: /, "")}`);
+  }
+}

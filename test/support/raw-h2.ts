@@ -1,0 +1,66 @@
+// A client that speaks HTTP/2 frames by hand, to do what no well-behaved gRPC client would: frames
+// over the size limit, more streams than announced, connections that never make a call.
+import { connect, type Socket } from "node:net";
+
+export const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+export function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(stream, 5);
+  return Buffer.concat([h, payload]);
+}
+
+export const settingsFrame = (payload: Buffer = Buffer.alloc(0)) => frame(0x4, 0, 0, payload);
+
+/** HPACK "literal without indexing, new name" for one header. */
+function literal(name: string, value: string): Buffer {
+  return Buffer.concat([Buffer.from([0, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
+}
+
+/** HEADERS opening a GetCapabilities call whose request never comes (END_HEADERS, no END_STREAM). */
+export function openCall(stream: number): Buffer {
+  const block = Buffer.concat([
+    Buffer.from([0x83, 0x86]), // :method POST, :scheme http
+    literal(":path", "/build.bazel.remote.execution.v2.Capabilities/GetCapabilities"),
+    literal(":authority", "localhost"),
+    literal("content-type", "application/grpc"),
+    literal("te", "trailers"),
+  ]);
+  return frame(0x1, 0x4, stream, block);
+}
+
+export interface RawConnection {
+  socket: Socket;
+  /** Resolves when the server has closed the connection (or it broke). */
+  closed: Promise<void>;
+  /** Every byte the server sent. */
+  received(): Buffer;
+}
+
+/** Connects and sends the client preface and an empty SETTINGS, then whatever `first` holds. */
+export function rawConnect(port: number, ...first: Buffer[]): Promise<RawConnection> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    let got = Buffer.alloc(0);
+    const closed = new Promise<void>((res) => socket.once("close", () => res()));
+    socket.on("data", (d: Buffer) => (got = Buffer.concat([got, d])));
+    socket.on("error", () => {});
+    socket.once("connect", () => {
+      socket.write(Buffer.concat([PREFACE, settingsFrame(), ...first]));
+      resolve({ socket, closed, received: () => got });
+    });
+    socket.once("error", reject);
+  });
+}
+
+/** Whether a promise settles within ms. */
+export async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const t = new Promise<false>((res) => (timer = setTimeout(() => res(false), ms)));
+  const r = await Promise.race([p.then(() => true), t]);
+  clearTimeout(timer);
+  return r;
+}
