@@ -85,14 +85,20 @@ export class Connections {
     return conn;
   }
 
-  /** Closes the connection that has had no call in it the longest; false if every one is busy. */
+  /**
+   * Closes an idle connection: first one that never made a call (a client opening connections in
+   * a loop would otherwise push out real clients between their calls), the longest silent first.
+   * False if every one has a call in progress.
+   */
   private closeIdlest(): boolean {
     let idlest: Socket | undefined;
-    let since = Infinity;
+    let rank = Infinity;
     for (const [socket, c] of this.open) {
-      if (c.shim.openStreams === 0 && c.lastHeardMs < since) {
+      if (c.shim.openStreams > 0) continue;
+      const r = c.lastHeardMs + (c.shim.madeCalls ? 1e15 : 0);
+      if (r < rank) {
         idlest = socket;
-        since = c.lastHeardMs;
+        rank = r;
       }
     }
     if (!idlest) return false;

@@ -139,6 +139,9 @@ export class WindowSettingsShim {
     return this.open.size;
   }
 
+  /** Whether the client ever opened a stream: made a call. */
+  madeCalls = false;
+
   /**
    * Client→server bytes in; the bytes to hand to the server out (mostly the same slices).
    * Throws FrameSizeError on a frame bigger than the server allows.
@@ -150,7 +153,10 @@ export class WindowSettingsShim {
     this.fromClientFrames.feed(chunk, {
       raw: (b) => out.push(b),
       header: (h, raw) => {
-        if (h.type === FrameType.HEADERS && h.stream !== 0) this.open.add(h.stream);
+        if (h.type === FrameType.HEADERS && h.stream !== 0) {
+          this.open.add(h.stream);
+          this.madeCalls = true;
+        }
         if (h.type === FrameType.RST_STREAM) this.open.delete(h.stream);
         // SETTINGS are held back until whole, to be rewritten; everything else streams through.
         if (h.type !== FrameType.SETTINGS || h.flags & FLAG_ACK) out.push(raw);
