@@ -15,6 +15,10 @@ export function frame(type: number, flags: number, stream: number, payload: Buff
 
 export const settingsFrame = (payload: Buffer = Buffer.alloc(0)) => frame(0x4, 0, 0, payload);
 
+/** A PING: the server acknowledges it after everything sent before it, so its ACK says those frames were read. */
+export const ping = () => frame(0x6, 0, 0, Buffer.alloc(8));
+const PING_ACK = frame(0x6, 0x1, 0, Buffer.alloc(8));
+
 /** HPACK "literal without indexing, new name" for one header. */
 function literal(name: string, value: string): Buffer {
   return Buffer.concat([Buffer.from([0, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
@@ -38,6 +42,8 @@ export interface RawConnection {
   closed: Promise<void>;
   /** Every byte the server sent. */
   received(): Buffer;
+  /** Whether the server has acknowledged a PING (and so read what came before it). */
+  pinged(): boolean;
 }
 
 /** Connects and sends the client preface and an empty SETTINGS, then whatever `first` holds. */
@@ -50,7 +56,7 @@ export function rawConnect(port: number, ...first: Buffer[]): Promise<RawConnect
     socket.on("error", () => {});
     socket.once("connect", () => {
       socket.write(Buffer.concat([PREFACE, settingsFrame(), ...first]));
-      resolve({ socket, closed, received: () => got });
+      resolve({ socket, closed, received: () => got, pinged: () => got.includes(PING_ACK) });
     });
     socket.once("error", reject);
   });
