@@ -30,6 +30,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -108,6 +109,8 @@ struct options {
   const char *chdir_path;
   const char *cgroup;
   int status_fd; /* -1: none */
+  unsigned long nproc;       /* --nproc: RLIMIT_NPROC of the action; 0: left as inherited */
+  unsigned long tmpfs_bytes; /* --tmpfs-size: size= of the action's tmpfs mounts; 0: the kernel's default */
   struct mount_op *ops;
   size_t n_ops;
   char **argv; /* PROGRAM and its arguments */
@@ -135,9 +138,17 @@ static const char usage[] =
     "  --cgroup DIR                   join this cgroup v2 directory first\n"
     "  --status-fd FD                 write JSON status lines to FD (3 or above)\n"
     "  --die-with-parent              kill the action when the process that started us dies\n"
+    "  --nproc N                      RLIMIT_NPROC of the action: at most N processes and threads\n"
+    "                                 of its uid (as root: of that uid on the whole host; with\n"
+    "                                 --userns: in this sandbox, its PID 1 included)\n"
+    "  --tmpfs-size BYTES             size= of every --tmpfs and of --dev's shm, each; nr_inodes is\n"
+    "                                 one per 4 KiB of it (at least 1024)\n"
+    "  --args-fd FD                   read more arguments from FD (3 or above), each ended by a NUL\n"
+    "                                 byte, as if they stood here (so argv shows no host path)\n"
     "  --help, --version\n"
     "\n"
     "Mount steps apply in command-line order; DST paths are absolute inside the new root.\n"
+    "The options may also come from --args-fd, PROGRAM and its arguments too.\n"
     "Exit status: PROGRAM's, 128+N when killed by signal N, 125 when the sandbox could not be\n"
     "set up, 127 when PROGRAM could not be executed.\n";
 
@@ -164,9 +175,44 @@ static struct mount_op *add_op(struct options *o, enum op_type type) {
   return op;
 }
 
-/* Parse everything into one struct; change nothing on the system. */
+/* The most --args-fd may hold: far more than execve would take for PROGRAM's arguments. */
+#define ARGS_FD_MAX (64ul << 20)
+
+/* --args-fd FD: the NUL-terminated arguments FD holds, read to its end; FD is closed. */
+static char **read_args_fd(int fd, size_t *count) {
+  size_t cap = 4096, len = 0;
+  char *buf = xmalloc(cap);
+  for (;;) {
+    if (len == cap) {
+      if (cap >= ARGS_FD_MAX) die("--args-fd %d: more than %lu bytes", fd, ARGS_FD_MAX);
+      cap *= 2;
+      buf = xrealloc(buf, cap);
+    }
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) die_with_error("--args-fd %d: read", fd);
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  if (close(fd) < 0) die_with_error("--args-fd %d: close", fd);
+  /* A writer that stopped half-way leaves an unterminated argument: refused, never half-parsed. */
+  if (len > 0 && buf[len - 1] != '\0') die("--args-fd %d: the last argument does not end with a NUL byte", fd);
+  size_t n = 0;
+  for (size_t k = 0; k < len; k++) n += buf[k] == '\0';
+  char **args = xmalloc((n + 1) * sizeof *args);
+  size_t at = 0;
+  for (size_t k = 0; k < n; k++) {
+    args[k] = buf + at;
+    at += strlen(buf + at) + 1;
+  }
+  args[n] = NULL;
+  *count = n;
+  return args;
+}
+
+/* Parse everything into one struct; change nothing on the system (but read --args-fd). */
 static void parse_args(int argc, char **argv, struct options *o) {
-  bool uid_set = false, gid_set = false;
+  bool uid_set = false, gid_set = false, args_fd_read = false;
   *o = (struct options){.uid = 65534, .gid = 65534, .status_fd = -1};
   int i = 1;
   while (i < argc) {
@@ -220,6 +266,37 @@ static void parse_args(int argc, char **argv, struct options *o) {
       NEED(1);
       ONCE(o->cgroup != NULL);
       o->cgroup = argv[i + 1];
+      i += 2;
+    } else if (strcmp(a, "--args-fd") == 0) {
+      NEED(1);
+      ONCE(args_fd_read);
+      args_fd_read = true;
+      int fd = (int)parse_number(a, argv[i + 1], INT_MAX);
+      if (fd < 3) die("--args-fd must be 3 or above, not %d", fd);
+      /* Splice: argv[0..i) + what FD holds + argv[i+2..argc), then parse on from i. */
+      size_t n;
+      char **more = read_args_fd(fd, &n);
+      int rest = argc - (i + 2);
+      if (n > (size_t)(INT_MAX - argc)) die("--args-fd %d: too many arguments", fd);
+      char **spliced = xmalloc(((size_t)argc - 2 + n + 1) * sizeof *spliced);
+      memcpy(spliced, argv, (size_t)i * sizeof *spliced);
+      memcpy(spliced + i, more, n * sizeof *spliced);
+      memcpy(spliced + i + n, argv + i + 2, (size_t)rest * sizeof *spliced);
+      argc = i + (int)n + rest;
+      spliced[argc] = NULL;
+      free(more);
+      argv = spliced;
+    } else if (strcmp(a, "--nproc") == 0) {
+      NEED(1);
+      ONCE(o->nproc != 0);
+      o->nproc = parse_number(a, argv[i + 1], RLIM_INFINITY - 1);
+      if (o->nproc == 0) die("--nproc must be 1 or more");
+      i += 2;
+    } else if (strcmp(a, "--tmpfs-size") == 0) {
+      NEED(1);
+      ONCE(o->tmpfs_bytes != 0);
+      o->tmpfs_bytes = parse_number(a, argv[i + 1], ULONG_MAX);
+      if (o->tmpfs_bytes == 0) die("--tmpfs-size must be 1 or more");
       i += 2;
     } else if (strcmp(a, "--status-fd") == 0) {
       NEED(1);
@@ -699,10 +776,21 @@ static void make_symlink(const char *flag, const char *target, const char *dst) 
   die_with_error("%s: symlink %s -> %s", flag, dst, target);
 }
 
+/* The options of a tmpfs the action may write (--tmpfs, --dev's shm). With --tmpfs-size, the
+ * size and the inodes are bounded: one inode per 4 KiB page, so a file with data meets the size
+ * first, and only empty files and directories, which take no pages but kernel memory, meet
+ * nr_inodes. */
+static char *action_tmpfs_data(const struct options *o) {
+  if (o->tmpfs_bytes == 0) return xstrdup("mode=1777");
+  unsigned long inodes = o->tmpfs_bytes / 4096;
+  if (inodes < 1024) inodes = 1024;
+  return xasprintf("mode=1777,size=%lu,nr_inodes=%lu", o->tmpfs_bytes, inodes);
+}
+
 /* A minimal /dev. The nodes are the host's, bind-mounted onto empty files: a tmpfs made in a
  * user namespace cannot hold working device nodes, and binds need no mknod privilege. So no
  * nodev on them (nosuid and noexec yes). */
-static void mount_dev(const char *dst) {
+static void mount_dev(const struct options *o, const char *dst) {
   static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
   static const char *const links[][2] = {
       {"fd", "/proc/self/fd"},         {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
@@ -729,7 +817,9 @@ static void mount_dev(const char *dst) {
     free(target);
   }
   char *shm = xasprintf("%s/shm", dst), *pts = xasprintf("%s/pts", dst);
-  mount_tmpfs("--dev", shm, MS_NOSUID | MS_NODEV, "mode=1777");
+  char *shm_data = action_tmpfs_data(o);
+  mount_tmpfs("--dev", shm, MS_NOSUID | MS_NODEV, shm_data);
+  free(shm_data);
   /* A private devpts instance, so ptmx works and shows none of the host's terminals. */
   make_dirs(pts);
   if (mount("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0)
@@ -739,6 +829,7 @@ static void mount_dev(const char *dst) {
 }
 
 static void apply_mount_ops(const struct options *o) {
+  char *tmpfs_data = action_tmpfs_data(o);
   for (size_t i = 0; i < o->n_ops; i++) {
     const struct mount_op *op = &o->ops[i];
     switch (op->type) {
@@ -747,11 +838,12 @@ static void apply_mount_ops(const struct options *o) {
       case OP_OVERLAY: mount_overlay(op, o->userns); break;
       case OP_SYMLINK: make_symlink("--symlink", op->src, op->dst); break;
       case OP_DIR: make_dirs(op->dst); break;
-      case OP_DEV: mount_dev(op->dst); break;
-      case OP_TMPFS: mount_tmpfs("--tmpfs", op->dst, MS_NOSUID | MS_NODEV, "mode=1777"); break;
+      case OP_DEV: mount_dev(o, op->dst); break;
+      case OP_TMPFS: mount_tmpfs("--tmpfs", op->dst, MS_NOSUID | MS_NODEV, tmpfs_data); break;
       case OP_PROC: mount_proc(op->dst); break;
     }
   }
+  free(tmpfs_data);
 }
 
 /* The new network namespace has only "lo", and it starts down. */
@@ -844,6 +936,19 @@ static void drop_privileges(const struct options *o) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die_with_error("prctl PR_SET_NO_NEW_PRIVS");
 }
 
+/* --nproc. The kernel counts RLIMIT_NPROC per uid in each user namespace: as root every action runs
+ * as --uid in the host's, so the count is of all processes of that uid on the host (every
+ * sandbox's together); with --userns it is of this sandbox's own namespace, PID 1 included. Set
+ * after the uid change, so PROGRAM itself always starts; its forks beyond N fail with EAGAIN. A
+ * lower hard limit inherited from the caller stays (raising it needs a capability we dropped). */
+static void limit_processes(unsigned long n) {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NPROC, &r) < 0) die_with_error("getrlimit RLIMIT_NPROC");
+  if (r.rlim_max != RLIM_INFINITY && r.rlim_max < n) n = r.rlim_max;
+  r.rlim_cur = r.rlim_max = n;
+  if (setrlimit(RLIMIT_NPROC, &r) < 0) die_with_error("setrlimit RLIMIT_NPROC %lu (--nproc)", n);
+}
+
 /* ---- seccomp ------------------------------------------------------------------------------------ */
 
 /* A small deny list: socket(AF_VSOCK) (in the VM, vsock leads to the host), io_uring_setup, bpf,
@@ -924,6 +1029,7 @@ NORETURN static void action_main(const struct options *o, int report_w) {
   /* Its own session: no controlling terminal of the caller's, and kill(-pgid) stays inside. */
   if (setsid() < 0) die_with_error("setsid");
   drop_privileges(o);
+  if (o->nproc != 0) limit_processes(o->nproc);
   umask(o->caller_umask);
   /* After dropping privileges, so the directory must be usable by --uid. */
   if (chdir(o->chdir_path) < 0) die_with_error("chdir %s (--chdir)", o->chdir_path);

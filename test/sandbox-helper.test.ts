@@ -174,11 +174,11 @@ describe("actiond-sandbox command line", () => {
     expect(v.stdout.toString()).toMatch(/^actiond-sandbox \d+\.\d+\.\d+\n$/);
     const h = Bun.spawnSync([HELPER, "--help"]);
     expect(h.exitCode).toBe(0);
-    for (const flag of ["--userns", "--ro-bind", "--overlay", "--dev", "--status-fd", "--cgroup"]) expect(h.stdout.toString()).toContain(flag);
+    for (const flag of ["--userns", "--ro-bind", "--overlay", "--dev", "--status-fd", "--cgroup", "--nproc", "--tmpfs-size", "--args-fd"]) expect(h.stdout.toString()).toContain(flag);
   });
 
   test("bad command lines are one line on stderr and exit 125", () => {
-    for (const args of [["--bogus", "--", "true"], ["--uid"], ["--uid", "x", "--", "true"], ["--bind", "/usr", "relative", "--", "true"], ["--tmpfs", "/tmp"], ["--status-fd", "2", "--", "true"], ["--chdir", "/", "--chdir", "/", "--", "true"]]) {
+    for (const args of [["--bogus", "--", "true"], ["--uid"], ["--uid", "x", "--", "true"], ["--bind", "/usr", "relative", "--", "true"], ["--tmpfs", "/tmp"], ["--status-fd", "2", "--", "true"], ["--chdir", "/", "--chdir", "/", "--", "true"], ["--nproc", "0", "--", "true"], ["--tmpfs-size", "lots", "--", "true"], ["--args-fd", "2", "--", "true"], ["--args-fd", "99", "--", "true"]]) {
       const r = Bun.spawnSync([HELPER, ...args], { stderr: "pipe" });
       expect(r.exitCode).toBe(125);
       expect(r.stderr.toString()).toMatch(/^actiond-sandbox: [^\n]+\n$/);
@@ -339,6 +339,33 @@ for (const [i, mode] of MODES.entries()) {
       expect(statSync(stored).mode & 0o777).toBe(0o444);
       expect(readFileSync(join(upper, "input"), "utf8")).toBe("changed\n");
       forceRemove(base);
+    });
+
+    test("--args-fd: the arguments FD holds stand in its place, PROGRAM's too, and stay out of argv; an unterminated one is refused", async () => {
+      const spec = join(top, `args-${i}`);
+      const script = 'echo "$0 $1 $(hostname)"; tr "\\0" " " </proc/1/cmdline';
+      writeFileSync(spec, [...w.argv([], true).slice(mode.wrap.length + 1), "--hostname", "from-fd", "--", "bash", "-c", script, "prog", "arg one"].map((a) => `${a}\0`).join(""));
+      const run = async (file: string) => {
+        const fd = openSync(file, "r");
+        try {
+          const p = Bun.spawn([...mode.wrap, HELPER, "--args-fd", "5"], { stdio: ["ignore", "pipe", "pipe", "ignore", "ignore", fd], env: ENV });
+          const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+          return { out, err, code };
+        } finally {
+          closeSync(fd);
+        }
+      };
+      const r = await run(spec);
+      expect([r.code, r.err]).toEqual([0, ""]);
+      expect(r.out).toBe(`prog arg one from-fd\n${HELPER} --args-fd 5 `);
+      writeFileSync(spec, "--hostname\0cut-short");
+      const bad = await run(spec);
+      expect([bad.code, bad.err]).toEqual([125, "actiond-sandbox: --args-fd 5: the last argument does not end with a NUL byte\n"]);
+    });
+
+    test("--nproc sets PROGRAM's RLIMIT_NPROC; --tmpfs-size bounds each --tmpfs and /dev/shm, with an inode per 4 KiB", async () => {
+      const r = await w.bash("ulimit -u; ulimit -Hu; df -B1 --output=size,itotal /tmp /dev/shm | tail -n 2", { extra: ["--nproc", "50", "--tmpfs-size", "4194304"] });
+      expect(r.out.split(/\s+/).filter(Boolean)).toEqual(["50", "50", "4194304", "1024", "4194304", "1024"]);
     });
 
     /** Starts `sleep ARG` in the background inside; returns once it runs on the host. */
