@@ -6,23 +6,26 @@ import { which } from "bun";
 import { createLogger, isPrivileged, removeTree } from "../core";
 import { embeddedPayload, localAssets, type LocalAssets, type PayloadManifest } from "../assets";
 import { openRuntimes, type RuntimeSet } from "../runtime";
-import { cgroupLimitsUnavailable, probeSandbox } from "../sandbox";
+import { cgroupLimitsUnavailable, describeActionLimits, probeSandbox, type ActionBounds } from "../sandbox";
 import { namespaceSandbox } from "../exec";
 import { hostQemu, kvmOpenError } from "../vmhost";
 import { flagsHelp, parseFlags } from "./flags";
-import { rootFlag, sandboxHelperFlag } from "./shared-flags";
+import { ACTION_LIMIT_FLAGS, rootFlag, sandboxHelperFlag } from "./shared-flags";
 
 const DOCTOR_FLAGS = {
   root: rootFlag("the folder serve would use; embedded assets are extracted there, as serve does"),
   "sandbox-helper": sandboxHelperFlag,
+  // serve's, so doctor reports the bounds serve would apply (the same ACTIOND_ variables too).
+  ...ACTION_LIMIT_FLAGS,
 };
 
 const DOCTOR_HELP = `Usage: actiond doctor [flags]
 
 Checks what this machine allows actiond to do: the sandbox (namespaces, user namespaces), runtime
-images (squashfs), cgroup v2 limits, and virtualization for serve-vm (KVM, or Virtualization.framework
-on macOS). Prints what works and what to do for what does not. Exit status 0 when \`actiond serve\`
-can run actions here (on macOS: when \`actiond serve-vm\` can), 1 otherwise.
+images (squashfs), cgroup v2 limits and what else bounds each action (--action-* as serve takes
+them), and virtualization for serve-vm (KVM, or Virtualization.framework on macOS). Prints what
+works and what to do for what does not. Exit status 0 when \`actiond serve\` can run actions here
+(on macOS: when \`actiond serve-vm\` can), 1 otherwise.
 
 Flags:
 ${flagsHelp(DOCTOR_FLAGS)}
@@ -56,7 +59,8 @@ export async function doctor(argv: string[]): Promise<number> {
 
   let works: boolean;
   if (process.platform === "linux") {
-    works = await linuxChecks(root, privileged, opts["sandbox-helper"], report);
+    const bounds = { memoryBytes: opts["action-memory"], pids: opts["action-pids"], tmpBytes: opts["action-tmp-size"] };
+    works = await linuxChecks(root, privileged, opts["sandbox-helper"], bounds, report);
   } else if (process.platform === "darwin") {
     works = macChecks((await embeddedPayload())?.manifest, report);
   } else {
@@ -68,7 +72,7 @@ export async function doctor(argv: string[]): Promise<number> {
   return works ? 0 : 1;
 }
 
-async function linuxChecks(root: string, privileged: boolean, helperFlag: string | undefined, report: (f: Finding) => void): Promise<boolean> {
+async function linuxChecks(root: string, privileged: boolean, helperFlag: string | undefined, bounds: ActionBounds, report: (f: Finding) => void): Promise<boolean> {
   const quiet = createLogger("error");
   mkdirSync(root, { recursive: true });
   let assets: LocalAssets;
@@ -113,7 +117,7 @@ async function linuxChecks(root: string, privileged: boolean, helperFlag: string
   let sandboxWorks = false;
   if (runtimes) {
     try {
-      const sandbox = namespaceSandbox(assets, privileged);
+      const sandbox = namespaceSandbox(assets, privileged, bounds);
       const workRoot = join(scratch, "exec");
       mkdirSync(workRoot, { mode: 0o700 });
       await probeSandbox(sandbox, { runtimeRoot: runtimes.default.root, workRoot, privileged, log: quiet });
@@ -140,11 +144,17 @@ async function linuxChecks(root: string, privileged: boolean, helperFlag: string
       ? {
           verdict: "warn",
           area: "cgroup v2",
-          says: `per-action limits (memory, pids, cpu) cannot be applied: ${noLimits}; actions run without them`,
+          says: `per-action cgroup limits (memory, pids, cpu) cannot be applied: ${noLimits}; see "action limits" for what bounds actions instead`,
           fix: "use a cgroup v2 host (systemd.unified_cgroup_hierarchy=1), and run serve in a delegated cgroup, e.g. systemd-run --user -p Delegate=yes actiond serve",
         }
       : { verdict: "ok", area: "cgroup v2", says: "per-action limits (memory, pids, cpu) can be applied" },
   );
+  // What serve (with these flags) bounds each action by here, and what it cannot bound.
+  if (sandboxWorks) {
+    const limits = describeActionLimits(bounds, { cgroupsUnavailable: noLimits, privileged });
+    for (const says of limits.applies) report({ verdict: "ok", area: "action limits", says });
+    for (const says of limits.unbounded) report({ verdict: "warn", area: "action limits", says: `not bounded here: ${says}` });
+  }
   vmChecks(assets, report);
   return sandboxWorks;
 }

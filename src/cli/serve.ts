@@ -3,14 +3,14 @@
 import { availableParallelism, hostname } from "node:os";
 import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
-import { SetupError, Teardown, createLogger, formatSize, isPrivileged, parseSize, systemClock } from "../core";
+import { SetupError, Teardown, createLogger, isPrivileged, systemClock } from "../core";
 import { CompleteResults, openDiskStore, type DiskStore } from "../cas";
 import { localAssets } from "../assets";
 import { MAX_TIMEOUT_MS, startLocalExecutor } from "../exec";
 import { Fetcher } from "../fetch";
 import { CallTracker, DEFAULT_CONNECTION_LIMITS, DEFAULT_MAX_BATCH_BYTES, Stats, listenText, startServer, type ServerContext } from "../rpc";
 import { flagsHelp, list, oneOf, parseFlags, positiveInteger, toggle, UsageError, value, type FlagValues } from "./flags";
-import { listenFlag, logLevelFlag, rootFlag, sandboxHelperFlag } from "./shared-flags";
+import { ACTION_LIMIT_FLAGS, listenFlag, logLevelFlag, rootFlag, sandboxHelperFlag, sizeFlag } from "./shared-flags";
 
 const DEFAULT_MAX_CAS_SIZE = 20 * 2 ** 30;
 const DEFAULT_MAX_OUTPUT_SIZE = 10 * 2 ** 30;
@@ -18,24 +18,13 @@ const DEFAULT_TIMEOUT_S = 3600;
 const SHUTDOWN_GRACE_MS = 10_000;
 const STATS_INTERVAL_MS = 60_000;
 
-/** A flag that takes a byte size (500M, 50G). */
-function sizeFlag(help: string, defaultBytes: number) {
-  return value("SIZE", help, {
-    default: formatSize(defaultBytes),
-    parse: (text, where) => {
-      const bytes = parseSize(text);
-      if (bytes === undefined || bytes < 1) throw new UsageError(`${where} "${text}" is not a size (for example 500M or 50G)`);
-      return bytes;
-    },
-  });
-}
-
 export const SERVE_FLAGS = {
   listen: listenFlag,
   root: rootFlag("where the CAS, action cache, work folders and mounted runtimes live"),
   "max-cas-size": sizeFlag("disk budget for blobs and action results; the least recently used are evicted beyond it, e.g. 500M, 50G", DEFAULT_MAX_CAS_SIZE),
   "max-output-size": sizeFlag("the most one action's outputs may come to (stdout and stderr included), counted by apparent size; at most --max-cas-size", DEFAULT_MAX_OUTPUT_SIZE),
   jobs: value("N", "actions run at once; more wait in line (lower ExecutionPolicy.priority first)", { default: () => String(availableParallelism()), parse: positiveInteger }),
+  ...ACTION_LIMIT_FLAGS,
   "default-timeout": value("SECS", "timeout for actions that set none", {
     default: String(DEFAULT_TIMEOUT_S),
     parse: (text, where) => {
@@ -116,6 +105,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
       runtimeRoots: opts["runtime-root"],
       strictPlatform: opts["strict-platform"],
       maxOutputBytes: Math.min(opts["max-output-size"], opts["max-cas-size"]),
+      actionBounds: { memoryBytes: opts["action-memory"], pids: opts["action-pids"], tmpBytes: opts["action-tmp-size"] },
     },
     { files: store.blobs, results, builtIn: { ...assets, helper: opts["sandbox-helper"] ?? assets.helper }, privileged, log },
   ).catch(async (err) => {

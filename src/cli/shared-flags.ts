@@ -1,10 +1,11 @@
 // The flags several commands take, defined once: where to listen, the root folder, the log level,
-// and the sandbox helper.
+// the sandbox helper, and what bounds each action (serve applies them, doctor reports them).
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import { LOG_LEVELS, type LogLevel } from "../core";
+import { LOG_LEVELS, formatSize, parseSize, type LogLevel } from "../core";
 import type { ListenAddress } from "../rpc";
-import { oneOf, optional, value, UsageError } from "./flags";
+import { DEFAULT_ACTION_PIDS, defaultActionMemory, defaultActionTmpSize } from "../sandbox";
+import { oneOf, optional, positiveInteger, value, UsageError } from "./flags";
 
 const DEFAULT_LISTEN = "127.0.0.1:8980";
 
@@ -28,3 +29,25 @@ export const rootFlag = (what: string) => value("DIR", what, { default: defaultR
 export const logLevelFlag = value("LEVEL", `how much to log: ${LOG_LEVELS.join(", ")}`, { default: "info", parse: oneOf<LogLevel>(LOG_LEVELS) });
 
 export const sandboxHelperFlag = optional("FILE", "another sandbox helper (a zig build, debugging)", (text) => resolve(text), "the one built or carried");
+
+/** A flag that takes a byte size (500M, 50G). */
+export function sizeFlag(help: string, defaultBytes: number | (() => number)) {
+  return value("SIZE", help, {
+    default: () => formatSize(typeof defaultBytes === "function" ? defaultBytes() : defaultBytes),
+    parse: (text, where) => {
+      const bytes = parseSize(text);
+      if (bytes === undefined || bytes < 1) throw new UsageError(`${where} "${text}" is not a size (for example 500M or 50G)`);
+      return bytes;
+    },
+  });
+}
+
+/** What bounds every action, whether its platform asks for limits or not (defaults: sandbox/limits.ts says why). */
+export const ACTION_LIMIT_FLAGS = {
+  "action-memory": sizeFlag("the most memory one action may use (cgroup v2 memory.max, no swap; not bounded without cgroups); an action's platform may ask for less", defaultActionMemory),
+  "action-pids": value("N", "the most processes and threads one action may have (cgroup v2 pids.max; without cgroups RLIMIT_NPROC, which as root counts all running actions together); an action's platform may ask for less", {
+    default: String(DEFAULT_ACTION_PIDS),
+    parse: positiveInteger,
+  }),
+  "action-tmp-size": sizeFlag("what each of an action's /tmp and /dev/shm may hold (they are memory: tmpfs size=)", defaultActionTmpSize),
+};

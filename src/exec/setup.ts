@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { SetupError, errnoCode, type Clock, type Logger } from "../core";
 import type { ActionCache, LocalBlobFiles } from "../cas";
 import { openRuntimes, type RuntimeSet } from "../runtime";
-import { CgroupLimiter, HostProcess, NamespaceSandbox, TreeRemover, probeSandbox } from "../sandbox";
+import { CgroupLimiter, HostProcess, NamespaceSandbox, TreeRemover, describeActionLimits, logActionLimits, probeSandbox, type ActionBounds } from "../sandbox";
 import { Executions } from "./executions";
 import { LocalExecutor } from "./executor";
 import { JobSlots } from "./job-slots";
@@ -26,6 +26,8 @@ export interface ExecutorOptions {
   strictPlatform: boolean;
   /** The most one action's outputs may come to, in bytes (--max-output-size). */
   maxOutputBytes: number;
+  /** What every action may use at most (--action-memory, --action-pids, --action-tmp-size). */
+  actionBounds: ActionBounds;
 }
 
 /** What this actiond brings along: its sandbox helper, and the runtime images actions get by default. */
@@ -73,17 +75,19 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
     const remover = new TreeRemover(builtIn.helper, log);
     clearOldWorkFolders(opts.root, workRoot, remover, log);
 
-    const sandbox = opts.sandbox === "none" ? new HostProcess() : namespaceSandbox(builtIn, privileged);
+    const sandbox = opts.sandbox === "none" ? new HostProcess() : namespaceSandbox(builtIn, privileged, opts.actionBounds);
     if (sandbox instanceof NamespaceSandbox) await probeSandbox(sandbox, { runtimeRoot: runtimes.default.root, workRoot, privileged, log });
     else log.warn("--sandbox=none: actions run directly on this machine, as this user, with no isolation (they could even change the CAS files they get as inputs)");
 
+    const cgroups = CgroupLimiter.setUp(log, opts.actionBounds);
+    if (sandbox instanceof NamespaceSandbox) logActionLimits(log, describeActionLimits(opts.actionBounds, { cgroupsUnavailable: cgroups.unavailableReason, privileged }));
     const timings = new ExecTimings();
     const runner = new ActionRunner({
       files: deps.files,
       log,
       sandbox,
       slots: new JobSlots(opts.jobs),
-      cgroups: CgroupLimiter.setUp(log),
+      cgroups,
       timings,
       workRoot,
       keepFailed: opts.keepFailed,
@@ -117,7 +121,7 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
 }
 
 /** The namespace sandbox with this actiond's helper (or the one --sandbox-helper names). */
-export function namespaceSandbox(builtIn: BuiltInAssets, privileged: boolean): NamespaceSandbox {
+export function namespaceSandbox(builtIn: BuiltInAssets, privileged: boolean, bounds: ActionBounds): NamespaceSandbox {
   if (!builtIn.helper) {
     throw new SetupError(
       builtIn.origin === "checkout"
@@ -125,7 +129,7 @@ export function namespaceSandbox(builtIn: BuiltInAssets, privileged: boolean): N
         : "this executable carries no sandbox helper (pass --sandbox=none to run actions unsandboxed)",
     );
   }
-  return new NamespaceSandbox(builtIn.helper, privileged);
+  return new NamespaceSandbox(builtIn.helper, privileged, bounds);
 }
 
 /**

@@ -1,11 +1,14 @@
-// cgroup v2 limits (memory, pids, cpu) for actions that ask for them, where the host delegates a
-// cgroup to us. The layout under our own cgroup B:
+// cgroup v2 limits (memory, pids, cpu) for every action, where the host delegates a cgroup to us:
+// the server's bounds (--action-memory, --action-pids), or less when an action's platform asks for
+// less (limits.ts), and a cpu limit when it asks for one. The layout under our own cgroup B:
 //   B/actiond-server   the server moves itself here (v2 allows controllers only in cgroups with no processes)
 //   B/actiond/<action> one per limited action; the helper joins it before creating namespaces
-// Where that cannot be set up, actions still run; the log says once why their limits do not apply.
+// Where that cannot be set up, actions still run (with the bounds the helper can set, see limits.ts);
+// the log says once why their limits do not apply.
 import { accessSync, constants, mkdirSync, readFileSync, rmdirSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { readMounts, type Logger } from "../core";
+import { boundedLimits, type ActionBounds } from "./limits";
 
 /** What an action may use at most, from its platform properties. */
 export interface ResourceLimits {
@@ -34,16 +37,18 @@ export function cgroupLimitsUnavailable(): string | undefined {
 export class CgroupLimiter {
   private seq = 0;
   private warned = false;
+  private warnedAbove = false;
 
   private constructor(
     /** B/actiond, or undefined when limits cannot be applied. */
     private readonly parent: string | undefined,
     readonly unavailableReason: string | undefined,
+    private readonly bounds: ActionBounds,
     private readonly log: Logger,
   ) {}
 
   /** Works out whether limits can be applied here, and prepares the cgroups if so. */
-  static setUp(log: Logger): CgroupLimiter {
+  static setUp(log: Logger, bounds: ActionBounds): CgroupLimiter {
     try {
       const base = ownCgroup();
       const unavailable = cgroupLimitsUnavailable();
@@ -56,21 +61,29 @@ export class CgroupLimiter {
       mkdirSync(parent, { recursive: true });
       writeFileSync(join(parent, "cgroup.subtree_control"), CONTROLLERS.map((c) => `+${c}`).join(" "));
       log.info(`cgroup v2 limits (memory, pids, cpu) apply to actions, under ${parent}`);
-      return new CgroupLimiter(parent, undefined, log);
+      return new CgroupLimiter(parent, undefined, bounds, log);
     } catch (err) {
       const reason = (err as Error).message;
       log.info(`cgroup v2 limits cannot be applied on this host: ${reason}`);
-      return new CgroupLimiter(undefined, reason, log);
+      return new CgroupLimiter(undefined, reason, bounds, log);
     }
   }
 
-  /** A cgroup holding the limits, for the sandbox to join; undefined when there are none to apply. */
-  create(limits: ResourceLimits): string | undefined {
-    if (limits.memoryBytes === undefined && limits.cpuCores === undefined && limits.pids === undefined) return undefined;
+  /**
+   * A cgroup holding the action's limits (the server's bounds, or less when its platform asks for
+   * less), for the sandbox to join; undefined where cgroups cannot be used.
+   */
+  create(asked: ResourceLimits): string | undefined {
     if (!this.parent) {
-      if (!this.warned) this.log.warn(`an action asked for resource limits, which cannot be applied here (${this.unavailableReason}); running it without them`);
-      this.warned = true;
+      const askedAny = asked.memoryBytes !== undefined || asked.cpuCores !== undefined || asked.pids !== undefined;
+      if (askedAny && !this.warned) this.log.warn(`an action asked for resource limits, which cannot be applied here (${this.unavailableReason}); running it without them (said once)`);
+      this.warned ||= askedAny;
       return undefined;
+    }
+    const { limits, above } = boundedLimits(asked, this.bounds);
+    if (above.length > 0 && !this.warnedAbove) {
+      this.log.warn(`an action asked for more than this server allows: ${above.join(", ")}; it runs with the server's bound (said once)`);
+      this.warnedAbove = true;
     }
     const dir = join(this.parent, `action-${process.pid}-${++this.seq}`);
     mkdirSync(dir);

@@ -3,6 +3,7 @@
 // and UTS namespaces; rootless, in a user namespace too, with the execroot under an overlay.
 import { lstatSync, readdirSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
+import type { ActionBounds } from "./limits";
 import { SANDBOX_EXECROOT, SANDBOX_UID, type Sandbox, type SandboxResult, type SandboxRun } from "./sandbox";
 import { supervise } from "./supervise";
 
@@ -20,6 +21,8 @@ export class NamespaceSandbox implements Sandbox {
     private readonly helper: string,
     /** Whether the server is privileged; if not, the helper needs a user namespace. */
     private readonly privileged: boolean,
+    /** What every action may use at most (the cgroup limits are CgroupLimiter's; these are the helper's). */
+    private readonly bounds: ActionBounds,
   ) {
     this.needsOverlay = !privileged;
   }
@@ -35,7 +38,11 @@ export class NamespaceSandbox implements Sandbox {
     if (r.overlay) args.push("--overlay", r.execroot, r.overlay.upper, r.overlay.work, SANDBOX_EXECROOT);
     else args.push("--bind", r.execroot, SANDBOX_EXECROOT);
     args.push("--chdir", r.workingDirectory === "" ? SANDBOX_EXECROOT : `${SANDBOX_EXECROOT}/${r.workingDirectory}`);
+    // Each of /tmp and /dev/shm is RAM: bounded, with or without cgroups.
+    args.push("--tmpfs-size", String(this.bounds.tmpBytes));
+    // Without a cgroup (and its pids.max) the helper's RLIMIT_NPROC is the only bound on processes.
     if (r.cgroupDir) args.push("--cgroup", r.cgroupDir);
+    else args.push("--nproc", String(this.bounds.pids));
     // --die-with-parent: if the server dies, its actions die with it rather than run untimed.
     args.push("--status-fd", "3", "--die-with-parent", "--", ...r.argv);
     return args;
