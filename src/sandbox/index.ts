@@ -2,7 +2,7 @@
 export { CgroupLimiter, cgroupLimitsUnavailable, type ResourceLimits } from "./cgroups";
 export { HostProcess } from "./host-process";
 export { DEFAULT_ACTION_PIDS, boundedLimits, defaultActionBounds, defaultActionMemory, defaultActionTmpSize, describeActionLimits, logActionLimits, type ActionBounds, type LimitsReport } from "./limits";
-export { NamespaceSandbox } from "./namespaces";
+export { HELPER_ARGV, NamespaceSandbox } from "./namespaces";
 export { probeSandbox, type ProbeOptions } from "./probe";
 export { SANDBOX_EXECROOT, SANDBOX_UID, type Sandbox, type SandboxResult, type SandboxRun } from "./sandbox";
 export { TreeRemover } from "./tree-remover";

@@ -1,11 +1,18 @@
-// The namespace sandbox: the shim/ helper (actiond-sandbox), spawned per action with its mount
-// steps on the command line. As root the action runs as uid 65534 in new mount, PID, network, IPC
-// and UTS namespaces; rootless, in a user namespace too, with the execroot under an overlay.
-import { lstatSync, readdirSync, readlinkSync } from "node:fs";
-import { join } from "node:path";
+// The namespace sandbox: the shim/ helper (actiond-sandbox), spawned per action. As root the action
+// runs as uid 65534 in new mount, PID, network, IPC and UTS namespaces; rootless, in a user
+// namespace too, with the execroot under an overlay. The helper's command line (mount steps with
+// host paths, the action's argv) goes to it in a file on fd 4 (--args-fd), not in its argv: its
+// PID 1 is a fork of it, so the action would read its argv at /proc/1/cmdline.
+import { lstatSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { ActionBounds } from "./limits";
 import { SANDBOX_EXECROOT, SANDBOX_UID, type Sandbox, type SandboxResult, type SandboxRun } from "./sandbox";
 import { supervise } from "./supervise";
+
+/** The helper's whole argv, as the action sees it at /proc/1/cmdline. */
+export const HELPER_ARGV = ["actiond-sandbox", "--args-fd", "4"];
+/** Where the rest of its command line is written, in the run's work folder (kept with it by --keep-failed). */
+const ARGS_FILE = "sandbox-args";
 
 /** Top-level names of a runtime that the sandbox provides itself. */
 const PROVIDED = new Set(["dev", "proc", "tmp", "sys", SANDBOX_EXECROOT.slice(1)]);
@@ -66,6 +73,8 @@ export class NamespaceSandbox implements Sandbox {
   }
 
   run(r: SandboxRun): Promise<SandboxResult> {
-    return supervise([this.helper, ...this.helperArgs(r)], r, { helper: true });
+    const file = join(dirname(r.stdoutPath), ARGS_FILE);
+    writeFileSync(file, this.helperArgs(r).map((a) => `${a}\0`).join(""), { mode: 0o600 });
+    return supervise([this.helper, ...HELPER_ARGV.slice(1)], r, { helper: true, argv0: HELPER_ARGV[0], fd4Path: file });
   }
 }

@@ -21,6 +21,7 @@ export interface SandboxRun {
   workingDirectory: string;
   /** The runtime's root directory on the host: the action's userland. */
   runtimeRoot: string;
+  /** Where the command's stdout goes; the namespace sandbox also writes its helper's arguments beside it. */
   stdoutPath: string;
   stderrPath: string;
   /** A prepared cgroup v2 directory the action runs in, if limits apply. */

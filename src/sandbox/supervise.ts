@@ -11,28 +11,38 @@ const HELPER_KILL_GRACE_MS = 5000;
 
 type Status = { exit_code?: number; signal?: number; error?: string };
 
-/**
- * Starts a process with the action's stdio and environment, enforcing the timeout and cancellation.
- * `helper`: argv is the sandbox helper, which reports on fd 3; otherwise a plain command, whose
- * process group is killed when it ends.
- */
-export async function supervise(argv: string[], r: SandboxRun, opts: { helper: boolean; cwd?: string }): Promise<SandboxResult> {
+export interface SuperviseOptions {
+  /** argv is the sandbox helper, which reports on fd 3; otherwise a plain command, whose process group is killed when it ends. */
+  helper: boolean;
+  cwd?: string;
+  /** What the process sees as its argv[0] (the file run is still argv's first entry). */
+  argv0?: string;
+  /** A file the process gets open for reading as fd 4 (the helper's --args-fd). */
+  fd4Path?: string;
+}
+
+/** Starts a process with the action's stdio and environment, enforcing the timeout and cancellation. */
+export async function supervise(argv: string[], r: SandboxRun, opts: SuperviseOptions): Promise<SandboxResult> {
   const { helper, cwd } = opts;
   const stdout = openSync(r.stdoutPath, "w", 0o600);
   const stderr = openSync(r.stderrPath, "w", 0o600);
+  let fd4: number | undefined;
   const startedAt = performance.now();
   let readyAt = startedAt;
   let timedOut = false;
   let cancelled = false;
   let proc;
   try {
-    proc = Bun.spawn(argv, { cwd, env: r.env, stdio: ["ignore", stdout, stderr, helper ? "pipe" : "ignore"] });
+    if (opts.fd4Path !== undefined) fd4 = openSync(opts.fd4Path, "r");
+    const extra = fd4 === undefined ? [] : [fd4];
+    proc = Bun.spawn(argv, { cwd, env: r.env, argv0: opts.argv0, stdio: ["ignore", stdout, stderr, helper ? "pipe" : "ignore", ...extra] });
   } catch (err) {
     const endedAt = performance.now();
     return { exitCode: 127, timedOut, cancelled, startedAt, readyAt, endedAt, setupError: `cannot start ${argv[0]}: ${(err as Error).message}` };
   } finally {
     closeSync(stdout);
     closeSync(stderr);
+    if (fd4 !== undefined) closeSync(fd4);
   }
   let exited = false;
   // The helper turns SIGTERM into SIGKILL for the namespace's PID 1 and exits only once every process
