@@ -73,10 +73,13 @@ export class CompleteResults implements ActionCache {
       }
     }
     const seen = new Set<string>();
-    return [...missingTrees, ...(await this.blobs.findMissing(direct))].filter((d) => {
+    const missing: BlobDigest[] = [];
+    for (const d of [...missingTrees, ...(await this.blobs.findMissing(direct))]) {
       const key = formatDigest(d);
-      return !seen.has(key) && seen.add(key);
-    });
+      if (!seen.has(key)) missing.push(d);
+      seen.add(key);
+    }
+    return missing;
   }
 }
 

@@ -5,7 +5,10 @@
 import type { BlobDigest } from "./digest";
 
 export interface BlobStore {
-  /** The digests among `digests` that are not stored (the empty blob always is). A use of those that are. */
+  /**
+   * The digests among `digests` that are not stored (the empty blob always is), the same objects
+   * in the same order. A use of those that are.
+   */
   findMissing(digests: readonly BlobDigest[]): Promise<BlobDigest[]>;
   /** A whole blob, checked against its digest; undefined when it is missing (or was found damaged, and dropped). */
   get(d: BlobDigest): Promise<Uint8Array | undefined>;

@@ -1,7 +1,7 @@
 // Walking Directory graphs stored in the CAS: GetTree pages and the blobs a Tree references.
 import { fromBinary } from "@bufbuild/protobuf";
 import { DirectorySchema, TreeSchema, type Directory } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { Code, StatusError } from "../core";
+import { Code, StatusError, slices } from "../core";
 import type { BlobStore } from "./blob-store";
 import { digestKey, formatDigest, fromWire, type BlobDigest } from "./digest";
 
@@ -80,8 +80,12 @@ export async function treeFileDigests(blobs: BlobStore, tree: BlobDigest): Promi
     throw new StatusError(Code.INVALID_ARGUMENT, `blob ${formatDigest(tree)} is not a Tree message`);
   }
   const files: BlobDigest[] = [];
+  const pause = slices(10_000);
   for (const dir of [parsed.root, ...parsed.children]) {
-    for (const f of dir?.files ?? []) files.push(fromWire(tree.fn, f.digest, `file "${f.name}" in tree`));
+    for (const f of dir?.files ?? []) {
+      files.push(fromWire(tree.fn, f.digest, `file "${f.name}" in tree`));
+      await pause();
+    }
   }
   return files;
 }
@@ -104,15 +108,20 @@ export async function directoryFileDigests(blobs: BlobStore, root: BlobDigest): 
   const missingDirectories: BlobDigest[] = [];
   const seen = new Set<string>([digestKey(root)]);
   const queue = [root];
+  const pause = slices(10_000);
   for (let head = 0; head < queue.length; head++) {
     const d = queue[head]!;
+    await pause();
     const bytes = await blobs.get(d);
     if (!bytes) {
       missingDirectories.push(d);
       continue;
     }
     const dir = parseDirectory(bytes);
-    for (const f of dir.files) files.push(fromWire(root.fn, f.digest, `file "${f.name}" in directory ${formatDigest(d)}`));
+    for (const f of dir.files) {
+      files.push(fromWire(root.fn, f.digest, `file "${f.name}" in directory ${formatDigest(d)}`));
+      await pause();
+    }
     for (const sub of dir.directories) {
       const child = fromWire(root.fn, sub.digest, `directory "${sub.name}" in directory ${formatDigest(d)}`);
       if (!seen.has(digestKey(child))) {

@@ -2,7 +2,7 @@
 // from the CAS (no data copies), symlinks, the working directory and every output's parent.
 import { chmodSync, mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { Code, StatusError, missingBlobsError } from "../core";
+import { Code, StatusError, missingBlobsError, slices } from "../core";
 import { missingSubject, type LocalBlobFiles } from "../cas";
 import type { InputTree } from "./input-tree";
 
@@ -13,18 +13,29 @@ import type { InputTree } from "./input-tree";
  */
 export async function buildExecroot(files: LocalBlobFiles, tree: InputTree, dir: string): Promise<void> {
   chmodSync(dir, 0o777);
-  for (const d of tree.dirs) makeDir(join(dir, d));
+  // Hundreds of thousands of entries are possible: made in slices, with other calls in between.
+  const pause = slices(2000);
+  for (const d of tree.dirs) {
+    makeDir(join(dir, d));
+    await pause();
+  }
   const digests = tree.files.map((f) => f.digest);
   const unpin = files.pin(digests);
   try {
     // The blobs were there when the tree was read; any evicted since is MISSING, so Bazel re-uploads.
     const missing = new Set((await files.findMissing(digests)).map(missingSubject));
     if (missing.size > 0) throw missingBlobsError(`${missing.size} input blobs were evicted from the CAS before the action started`, [...missing]);
-    for (const f of tree.files) await files.linkTo(f.digest, join(dir, f.path), f.executable);
+    for (const f of tree.files) {
+      await files.linkTo(f.digest, join(dir, f.path), f.executable);
+      await pause();
+    }
   } finally {
     unpin();
   }
-  for (const s of tree.symlinks) symlinkSync(s.target, join(dir, s.path));
+  for (const s of tree.symlinks) {
+    symlinkSync(s.target, join(dir, s.path));
+    await pause();
+  }
 }
 
 /** What already occupies each execroot path, for creating directories the inputs did not bring. */

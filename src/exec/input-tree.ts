@@ -2,9 +2,9 @@
 // Every name and symlink is validated here, before anything touches the disk, so that nothing an
 // action sends can make the execroot reach outside itself. Missing blobs are collected, all of
 // them, so one FAILED_PRECONDITION lists everything the client must upload.
-import { DirectorySchema, type Digest } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { Code, StatusError, missingBlobsError } from "../core";
-import { fromWire, missingSubject, type BlobDigest, type BlobStore, type DigestFunctionName } from "../cas";
+import { DirectorySchema, type Digest, type Directory } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { Code, StatusError, missingBlobsError, slices } from "../core";
+import { digestKey, fromWire, missingSubject, type BlobDigest, type BlobStore, type DigestFunctionName } from "../cas";
 import type { MessageCache } from "./message-cache";
 
 /** The most files and directories one input tree may expand to. */
@@ -66,27 +66,91 @@ export function normalizeInside(path: string, what: string, base = ""): string {
   return parts.join("/");
 }
 
-export async function readInputTree(blobs: BlobStore, messages: MessageCache, fn: DigestFunctionName, root: Digest | undefined): Promise<InputTree> {
-  const tree: InputTree = { dirs: [], files: [], symlinks: [] };
-  const missing = new Set<string>();
-
-  // A few shared Directory blobs can describe an exponentially large tree: cap what is expanded.
-  const checkSize = () => {
-    if (tree.dirs.length + tree.files.length + tree.symlinks.length > MAX_INPUT_NODES) {
-      throw new StatusError(Code.INVALID_ARGUMENT, `the input tree has more than ${MAX_INPUT_NODES} files, directories and symlinks`);
+/** The entries (files, directories, symlinks) a Directory's encoding holds, counted without decoding it. */
+export function countEntries(bytes: Uint8Array): number {
+  let at = 0;
+  let entries = 0;
+  const varint = (): number => {
+    let value = 0;
+    for (let shift = 0; shift < 64 && at < bytes.length; shift += 7) {
+      const b = bytes[at++]!;
+      value += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return value;
     }
+    return -1;
   };
+  // Malformed bytes end the count; decoding them says what is wrong.
+  while (at < bytes.length) {
+    const tag = varint();
+    if (tag < 0) break;
+    const wireType = tag % 8;
+    if (wireType === 2) {
+      const length = varint();
+      if (length < 0) break;
+      at += length;
+      const field = Math.floor(tag / 8);
+      if (field >= 1 && field <= 3) entries++;
+    } else if (wireType === 0) {
+      if (varint() < 0) break;
+    } else if (wireType === 1) at += 8;
+    else if (wireType === 5) at += 4;
+    else break;
+  }
+  return entries;
+}
 
-  // Checked before anything is created: a tree deeper or with longer paths than the execroot can
-  // hold would fail half-built (and a deep one is slow to clean up).
-  const walk = async (d: BlobDigest, prefix: string, depth: number) => {
+const tooMany = () => new StatusError(Code.INVALID_ARGUMENT, `the input tree has more than ${MAX_INPUT_NODES} files, directories and symlinks`);
+const tooDeep = (where: string) => new StatusError(Code.INVALID_ARGUMENT, `${where}: the input tree is deeper than ${MAX_INPUT_DEPTH} directories`);
+
+export async function readInputTree(blobs: BlobStore, messages: MessageCache, fn: DigestFunctionName, root: Digest | undefined): Promise<InputTree> {
+  const missing = new Set<string>();
+  const pause = slices(5000);
+
+  // First each distinct Directory once: how many entries the tree expands to and how deep it goes.
+  // A few shared blobs can describe an exponentially large tree, and one blob a million entries:
+  // both are refused here, the latter before it is decoded, and nothing has been expanded yet.
+  const dirs = new Map<string, Directory | undefined>();
+  const measured = new Map<string, { nodes: number; height: number }>();
+  let distinctEntries = 0;
+  const measure = async (d: BlobDigest, prefix: string, depth: number): Promise<{ nodes: number; height: number }> => {
+    const key = digestKey(d);
+    const known = measured.get(key);
+    if (known) return known;
     const where = prefix === "" ? "input root" : `input directory "${prefix}"`;
-    if (depth > MAX_INPUT_DEPTH) throw new StatusError(Code.INVALID_ARGUMENT, `${where}: the input tree is deeper than ${MAX_INPUT_DEPTH} directories`);
-    const dir = await messages.get(DirectorySchema, d);
+    if (depth > MAX_INPUT_DEPTH) throw tooDeep(where);
+    await pause();
+    const dir = await messages.get(DirectorySchema, d, (bytes) => {
+      if (distinctEntries + countEntries(bytes) > MAX_INPUT_NODES) throw tooMany();
+    });
+    dirs.set(key, dir);
     if (!dir) {
       missing.add(missingSubject(d));
-      return;
+      return { nodes: 0, height: 0 };
     }
+    const entries = dir.files.length + dir.directories.length + dir.symlinks.length;
+    distinctEntries += entries;
+    if (distinctEntries > MAX_INPUT_NODES) throw tooMany();
+    const m = { nodes: entries, height: 0 };
+    for (const sub of dir.directories) {
+      const path = prefix === "" ? sub.name : `${prefix}/${sub.name}`;
+      const below = await measure(fromWire(fn, sub.digest, `directory "${path}"`), path, depth + 1);
+      m.nodes += below.nodes;
+      m.height = Math.max(m.height, below.height + 1);
+      if (m.nodes > MAX_INPUT_NODES) throw tooMany();
+      if (depth + m.height > MAX_INPUT_DEPTH) throw tooDeep(where);
+    }
+    measured.set(key, m);
+    return m;
+  };
+  const rootDigest = fromWire(fn, root, "Action.input_root_digest");
+  await measure(rootDigest, "", 0);
+
+  // Then the expansion, known to be bounded: every name and path checked, in slices.
+  const tree: InputTree = { dirs: [], files: [], symlinks: [] };
+  const expand = async (d: BlobDigest, prefix: string) => {
+    const where = prefix === "" ? "input root" : `input directory "${prefix}"`;
+    const dir = dirs.get(digestKey(d));
+    if (!dir) return; // missing, and listed
     const names = new Set<string>();
     const claim = (name: string) => {
       checkName(name, where);
@@ -101,6 +165,7 @@ export async function readInputTree(blobs: BlobStore, messages: MessageCache, fn
     for (const f of dir.files) {
       const path = claim(f.name);
       tree.files.push({ path, digest: fromWire(fn, f.digest, `file "${path}"`), executable: f.isExecutable });
+      await pause();
     }
     for (const s of dir.symlinks) {
       const path = claim(s.name);
@@ -112,16 +177,14 @@ export async function readInputTree(blobs: BlobStore, messages: MessageCache, fn
       if (!s.target.startsWith("/")) normalizeInside(s.target, `symlink "${path}" target`, prefix);
       tree.symlinks.push({ path, target: s.target });
     }
-    checkSize();
     for (const sub of dir.directories) {
       const path = claim(sub.name);
       tree.dirs.push(path);
-      checkSize();
-      await walk(fromWire(fn, sub.digest, `directory "${path}"`), path, depth + 1);
+      await pause();
+      await expand(fromWire(fn, sub.digest, `directory "${path}"`), path);
     }
   };
-
-  await walk(fromWire(fn, root, "Action.input_root_digest"), "", 0);
+  await expand(rootDigest, "");
   for (const d of await blobs.findMissing(tree.files.map((f) => f.digest))) missing.add(missingSubject(d));
   if (missing.size > 0) {
     throw missingBlobsError(`${missing.size} input blobs are not in the CAS`, [...missing]);

@@ -3,10 +3,11 @@
 // action's writes are in the upper one; this reproduces overlayfs's lookup rules: an upper entry
 // hides lower ones, a whiteout (a 0/0 character device) deletes them, a non-directory ends the path,
 // and an opaque directory (xattr user.overlay.opaque=y) hides everything below it in lower layers.
-import { chmodSync, lstatSync, readdirSync, type Stats } from "node:fs";
+import { chmodSync, lstatSync, type Stats } from "node:fs";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { dlopen, FFIType } from "bun:ffi";
-import { hostArchName } from "../core";
+import { hostArchName, slices } from "../core";
 
 export interface Entry {
   /** Host path of the topmost layer's entry. */
@@ -40,14 +41,16 @@ export class MergedView {
     return at;
   }
 
-  /** A directory's entries across its layers, sorted by UTF-8 bytes. */
-  list(dir: Entry): { name: string; entry: Entry }[] {
+  /** A directory's entries across its layers, sorted by UTF-8 bytes; looked at in slices (there may be a million). */
+  async list(dir: Entry): Promise<{ name: string; entry: Entry }[]> {
     const names = new Set<string>();
-    for (const d of dir.dirs) for (const name of readdirSync(d)) names.add(name);
+    for (const d of dir.dirs) for (const name of await readdir(d)) names.add(name);
     const out: { name: string; entry: Entry }[] = [];
+    const pause = slices(2000);
     for (const name of names) {
       const entry = this.child(dir, name);
       if (entry) out.push({ name, entry });
+      await pause();
     }
     return out.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
   }

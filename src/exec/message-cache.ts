@@ -14,8 +14,11 @@ export class MessageCache {
 
   constructor(private readonly blobs: BlobStore) {}
 
-  /** The decoded message, or undefined when the blob is not in the CAS; INVALID_ARGUMENT if it is not one. */
-  async get<D extends DescMessage>(schema: D, d: BlobDigest): Promise<MessageShape<D> | undefined> {
+  /**
+   * The decoded message, or undefined when the blob is not in the CAS; INVALID_ARGUMENT if it is not
+   * one. `precheck` sees the encoded bytes first (when not cached) and may refuse them undecoded.
+   */
+  async get<D extends DescMessage>(schema: D, d: BlobDigest, precheck?: (bytes: Uint8Array) => void): Promise<MessageShape<D> | undefined> {
     const key = `${schema.typeName}:${digestKey(d)}`;
     const hit = this.entries.get(key);
     if (hit) {
@@ -25,6 +28,7 @@ export class MessageCache {
     }
     const bytes = await this.blobs.get(d);
     if (!bytes) return undefined;
+    precheck?.(bytes);
     let message: MessageShape<D>;
     try {
       message = fromBinary(schema, bytes);

@@ -18,7 +18,7 @@ import {
   type ActionResult,
   type Directory,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { Code, StatusError, hashBytes, hashFile } from "../core";
+import { Code, StatusError, hashBytes, hashFile, slices } from "../core";
 import { emptyDigest, toWire, type BlobDigest, type DigestFunctionName, type LocalBlobFiles } from "../cas";
 import { MergedView, type Entry } from "./merged-view";
 
@@ -39,6 +39,8 @@ export class OutputCollector {
   private readonly pins: (() => void)[] = [];
   /** Bytes of outputs taken so far, by their apparent size (a sparse file counts whole). */
   private outputBytes = 0;
+  /** A million small outputs are taken in slices, with other calls in between. */
+  private readonly pause = slices(1000);
 
   constructor(
     private readonly files: LocalBlobFiles,
@@ -144,7 +146,8 @@ export class OutputCollector {
 
   private async directory(at: Entry, children: Map<string, { dir: Directory; bytes: Uint8Array }>): Promise<Directory> {
     const dir = create(DirectorySchema);
-    for (const { name, entry: e } of this.view.list(at)) {
+    for (const { name, entry: e } of await this.view.list(at)) {
+      await this.pause();
       if (e.st.isFile()) {
         const digest = await this.store(e.path, e.st);
         dir.files.push(create(FileNodeSchema, { name, digest: toWire(digest), isExecutable: isExecutable(e.st) }));

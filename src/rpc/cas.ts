@@ -16,7 +16,7 @@ import {
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { zstdDecompressSync } from "node:zlib";
-import { Code, StatusError, asStatusError, okStatus } from "../core";
+import { Code, StatusError, asStatusError, okStatus, slices } from "../core";
 import { formatDigest, fromWire, resolveFunction, treePages, type BlobDigest } from "../cas";
 import type { ServerContext } from "./context";
 import { send, serverStreaming, unary } from "./grpc-service";
@@ -43,10 +43,16 @@ export function casService(ctx: ServerContext) {
 
   async function findMissingBlobs(req: FindMissingBlobsRequest) {
     const fn = resolveFunction(req.digestFunction);
-    const digests = req.blobDigests.map((d, i) => fromWire(fn, d, `blob_digests[${i}]`));
+    // A call may name a few hundred thousand digests: converted in slices, between other calls.
+    const pause = slices(10_000);
+    const digests: BlobDigest[] = [];
+    for (const [i, d] of req.blobDigests.entries()) {
+      digests.push(fromWire(fn, d, `blob_digests[${i}]`));
+      await pause();
+    }
     // Answered with the client's own Digest messages, in its order.
-    const missing = new Set((await blobs.findMissing(digests)).map(formatDigest));
-    const missingBlobDigests = req.blobDigests.filter((_, i) => missing.has(formatDigest(digests[i]!)));
+    const missing = new Set(await blobs.findMissing(digests));
+    const missingBlobDigests = req.blobDigests.filter((_, i) => missing.has(digests[i]!));
     return create(FindMissingBlobsResponseSchema, { missingBlobDigests });
   }
 

@@ -313,7 +313,7 @@ const session: Session = { server, client: new ReapiClient(server.address), exec
 const probe = startProbe(server.address);
 while (probe.samples.filter((s) => s.kind === "exec").length < 3) await Bun.sleep(100);
 
-const rows: string[][] = [["attack", "outcome", "caps p50", "caps p99", "exec max", "RSS before", "peak", "after", "store"]];
+const rows: string[][] = [["attack", "outcome", "caps p50", "caps p99", "caps max", "exec max", "RSS before", "peak", "after", "store"]];
 const fmt = (ms: number) => (Number.isNaN(ms) ? "-" : ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`);
 let pass = true;
 for (const attack of ATTACKS.filter((a) => !args.only || a.name.includes(args.only))) {
@@ -341,6 +341,7 @@ for (const attack of ATTACKS.filter((a) => !args.only || a.name.includes(args.on
     outcome,
     fmt(quantile(caps, 0.5)),
     fmt(quantile(caps, 0.99)),
+    fmt(Math.max(...caps)),
     fmt(Math.max(...execs)),
     `${Math.round(before)} MiB`,
     `${Math.round(peak)} MiB`,
