@@ -8,6 +8,6 @@ export { LOG_LEVELS, createLogger, type LogLevel, type Logger } from "./log";
 export { mountAt, mountHolding, parseMountinfo, readMounts, type MountEntry } from "./mountinfo";
 export { isPrivileged } from "./privilege";
 export { formatSize, parseSize } from "./sizes";
-export { slices } from "./slices";
+export { slices, sortInSlices } from "./slices";
 export { Teardown } from "./teardown";
 export { GUEST_GRPC_PORT, MUX_PORT_NAME, SHUTDOWN_COMMAND, controlPort, guestKernelCmdline, parseGuestCmdline, type GuestBoot } from "./guest-protocol";

@@ -7,7 +7,7 @@ import { chmodSync, lstatSync, type Stats } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { dlopen, FFIType } from "bun:ffi";
-import { hostArchName, slices } from "../core";
+import { hostArchName, slices, sortInSlices } from "../core";
 
 export interface Entry {
   /** Host path of the topmost layer's entry. */
@@ -52,7 +52,7 @@ export class MergedView {
       if (entry) out.push({ name, entry });
       await pause();
     }
-    return out.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+    return sortInSlices(out, (a, b) => compareUtf8(a.name, b.name));
   }
 
   private child(dir: Entry, name: string): Entry | undefined {
@@ -87,6 +87,22 @@ export class MergedView {
   private searchable(path: string, st: Stats): void {
     if (!this.privileged && (st.mode & 0o700) !== 0o700) chmodSync(path, (st.mode & 0o7777) | 0o700);
   }
+}
+
+/**
+ * Orders names by their UTF-8 bytes, as REAPI wants, without encoding them: UTF-16 code units
+ * order the same way unless both differ at a unit at or above a surrogate (0xD800).
+ */
+export function compareUtf8(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const ca = a.charCodeAt(i);
+    const cb = b.charCodeAt(i);
+    if (ca === cb) continue;
+    if (ca >= 0xd800 && cb >= 0xd800) return Buffer.compare(Buffer.from(a), Buffer.from(b));
+    return ca - cb;
+  }
+  return a.length - b.length;
 }
 
 function isWhiteout(st: Stats): boolean {

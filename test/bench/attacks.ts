@@ -6,7 +6,7 @@
 // (every CAS file hashes to its name; every AC entry decodes and names only blobs that are there),
 // and at the end the same after kill -9 in the middle of collecting outputs.
 //
-//   bun test/bench/attacks.ts [--only SUBSTRING]
+//   bun test/bench/attacks.ts [--only SUBSTRING] [--cpu-prof DIR (the server's profile, as markdown)]
 //
 // Targets (the issue's): GetCapabilities p99 under 100 ms, a trivial action under 1 s, RSS no
 // more than 64 MiB above what the attack was allowed to store. Not a `bun test` file.
@@ -30,10 +30,10 @@ import { WriteRequestSchema } from "../../src/gen/google/bytestream/bytestream_p
 import { execute, executionClient, run } from "../support/actions";
 import { ReapiClient, digestOf, sha256 } from "../support/client";
 import { openCall, rawConnect, settingsFrame } from "../support/raw-h2";
-import { startServer, type ServerProcess } from "../support/server";
+import { MAIN, startServer, type ServerProcess } from "../support/server";
 
 const MiB = 1024 * 1024;
-const { values: args } = parseArgs({ options: { only: { type: "string" } } });
+const { values: args } = parseArgs({ options: { only: { type: "string" }, "cpu-prof": { type: "string" } } });
 
 interface Attack {
   name: string;
@@ -308,7 +308,8 @@ async function checkStore(root: string): Promise<string[]> {
 
 // ---------- the run ----------
 
-const server = await startServer({ args: ["--max-cas-size", "20G", "--max-output-size", "8G"] });
+const profile = args["cpu-prof"] ? [`--cpu-prof-md`, `--cpu-prof-dir=${args["cpu-prof"]}`] : [];
+const server = await startServer({ args: ["--max-cas-size", "20G", "--max-output-size", "8G"], command: [process.execPath, ...profile, MAIN] });
 const session: Session = { server, client: new ReapiClient(server.address), exec: executionClient(server.address) };
 const probe = startProbe(server.address);
 while (probe.samples.filter((s) => s.kind === "exec").length < 3) await Bun.sleep(100);
@@ -355,7 +356,8 @@ for (const attack of ATTACKS.filter((a) => !args.only || a.name.includes(args.on
 const collecting = runShell(session, "mkdir out && for i in $(seq 2000); do head -c 100000 /dev/urandom > out/f$i; done", ["out"]).catch(() => "");
 await Bun.sleep(4000);
 probe.stop();
-await server.kill();
+if (profile.length > 0) await server.stop();
+else await server.kill();
 await collecting;
 const afterKill = await checkStore(server.root);
 pass &&= afterKill.length === 0;
