@@ -10,6 +10,8 @@ export interface Sized {
 export class LruIndex<V extends Sized> {
   private readonly entries = new Map<string, V>();
   private total = 0;
+  /** The most recently used key: using it again changes nothing (a million uses of one blob were a million re-insertions). */
+  private newest: string | undefined;
 
   get size(): number {
     return this.entries.size;
@@ -34,15 +36,17 @@ export class LruIndex<V extends Sized> {
     if (this.entries.has(key)) return false;
     this.entries.set(key, value);
     this.total += value.bytes;
+    this.newest = key;
     return true;
   }
 
   /** Marks an entry most recently used; undefined when there is none. */
   use(key: string): V | undefined {
     const value = this.entries.get(key);
-    if (value === undefined) return undefined;
+    if (value === undefined || key === this.newest) return value;
     this.entries.delete(key);
     this.entries.set(key, value);
+    this.newest = key;
     return value;
   }
 
@@ -51,6 +55,7 @@ export class LruIndex<V extends Sized> {
     if (value === undefined) return undefined;
     this.entries.delete(key);
     this.total -= value.bytes;
+    if (key === this.newest) this.newest = undefined;
     return value;
   }
 

@@ -22,10 +22,14 @@ export async function newHasher(fn: DigestFunctionName): Promise<Hasher> {
   return { update: (d) => void h.update(d), digestHex: () => h.digest("hex") };
 }
 
+/** The hash of bytes in memory; big ones a slice at a time, with other calls in between. */
 export async function hashBytes(fn: DigestFunctionName, data: Uint8Array): Promise<string> {
-  if (fn === "sha256") return new Bun.CryptoHasher("sha256").update(data).digest("hex");
+  if (fn === "sha256" && data.length <= READ_WHOLE_BYTES) return new Bun.CryptoHasher("sha256").update(data).digest("hex");
   const h = await newHasher(fn);
-  h.update(data);
+  for (let at = 0; at < data.length; at += SLICE_BYTES) {
+    h.update(data.subarray(at, at + SLICE_BYTES));
+    if (at + SLICE_BYTES < data.length) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
   return h.digestHex();
 }
 
