@@ -1,7 +1,9 @@
 // ContentAddressableStorage and Capabilities over real gRPC against a real `actiond serve`.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
+  ContentAddressableStorage,
+  FindMissingBlobsResponseSchema,
   BatchReadBlobsRequestSchema,
   BatchUpdateBlobsRequestSchema,
   Compressor_Value as Compressor,
@@ -17,7 +19,8 @@ import {
   type Digest,
 } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { createBLAKE3 } from "hash-wasm";
-import { ReapiClient, digestOf, grpc, sha256 } from "./support/client";
+import { ReapiClient, RpcError, digestOf, grpc, sha256 } from "./support/client";
+import { grpcServiceDefinition } from "../src/rpc";
 import { rejects, suiteServer } from "./support/helpers";
 
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -31,6 +34,12 @@ const findMissing = (digests: Digest[], instanceName = "", digestFunction = Dige
   c.unary(c.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { instanceName, blobDigests: digests, digestFunction });
 const batchUpdate = (requests: { digest: Digest; data: Uint8Array; compressor?: Compressor }[], instanceName = "") =>
   c.unary(c.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, { instanceName, requests });
+/** FindMissingBlobs with the request and response as bytes, through the same onWire definition the server uses. */
+function rawFindMissing(request: Buffer): Promise<Buffer> {
+  const Ctor = grpc.makeGenericClientConstructor(grpcServiceDefinition(ContentAddressableStorage, ["findMissingBlobs"]), "CAS");
+  const client = new Ctor(suite.server.address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
+  return new Promise<Buffer>((res, rej) => client.findMissingBlobs(request, (err: any, out: Buffer) => (client.close(), err ? rej(new RpcError(err.code, err.details, undefined)) : res(out))));
+}
 const batchRead = (digests: Digest[]) => c.unary(c.cas, "batchReadBlobs", BatchReadBlobsRequestSchema, { digests });
 
 describe("Capabilities", () => {
@@ -91,6 +100,25 @@ describe("FindMissingBlobs", () => {
     const e = await rejects(findMissing([digestOf("a".repeat(40), 1)], "", DigestFunction.SHA1));
     expect(e.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(e.details).toContain("SHA1");
+  });
+
+  // The server reads this call from its wire bytes: the client's own Digest bytes come back, in order.
+  test("on the wire: duplicates, unknown fields and the digest function after the digests", async () => {
+    const stored = sha256("stored for the wire test");
+    await batchUpdate([{ digest: stored, data: enc("stored for the wire test") }]);
+    const absent = sha256("absent on the wire");
+    const digests = toBinary(FindMissingBlobsRequestSchema, create(FindMissingBlobsRequestSchema, { instanceName: "x", blobDigests: [absent, stored, absent] }));
+    // Field 9 (unknown to us, a varint), then digest_function SHA256 (3 = 1) last.
+    const request = Buffer.concat([Buffer.from(digests), Buffer.from([9 << 3, 5, 3 << 3, 1])]);
+    const res = await rawFindMissing(request);
+    expect(fromBinary(FindMissingBlobsResponseSchema, res).missingBlobDigests.map((d) => d.hash)).toEqual([absent.hash, absent.hash]);
+  });
+
+  test("on the wire: bytes that are no protobuf message are INVALID_ARGUMENT", async () => {
+    for (const bad of [Buffer.from([0x12, 0x7f, 1, 2]), Buffer.from([0x12]), Buffer.from([0x0f]), Buffer.from([0x12, 0x02, 0x0a, 0x40])]) {
+      const e = await rejects(rawFindMissing(bad));
+      expect({ bad: [...bad], code: e.code }).toEqual({ bad: [...bad], code: grpc.status.INVALID_ARGUMENT });
+    }
   });
 });
 

@@ -6,18 +6,17 @@ import {
   Compressor_Value as Compressor,
   type BatchReadBlobsRequest,
   type BatchUpdateBlobsRequest,
-  type FindMissingBlobsRequest,
   type GetTreeRequest,
   type GetTreeResponse,
   BatchReadBlobsResponseSchema,
   BatchUpdateBlobsResponseSchema,
-  FindMissingBlobsResponseSchema,
   GetTreeResponseSchema,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { zstdDecompressSync } from "node:zlib";
-import { Code, StatusError, asStatusError, okStatus, slices } from "../core";
+import { Code, StatusError, asStatusError, okStatus } from "../core";
 import { formatDigest, fromWire, resolveFunction, treePages, type BlobDigest } from "../cas";
+import { findMissingOnWire } from "./find-missing";
 import type { ServerContext } from "./context";
 import { send, serverStreaming, unary } from "./grpc-service";
 
@@ -40,21 +39,6 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, 
 
 export function casService(ctx: ServerContext) {
   const { blobs } = ctx;
-
-  async function findMissingBlobs(req: FindMissingBlobsRequest) {
-    const fn = resolveFunction(req.digestFunction);
-    // A call may name a few hundred thousand digests: converted in slices, between other calls.
-    const pause = slices(10_000);
-    const digests: BlobDigest[] = [];
-    for (const [i, d] of req.blobDigests.entries()) {
-      digests.push(fromWire(fn, d, `blob_digests[${i}]`));
-      await pause();
-    }
-    // Answered with the client's own Digest messages, in its order.
-    const missing = new Set(await blobs.findMissing(digests));
-    const missingBlobDigests = req.blobDigests.filter((_, i) => missing.has(digests[i]!));
-    return create(FindMissingBlobsResponseSchema, { missingBlobDigests });
-  }
 
   async function batchUpdateBlobs(req: BatchUpdateBlobsRequest) {
     const fn = resolveFunction(req.digestFunction);
@@ -129,8 +113,9 @@ export function casService(ctx: ServerContext) {
 
   return {
     service: ContentAddressableStorage,
+    onWire: ["findMissingBlobs"],
     handlers: {
-      findMissingBlobs: unary(ctx, "FindMissingBlobs", findMissingBlobs),
+      findMissingBlobs: unary(ctx, "FindMissingBlobs", (req: Buffer) => findMissingOnWire(blobs, req)),
       batchUpdateBlobs: unary(ctx, "BatchUpdateBlobs", batchUpdateBlobs),
       batchReadBlobs: unary(ctx, "BatchReadBlobs", batchReadBlobs),
       getTree: serverStreaming(ctx, "GetTree", getTree),

@@ -38,9 +38,26 @@ export interface HandlerEnv {
   calls: CallTracker;
 }
 
-export function grpcServiceDefinition(service: DescService): ServiceDefinition {
+/**
+ * The grpc-js definition of a service. Methods named in `onWire` are served on their wire bytes:
+ * the handler gets the request's Buffer and answers with the response's (see find-missing.ts).
+ */
+export function grpcServiceDefinition(service: DescService, onWire: readonly string[] = []): ServiceDefinition {
   const def: Record<string, ServiceDefinition[string]> = {};
   for (const m of service.methods) {
+    if (onWire.includes(m.localName)) {
+      def[m.localName] = {
+        path: `/${service.typeName}/${m.name}`,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (v: Buffer) => v,
+        requestDeserialize: (b: Buffer) => b,
+        responseSerialize: (v: Buffer) => v,
+        responseDeserialize: (b: Buffer) => b,
+        originalName: m.name,
+      };
+      continue;
+    }
     def[m.localName] = {
       path: `/${service.typeName}/${m.name}`,
       requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",

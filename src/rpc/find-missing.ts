@@ -1,0 +1,122 @@
+// FindMissingBlobs read straight from the request's bytes: the most frequent call, and one that may
+// name 200,000 digests. Decoded by protobuf-es, each digest was an object or two (a 14 MB request
+// held 140 MB and paused every other call for a quarter of a second). Here the digests are read in
+// slices from the bytes as they came, and the answer is the client's own Digest bytes, copied.
+//
+// FindMissingBlobsRequest: 1 instance_name (bytes), 2 blob_digests (Digest), 3 digest_function (varint).
+// Digest: 1 hash (string), 2 size_bytes (int64 varint). Unknown fields are skipped, as protobuf does.
+import { Code, StatusError, slices } from "../core";
+import { blobDigest, resolveFunction, type BlobDigest, type BlobStore } from "../cas";
+
+const LEN = 2;
+const VARINT = 0;
+
+class WireReader {
+  at: number;
+  constructor(
+    readonly bytes: Buffer,
+    start = 0,
+    readonly end = bytes.length,
+  ) {
+    this.at = start;
+  }
+
+  get done(): boolean {
+    return this.at >= this.end;
+  }
+
+  varint(): number {
+    let value = 0;
+    for (let shift = 0; shift < 70; shift += 7) {
+      if (this.at >= this.end) break;
+      const b = this.bytes[this.at++]!;
+      value += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return value;
+    }
+    throw new StatusError(Code.INVALID_ARGUMENT, "FindMissingBlobsRequest is not a valid protobuf message (a cut or overlong varint)");
+  }
+
+  /** A length-delimited field's [start, end). */
+  span(): [number, number] {
+    const length = this.varint();
+    const start = this.at;
+    if (start + length > this.end) throw new StatusError(Code.INVALID_ARGUMENT, "FindMissingBlobsRequest is not a valid protobuf message (a field runs past its end)");
+    this.at = start + length;
+    return [start, this.at];
+  }
+
+  skip(wireType: number): void {
+    if (wireType === VARINT) this.varint();
+    else if (wireType === LEN) this.span();
+    else if (wireType === 1) this.at += 8;
+    else if (wireType === 5) this.at += 4;
+    else throw new StatusError(Code.INVALID_ARGUMENT, `FindMissingBlobsRequest is not a valid protobuf message (wire type ${wireType})`);
+    if (this.at > this.end) throw new StatusError(Code.INVALID_ARGUMENT, "FindMissingBlobsRequest is not a valid protobuf message (a field runs past its end)");
+  }
+}
+
+/** int64 as it travels: a negative one is ten bytes of two's complement. */
+const asInt64 = (n: number) => (n >= 2 ** 63 ? n - 2 ** 64 : n);
+
+function readDigest(bytes: Buffer, start: number, end: number, fn: BlobDigest["fn"], index: number): BlobDigest {
+  const r = new WireReader(bytes, start, end);
+  let hash = "";
+  let size = 0;
+  while (!r.done) {
+    const tag = r.varint();
+    const field = Math.floor(tag / 8);
+    if (field === 1 && tag % 8 === LEN) {
+      const [s, e] = r.span();
+      hash = bytes.toString("utf8", s, e);
+    } else if (field === 2 && tag % 8 === VARINT) size = asInt64(r.varint());
+    else r.skip(tag % 8);
+  }
+  return blobDigest(fn, hash, size, `blob_digests[${index}]`);
+}
+
+/** The response's bytes: each missing Digest as the client sent it, as field 2. */
+function encodeResponse(bytes: Buffer, spans: [number, number][]): Buffer {
+  let total = 0;
+  const header = (n: number) => {
+    const out = [0x12];
+    for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n & 0x7f) | 0x80);
+    out.push(n);
+    return out;
+  };
+  const headers = spans.map(([s, e]) => header(e - s));
+  spans.forEach(([s, e], i) => (total += headers[i]!.length + e - s));
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  spans.forEach(([s, e], i) => {
+    for (const b of headers[i]!) out[at++] = b;
+    at += bytes.copy(out, at, s, e);
+  });
+  return out;
+}
+
+/** Answers one FindMissingBlobsRequest, given and returned as wire bytes. */
+export async function findMissingOnWire(blobs: BlobStore, request: Buffer): Promise<Buffer> {
+  const r = new WireReader(request);
+  const spans: [number, number][] = [];
+  let fnValue = 0;
+  const pause = slices(10_000);
+  while (!r.done) {
+    const tag = r.varint();
+    const field = Math.floor(tag / 8);
+    if (field === 2 && tag % 8 === LEN) spans.push(r.span());
+    else if (field === 3 && tag % 8 === VARINT) fnValue = r.varint();
+    else r.skip(tag % 8);
+    await pause();
+  }
+  const fn = resolveFunction(fnValue);
+  const digests: BlobDigest[] = [];
+  for (const [i, [s, e]] of spans.entries()) {
+    digests.push(readDigest(request, s, e, fn, i));
+    await pause();
+  }
+  const missing = new Set(await blobs.findMissing(digests));
+  return encodeResponse(
+    request,
+    spans.filter((_, i) => missing.has(digests[i]!)),
+  );
+}
