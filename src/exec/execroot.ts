@@ -13,8 +13,9 @@ import type { InputTree } from "./input-tree";
  */
 export async function buildExecroot(files: LocalBlobFiles, tree: InputTree, dir: string): Promise<void> {
   chmodSync(dir, 0o777);
-  // Hundreds of thousands of entries are possible: made in slices, with other calls in between.
-  const pause = slices(2000);
+  // Hundreds of thousands of entries are possible: made in slices of a few milliseconds (a mkdir
+  // and a chmod each), with other calls in between.
+  const pause = slices(250);
   for (const d of tree.dirs) {
     makeDir(join(dir, d));
     await pause();

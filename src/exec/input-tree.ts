@@ -99,6 +99,64 @@ export function countEntries(bytes: Uint8Array): number {
   return entries;
 }
 
+/** Links followed while resolving one path, as the kernel allows (MAXSYMLINKS). */
+const MAX_LINK_HOPS = 40;
+
+/**
+ * Resolves every relative symlink's target against the tree itself, following the tree's other
+ * symlinks as the kernel would: none may lead above the execroot. The textual check on each target
+ * alone lets a chain through (`d/s -> .` and `d/l -> s/../../usr` reach the sandbox's /usr).
+ * Absolute targets are allowed (they name the sandbox's own files), and so is a path that leaves
+ * the tree's known entries (what is not there cannot lead anywhere). Neither is followed further
+ * ("ends"), nor a loop.
+ */
+async function checkSymlinks(symlinks: InputSymlink[], pause: () => Promise<void> | undefined): Promise<void> {
+  const targets = new Map(symlinks.map((s) => [s.path, s.target]));
+  /** Each link's resolution, once: the path it leads to, or "ends" (absolute, or a loop). */
+  const resolved = new Map<string, string[] | "ends">();
+  const resolving = new Set<string>();
+  const escape = (link: string) => new StatusError(Code.INVALID_ARGUMENT, `symlink "${link}" leads outside the execroot (resolved through the input tree's symlinks)`);
+
+  const resolveLink = (path: string, hops: number, from: string): string[] | "ends" => {
+    const known = resolved.get(path);
+    if (known) return known;
+    // A loop (or too long a chain) resolves to nothing in the kernel (ELOOP): it cannot lead out.
+    if (hops > MAX_LINK_HOPS || resolving.has(path)) return "ends";
+    resolving.add(path);
+    const target = targets.get(path)!;
+    const parent = path.split("/").slice(0, -1);
+    const r = target.startsWith("/") ? "ends" : walk(parent, target, hops + 1, from);
+    resolving.delete(path);
+    resolved.set(path, r);
+    return r;
+  };
+
+  /** Follows `target` from the directory `base` (its components); the components reached. */
+  const walk = (base: string[], target: string, hops: number, from: string): string[] | "ends" => {
+    const parts = [...base];
+    for (const seg of target.split("/")) {
+      if (seg === "" || seg === ".") continue;
+      if (seg === "..") {
+        if (parts.length === 0) throw escape(from);
+        parts.pop();
+        continue;
+      }
+      parts.push(seg);
+      const here = parts.join("/");
+      if (!targets.has(here)) continue;
+      const r = resolveLink(here, hops, from);
+      if (r === "ends") return r;
+      parts.splice(0, parts.length, ...r);
+    }
+    return parts;
+  };
+
+  for (const s of symlinks) {
+    resolveLink(s.path, 0, s.path);
+    await pause();
+  }
+}
+
 const tooMany = () => new StatusError(Code.INVALID_ARGUMENT, `the input tree has more than ${MAX_INPUT_NODES} files, directories and symlinks`);
 const tooDeep = (where: string) => new StatusError(Code.INVALID_ARGUMENT, `${where}: the input tree is deeper than ${MAX_INPUT_DEPTH} directories`);
 
@@ -185,6 +243,7 @@ export async function readInputTree(blobs: BlobStore, messages: MessageCache, fn
     }
   };
   await expand(rootDigest, "");
+  await checkSymlinks(tree.symlinks, pause);
   for (const d of await blobs.findMissing(tree.files.map((f) => f.digest))) missing.add(missingSubject(d));
   if (missing.size > 0) {
     throw missingBlobsError(`${missing.size} input blobs are not in the CAS`, [...missing]);

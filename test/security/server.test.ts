@@ -205,6 +205,20 @@ describe("input trees", () => {
     expect(status.message).toContain("deeper than 256 directories");
   });
 
+  test("a symlink chain that resolves above the execroot is INVALID_ARGUMENT, though each link alone stays inside", async () => {
+    // d/s -> "." and d/link -> "s/../../usr": textually d/usr, resolved /execroot/../usr, the sandbox's /usr.
+    const r = await run(c, exec, { args: ["true"], inputs: { "d/s": { symlink: "." }, "d/link": { symlink: "s/../../usr" } }, salt: `${Math.random()}` });
+    expect(r.response.status?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(r.response.status?.message).toContain('symlink "d/link" leads outside the execroot');
+    // Chains that stay inside, a loop, and absolute targets are fine.
+    const ok = await run(c, exec, {
+      args: ["sh", "-c", "cat d/via"],
+      inputs: { "d/s": { symlink: "." }, "d/f": "inside\n", "d/via": { symlink: "s/s/f" }, "loop/a": { symlink: "b" }, "loop/b": { symlink: "a" }, abs: { symlink: "/usr" } },
+      salt: `${Math.random()}`,
+    });
+    expect(ok.result?.exitCode).toBe(0);
+  });
+
   test("a name longer than 255 bytes is INVALID_ARGUMENT naming it, not INTERNAL", async () => {
     const ops = await execute(exec, { actionDigest: await chained(1, "n".repeat(300)) });
     const status = ops.at(-1)!.response!.status!;
