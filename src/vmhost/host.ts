@@ -1,12 +1,15 @@
 // serve-vm's host half: it owns the TCP listener and the guest's lifecycle, nothing else. Each client
 // connection becomes a stream to the guest's gRPC port. Ready means the guest's worker answered a
-// call through our own listener (the path Bazel takes), not that a socket opened. A guest that
-// stops is booted again (clients get UNAVAILABLE meanwhile, and Bazel retries); a stop signal shuts
-// the guest down cleanly, so its CAS disk needs no repair next time.
+// call through the same link (from a listener of the probe's own), not that a socket opened.
+// Connections made while the guest boots, or boots again after it stopped, wait for it (a login-time
+// serve-vm and a build started at once is the common case); only a guest that does not come up turns
+// them away, with UNAVAILABLE saying why. A stop signal shuts the guest down cleanly, so its CAS
+// disk needs no repair next time.
 import { readFileSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { controlPort, SetupError, SHUTDOWN_COMMAND, Teardown, type Logger } from "../core";
 import type { GuestConfig, HypervisorDriver, RunningGuest } from "./driver";
+import { refuseCalls } from "./refusal";
 
 export interface VmHostOptions {
   listen: { host: string; port: number };
@@ -28,34 +31,70 @@ const SHUTDOWN_ASK_MS = 10_000;
 const SHUTDOWN_STOP_MS = 60_000;
 /** Between readiness calls while a guest boots. */
 const READY_POLL_MS = 250;
+/** Connections that may wait for a booting guest; more are turned away at once. */
+const MAX_WAITING = 1024;
 
 export async function runVmHost(opts: VmHostOptions): Promise<void> {
   const { log, guest: cfg, driver } = opts;
   const teardown = new Teardown();
   let stopping = false;
-  // The latest guest, booting or running. Connections go to it (while it boots, its ports refuse
-  // them, as they do between a guest's stop and its next boot: clients see UNAVAILABLE and retry);
-  // the readiness probe comes this way too, so it takes the same path as Bazel.
+  // The latest guest, booting or running, and whether it answers yet. Client connections join it
+  // once it does; until then they wait (paused: what they send stays in the socket).
   let guest: RunningGuest | undefined;
+  let ready = false;
   const sockets = new Set<Socket>();
-  const listener = createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
-    if (stopping || !guest?.running()) return void client.destroy();
+  const waiting = new Set<Socket>();
+  const join = (client: Socket) => {
     sockets.add(client);
     client.once("close", () => sockets.delete(client));
+    guest!.link.join(client, cfg.guestPort);
+    client.resume();
+  };
+  const listener = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (client) => {
+    if (stopping) return void client.destroy();
+    if (ready && guest?.running()) return join(client);
+    if (waiting.size >= MAX_WAITING) return void refuseCalls(client, `the VM guest is still booting and ${MAX_WAITING} connections already wait for it; try again shortly`);
+    waiting.add(client);
+    client.once("close", () => waiting.delete(client));
+  });
+  const onReady = () => {
+    ready = true;
+    for (const client of waiting) join(client);
+    waiting.clear();
+  };
+  /** Answers every waiting connection's calls with UNAVAILABLE and why; resolves once they are closed. */
+  const turnAway = async (why: string) => {
+    const refused = [...waiting].map((client) => refuseCalls(client, why));
+    waiting.clear();
+    await Promise.all(refused);
+  };
+  // The readiness probe's own way in: straight to the booting guest, past the waiting line.
+  const probeListener = createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
+    if (!guest?.running()) return void client.destroy();
     guest.link.join(client, cfg.guestPort);
   });
   await new Promise<void>((res, rej) => {
     listener.once("error", (err) => rej(new SetupError(`cannot listen on ${opts.listen.host}:${opts.listen.port}: ${(err as Error).message}`)));
     listener.listen(opts.listen.port, opts.listen.host, () => res());
   });
+  await new Promise<void>((res) => probeListener.listen(0, "127.0.0.1", () => res()));
   // Undone in reverse: the guest is shut down last, once no client can reach it.
   teardown.defer("the guest", () => guest && shutDownGuest(guest, cfg.guestPort, log));
-  teardown.defer("client connections", () => sockets.forEach((s) => s.destroy()));
+  teardown.defer("client connections", async () => {
+    sockets.forEach((s) => s.destroy());
+    await turnAway("actiond serve-vm is stopping");
+  });
   teardown.defer("the listener", () => listener.close());
+  teardown.defer("the readiness probe's listener", () => probeListener.close());
   const port = (listener.address() as { port: number }).port;
   const address = `${opts.listen.host.includes(":") ? `[${opts.listen.host}]` : opts.listen.host}:${port}`;
+  const probeAddress = `127.0.0.1:${(probeListener.address() as { port: number }).port}`;
+  log.info(`listening on ${address}; connections wait while the guest boots`);
 
   const stopped = opts.stop.then(() => undefined);
+  /** Why the last boot failed, in a sentence for the clients turned away. */
+  let bootFailure: string | undefined;
+  const failure = (err: unknown) => `actiond serve-vm: ${bootFailure ?? `the VM guest did not come up: ${(err as Error).message.split("\n")[0]}`}`;
   /** Boots a guest and waits until it answers; undefined if a stop signal came first. */
   const boot = async (): Promise<RunningGuest | undefined> => {
     const started = performance.now();
@@ -63,14 +102,16 @@ export async function runVmHost(opts: VmHostOptions): Promise<void> {
     guest = g;
     if (g.warning) log.warn(g.warning);
     log.info(`guest booting (${g.how}, ${cfg.cpus} CPUs, ${cfg.memoryMib} MiB); console: ${g.console}`);
-    const answered = await Promise.race([untilAnswering(address, opts, g), stopped]);
+    const answered = await Promise.race([untilAnswering(probeAddress, opts, g), stopped]);
     if (answered === undefined) return undefined;
     if (!answered) {
-      const why = g.running() ? `did not answer within ${opts.startTimeoutMs} ms` : `stopped while booting (${g.failure() ?? "no reason given"})`;
+      const why = g.running() ? `did not answer within ${opts.startTimeoutMs} ms (--start-timeout-ms)` : `stopped while booting (${g.failure() ?? "no reason given"})`;
       g.kill();
+      bootFailure = `the VM guest ${why}; its console: ${g.console}`;
       throw new SetupError(`the guest ${why}; the last of its console (${g.console}):\n${consoleTail(g.console)}`);
     }
     log.info(`guest ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    onReady();
     return g;
   };
 
@@ -78,6 +119,7 @@ export async function runVmHost(opts: VmHostOptions): Promise<void> {
   try {
     current = await boot();
   } catch (err) {
+    await turnAway(failure(err));
     await teardown.run(log);
     throw err;
   }
@@ -89,12 +131,14 @@ export async function runVmHost(opts: VmHostOptions): Promise<void> {
       while (current && !stopping) {
         const code = await current.exited;
         if (stopping) return;
+        ready = false;
         for (const s of sockets) s.destroy();
         log.warn(`the guest stopped (exit ${code}); booting it again. Its console: ${current.console}\n${consoleTail(current.console)}`);
         try {
           current = await boot();
         } catch (err) {
           log.error((err as Error).message);
+          await turnAway(failure(err));
           process.kill(process.pid, "SIGTERM");
           return;
         }

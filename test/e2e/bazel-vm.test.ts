@@ -12,7 +12,8 @@ import { join } from "node:path";
 import { REPO, startServer, tempDir, type ServerProcess } from "../support/server";
 import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel } from "./bazel";
 import { expectRemoteEqualsLocal } from "./scenarios";
-import { ReapiClient } from "../support/client";
+import { ReapiClient, grpc } from "../support/client";
+import { rejects } from "../support/helpers";
 import { executionClient, run, stdout } from "../support/actions";
 import { GetCapabilitiesRequestSchema } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 
@@ -26,14 +27,22 @@ let tmp = "";
 let root = "";
 let server: ServerProcess | undefined;
 
-const startVm = () =>
-  startServer({ root, subcommand: "serve-vm", args: ["--hypervisor", "qemu", "--cas-image-size-mib", "4096", "--log-level", "debug"], startTimeoutMs: 300_000 });
+/** serve-vm, returned once it is ready, or (listening) as soon as its port is bound, the guest still booting. */
+const startVm = (until: "ready" | "listening" = "ready") =>
+  startServer({
+    root,
+    subcommand: "serve-vm",
+    args: ["--hypervisor", "qemu", "--cas-image-size-mib", "4096", "--log-level", "debug"],
+    startTimeoutMs: 300_000,
+    readyPattern: until === "listening" ? /listening on [^\s]+:(\d+); connections wait/ : undefined,
+  });
 
 beforeAll(async () => {
   if (SKIP) return;
   tmp = tempDir("actiond-e2e-vm-");
   root = join(tmp, "root");
-  server = await startVm();
+  // The build starts while the guest boots (as after a login-time start): its connections wait.
+  server = await startVm("listening");
 }, 300_000);
 
 afterAll(async () => {
@@ -44,7 +53,8 @@ afterAll(async () => {
   }
 });
 
-test.skipIf(SKIP)("every action runs in the guest: outputs equal a local build's, and uname -r is the guest kernel's", async () => {
+test.skipIf(SKIP)("a build started while the guest boots waits for it; every action runs in the guest: outputs equal a local build's, and uname -r is the guest kernel's", async () => {
+  expect(server!.log()).not.toContain("guest ready in");
   // A machine whose /dev/kvm opens but cannot run QEMU's guest (like these VMs) says so once.
   await expectRemoteEqualsLocal(tmp, server!, /QEMU could not use KVM here/);
   const w = new BazelWorkspace(tmp);
@@ -122,17 +132,34 @@ test.skipIf(SKIP)("a clean shutdown, a second boot, and the CAS disk still holds
   expect(again.kinds["remote cache hit"]).toBe(again.total - (again.kinds["internal"] ?? 0));
 }, 900_000);
 
-test.skipIf(SKIP)("a guest that dies is booted again, and the server answers again once it is back", async () => {
+test.skipIf(SKIP)("a guest that dies is booted again, and a call made meanwhile waits for it", async () => {
   const qemu = Bun.spawnSync(["pgrep", "-P", String(server!.proc.pid), "qemu-system"]).stdout.toString().trim().split("\n")[0];
   expect(qemu).toMatch(/^\d+$/);
   const readyLines = () => server!.log().split("\n").filter((l) => l.includes("guest ready in")).length;
   const before = readyLines();
   process.kill(Number(qemu), "SIGKILL");
-  for (let i = 0; i < 600 && readyLines() === before; i++) await Bun.sleep(500);
-  expect(server!.log()).toContain("the guest stopped (exit");
-  expect(readyLines()).toBe(before + 1);
+  for (let i = 0; i < 600 && !server!.log().includes("the guest stopped (exit"); i++) await Bun.sleep(100);
+  // A call made while it boots again waits for it, and is answered.
+  expect(readyLines()).toBe(before);
   const client = new ReapiClient(server!.address);
   const caps = await client.unary(client.caps, "getCapabilities", GetCapabilitiesRequestSchema, {});
   expect(caps.executionCapabilities?.execEnabled).toBe(true);
+  expect(readyLines()).toBe(before + 1);
   client.close();
 }, 900_000);
+
+test.skipIf(SKIP)("a guest that does not come up turns waiting calls away with UNAVAILABLE saying why", async () => {
+  const own = join(tmp, "root-timeout");
+  const vm = await startServer({
+    root: own,
+    subcommand: "serve-vm",
+    args: ["--hypervisor", "qemu", "--accel", "tcg", "--cas-image-size-mib", "1024", "--start-timeout-ms", "2000"],
+    readyPattern: /listening on [^\s]+:(\d+); connections wait/,
+  });
+  const client = new ReapiClient(vm.address);
+  const e = await rejects(client.unary(client.caps, "getCapabilities", GetCapabilitiesRequestSchema, {}));
+  client.close();
+  expect(e.code).toBe(grpc.status.UNAVAILABLE);
+  expect(e.details).toBe(`actiond serve-vm: the VM guest did not answer within 2000 ms (--start-timeout-ms); its console: ${own}/vm/console.log`);
+  expect(await vm.proc.exited).toBe(1);
+}, 120_000);

@@ -39,6 +39,8 @@ export interface StartOptions {
   cwd?: string;
   /** How long start-up may take (default 15 s; a first start may unpack a runtime image). */
   startTimeoutMs?: number;
+  /** The log line that says the server is up, its port in the first group (default: "serving REAPI on HOST:PORT"). */
+  readyPattern?: RegExp;
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<ServerProcess> {
@@ -74,7 +76,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
   const port = await new Promise<number>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`server did not start:\n${text}`)), opts.startTimeoutMs ?? 15_000);
     onLine = () => {
-      const m = /serving REAPI on [^\s]+:(\d+)/.exec(text);
+      const m = (opts.readyPattern ?? /serving REAPI on [^\s]+:(\d+)/).exec(text);
       if (m) {
         clearTimeout(timer);
         res(Number(m[1]));
