@@ -20,7 +20,7 @@ import {
 } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { createBLAKE3 } from "hash-wasm";
 import { ReapiClient, RpcError, digestOf, grpc, sha256 } from "./support/client";
-import { grpcServiceDefinition } from "../src/rpc";
+import { WIRE_BYTES, grpcServiceDefinition } from "../src/rpc";
 import { rejects, suiteServer } from "./support/helpers";
 
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -34,9 +34,9 @@ const findMissing = (digests: Digest[], instanceName = "", digestFunction = Dige
   c.unary(c.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { instanceName, blobDigests: digests, digestFunction });
 const batchUpdate = (requests: { digest: Digest; data: Uint8Array; compressor?: Compressor }[], instanceName = "") =>
   c.unary(c.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, { instanceName, requests });
-/** FindMissingBlobs with the request and response as bytes, through the same onWire definition the server uses. */
+/** FindMissingBlobs with the request and response as bytes, through the same WIRE_BYTES codec the server uses. */
 function rawFindMissing(request: Buffer): Promise<Buffer> {
-  const Ctor = grpc.makeGenericClientConstructor(grpcServiceDefinition(ContentAddressableStorage, ["findMissingBlobs"]), "CAS");
+  const Ctor = grpc.makeGenericClientConstructor(grpcServiceDefinition(ContentAddressableStorage, { findMissingBlobs: WIRE_BYTES }), "CAS");
   const client = new Ctor(suite.server.address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
   return new Promise<Buffer>((res, rej) => client.findMissingBlobs(request, (err: any, out: Buffer) => (client.close(), err ? rej(new RpcError(err.code, err.details, undefined)) : res(out))));
 }

@@ -191,6 +191,7 @@ export function byteStreamService(ctx: ServerContext) {
 
   return {
     service: ByteStream,
+    codecs: { read: { responseSerialize: encodeReadResponse } },
     handlers: {
       read: serverStreaming(ctx, "Read", read),
       write: clientStreaming(ctx, "Write", write),
@@ -213,4 +214,25 @@ async function* rechunk(source: AsyncIterable<Uint8Array>, max: number): AsyncGe
   for await (const chunk of source) {
     for (let off = 0; off < chunk.length; off += max) yield chunk.subarray(off, off + max);
   }
+}
+
+/**
+ * ReadResponse by hand: its one field (10, data) behind its tag and length, one copy of the chunk
+ * (the generic writer copied a 1 MiB chunk into a growing buffer, then sliced it out again).
+ */
+function encodeReadResponse(r: ReadResponse): Buffer {
+  const n = r.data.length;
+  if (n === 0) return Buffer.alloc(0);
+  const header = [0x52]; // field 10, length-delimited
+  for (let v = n; ; v = Math.floor(v / 128)) {
+    if (v < 0x80) {
+      header.push(v);
+      break;
+    }
+    header.push((v & 0x7f) | 0x80);
+  }
+  const out = Buffer.allocUnsafe(header.length + n);
+  out.set(header, 0);
+  out.set(r.data, header.length);
+  return out;
 }

@@ -18,7 +18,7 @@ import { Code, StatusError, asStatusError, okStatus } from "../core";
 import { formatDigest, fromWire, resolveFunction, treePages, type BlobDigest } from "../cas";
 import { findMissingOnWire } from "./find-missing";
 import type { ServerContext } from "./context";
-import { send, serverStreaming, unary } from "./grpc-service";
+import { WIRE_BYTES, send, serverStreaming, unary } from "./grpc-service";
 
 /** Batch items handled at once: enough to overlap disk waits, few enough to keep file handles in check. */
 const BATCH_PARALLELISM = 16;
@@ -113,7 +113,7 @@ export function casService(ctx: ServerContext) {
 
   return {
     service: ContentAddressableStorage,
-    onWire: ["findMissingBlobs"],
+    codecs: { findMissingBlobs: WIRE_BYTES },
     handlers: {
       findMissingBlobs: unary(ctx, "FindMissingBlobs", (req: Buffer) => findMissingOnWire(blobs, req)),
       batchUpdateBlobs: unary(ctx, "BatchUpdateBlobs", batchUpdateBlobs),

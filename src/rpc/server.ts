@@ -40,7 +40,7 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress, l
   });
   const bytestream = byteStreamService(ctx);
   for (const s of [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx), operationsService(ctx), ...assetServices(ctx, ctx.fetcher)]) {
-    server.addService(grpcServiceDefinition(s.service, "onWire" in s ? s.onWire : []), s.handlers as any);
+    server.addService(grpcServiceDefinition(s.service, "codecs" in s ? s.codecs : {}), s.handlers as any);
   }
   // Clients connect to our own listener; each socket reaches grpc-js through the flow-control shim.
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
