@@ -10,7 +10,7 @@
 //
 // Targets (the issue's): GetCapabilities p99 under 100 ms, a trivial action under 1 s, RSS no
 // more than 64 MiB above what the attack was allowed to store. Not a `bun test` file.
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { zstdCompressSync } from "node:zlib";
@@ -361,6 +361,7 @@ else await server.kill();
 await collecting;
 const afterKill = await checkStore(server.root);
 pass &&= afterKill.length === 0;
+rmSync(server.root, { recursive: true, force: true });
 
 const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
 console.log(rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ")).join("\n"));
