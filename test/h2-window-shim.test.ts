@@ -2,17 +2,8 @@
 // SETTINGS_INITIAL_WINDOW_SIZE mid-stream (the end-to-end effect is covered by remotetool.test.ts).
 import { describe, expect, test } from "bun:test";
 import { WindowSettingsShim } from "../src/rpc/h2-window-shim";
+import { PREFACE, frame } from "./support/raw-h2";
 
-const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-
-function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(stream, 5);
-  return Buffer.concat([h, payload]);
-}
 const settings = (...pairs: [number, number][]) => {
   const p = Buffer.alloc(pairs.length * 6);
   pairs.forEach(([id, v], i) => (p.writeUInt16BE(id, i * 6), p.writeUInt32BE(v, i * 6 + 2)));
