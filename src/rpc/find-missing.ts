@@ -74,49 +74,55 @@ function readDigest(bytes: Buffer, start: number, end: number, fn: BlobDigest["f
   return blobDigest(fn, hash, size, `blob_digests[${index}]`);
 }
 
-/** The response's bytes: each missing Digest as the client sent it, as field 2. */
-function encodeResponse(bytes: Buffer, spans: [number, number][]): Buffer {
+/** The bytes of a varint. */
+const varintLength = (n: number) => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
+
+/** The response's bytes: each missing Digest as the client sent it, as field 2, written in place. */
+function encodeResponse(bytes: Buffer, starts: number[], ends: number[], missing: Uint8Array): Buffer {
   let total = 0;
-  const header = (n: number) => {
-    const out = [0x12];
-    for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n & 0x7f) | 0x80);
-    out.push(n);
-    return out;
-  };
-  const headers = spans.map(([s, e]) => header(e - s));
-  spans.forEach(([s, e], i) => (total += headers[i]!.length + e - s));
+  for (let i = 0; i < starts.length; i++) if (missing[i]) total += 1 + varintLength(ends[i]! - starts[i]!) + ends[i]! - starts[i]!;
   const out = Buffer.allocUnsafe(total);
   let at = 0;
-  spans.forEach(([s, e], i) => {
-    for (const b of headers[i]!) out[at++] = b;
-    at += bytes.copy(out, at, s, e);
-  });
+  for (let i = 0; i < starts.length; i++) {
+    if (!missing[i]) continue;
+    out[at++] = 0x12;
+    let n = ends[i]! - starts[i]!;
+    for (; n >= 0x80; n = Math.floor(n / 128)) out[at++] = (n & 0x7f) | 0x80;
+    out[at++] = n;
+    at += bytes.copy(out, at, starts[i]!, ends[i]!);
+  }
   return out;
 }
+
+/** Digests looked up at once: what is alive at a time stays small however many the call names. */
+const CHUNK = 10_000;
 
 /** Answers one FindMissingBlobsRequest, given and returned as wire bytes. */
 export async function findMissingOnWire(blobs: BlobStore, request: Buffer): Promise<Buffer> {
   const r = new WireReader(request);
-  const spans: [number, number][] = [];
+  const starts: number[] = [];
+  const ends: number[] = [];
   let fnValue = 0;
   const pause = slices(10_000);
   while (!r.done) {
     const tag = r.varint();
     const field = Math.floor(tag / 8);
-    if (field === 2 && tag % 8 === LEN) spans.push(r.span());
-    else if (field === 3 && tag % 8 === VARINT) fnValue = r.varint();
+    if (field === 2 && tag % 8 === LEN) {
+      const [s, e] = r.span();
+      starts.push(s);
+      ends.push(e);
+    } else if (field === 3 && tag % 8 === VARINT) fnValue = r.varint();
     else r.skip(tag % 8);
     await pause();
   }
   const fn = resolveFunction(fnValue);
-  const digests: BlobDigest[] = [];
-  for (const [i, [s, e]] of spans.entries()) {
-    digests.push(readDigest(request, s, e, fn, i));
-    await pause();
+  const missing = new Uint8Array(starts.length);
+  for (let from = 0; from < starts.length; from += CHUNK) {
+    const chunk: BlobDigest[] = [];
+    for (let i = from; i < Math.min(starts.length, from + CHUNK); i++) chunk.push(readDigest(request, starts[i]!, ends[i]!, fn, i));
+    const absent = new Set(await blobs.findMissing(chunk));
+    chunk.forEach((d, k) => (missing[from + k] = absent.has(d) ? 1 : 0));
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
-  const missing = new Set(await blobs.findMissing(digests));
-  return encodeResponse(
-    request,
-    spans.filter((_, i) => missing.has(digests[i]!)),
-  );
+  return encodeResponse(request, starts, ends, missing);
 }
