@@ -116,14 +116,18 @@ for (const mode of ["root", "rootless", "root without CAP_SYS_ADMIN"] as const) 
       const victim = mkdtempSync("/tmp/actiond-victim-");
       writeFileSync(join(victim, "secret.txt"), "host secret");
       const r = await run(client, exec, {
-        // s and up pass the textual check, but on disk up is the host's /. The action swaps the
-        // symlink out2/esc for a directory; a lookup that fell through to the lower layer there
-        // would follow the input symlinks out of the execroot to the victim.
-        args: ["sh", "-c", `rm -rf out && mkdir -p out && echo new > out/new.txt && rm out2/esc && mkdir -p out2/esc${victim} && echo mine > out2/mine.txt`],
+        // The action makes s and up, which lead to the host's / on disk (inputs like them are refused
+        // before the action runs), and swaps the input symlink out2/esc for a directory; a lookup
+        // that fell through to the lower layer there would follow out2/esc and up out of the
+        // execroot to the victim.
+        args: [
+          "sh",
+          "-c",
+          `mkdir -p a/b/c/d/e/f && ln -s ../../../../../.. a/b/c/d/e/f/s && ln -s a/b/c/d/e/f/s/../../../../../.. up && ` +
+            `rm -rf out && mkdir -p out && echo new > out/new.txt && rm out2/esc && mkdir -p out2/esc${victim} && echo mine > out2/mine.txt`,
+        ],
         inputs: {
           "out/old.txt": "old",
-          "a/b/c/d/e/f/s": { symlink: "../../../../../.." },
-          up: { symlink: "a/b/c/d/e/f/s/../../../../../.." },
           "out2/esc": { symlink: "../up" },
         },
         outputDirectories: ["out", "out2"],

@@ -126,7 +126,7 @@ for (const mode of ["root", "rootless"] as const) {
       expect(log).toContain("/tmp and /dev/shm: at most 8MiB each (tmpfs size=, --action-tmp-size)");
       if (log.includes("cgroup v2 limits cannot be applied")) {
         expect(log).toContain(mode === "root" ? "counted for all running actions together" : "counted per action");
-        expect(log).toMatch(/WARN not bounded here: memory: without the cgroup v2 memory controller nothing bounds an action's memory \(RLIMIT_AS is not used/);
+        expect(log).toMatch(/INFO not bounded here: memory: without the cgroup v2 memory controller nothing bounds an action's memory \(RLIMIT_AS is not used/);
       } else {
         expect(log).toContain("memory: at most");
       }
