@@ -4,22 +4,17 @@
 // resolved one component at a time without following symlinks (MergedView), so nothing outside the
 // execroot is ever read.
 import { chmodSync, readlinkSync, type Stats } from "node:fs";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import {
-  DirectoryNodeSchema,
-  DirectorySchema,
-  FileNodeSchema,
   OutputDirectorySchema,
   OutputFileSchema,
   OutputSymlinkSchema,
-  SymlinkNodeSchema,
-  TreeSchema,
   Command_OutputDirectoryFormat as DirectoryFormat,
   type ActionResult,
-  type Directory,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Code, StatusError, hashBytes, hashFile, slices } from "../core";
 import { emptyDigest, toWire, type BlobDigest, type DigestFunctionName, type LocalBlobFiles } from "../cas";
+import { DirectoryBytes, treeBytes } from "./directory-bytes";
 import { MergedView, type Entry } from "./merged-view";
 
 /** What the command asked for, as execroot-relative paths plus the names the client used. */
@@ -123,15 +118,13 @@ export class OutputCollector {
    * and/or each Directory as a blob of its own, named from the root's digest.
    */
   private async storeDirectory(dir: Entry, format: DirectoryFormat): Promise<{ tree?: BlobDigest; root?: BlobDigest }> {
-    const children = new Map<string, { dir: Directory; bytes: Uint8Array }>();
+    const children = new Map<string, Uint8Array>();
     const root = await this.directory(dir, children);
     const out: { tree?: BlobDigest; root?: BlobDigest } = {};
-    if (format !== DirectoryFormat.DIRECTORY_ONLY) {
-      out.tree = await this.storeBytes(toBinary(TreeSchema, create(TreeSchema, { root, children: [...children.values()].map((c) => c.dir) })));
-    }
+    if (format !== DirectoryFormat.DIRECTORY_ONLY) out.tree = await this.storeBytes(treeBytes(root, children.values()));
     if (format !== DirectoryFormat.TREE_ONLY) {
-      out.root = await this.storeBytes(toBinary(DirectorySchema, root));
-      for (const c of children.values()) await this.storeBytes(c.bytes);
+      out.root = await this.storeBytes(root);
+      for (const bytes of children.values()) await this.storeBytes(bytes);
     }
     return out;
   }
@@ -144,25 +137,22 @@ export class OutputCollector {
     return d;
   }
 
-  private async directory(at: Entry, children: Map<string, { dir: Directory; bytes: Uint8Array }>): Promise<Directory> {
-    const dir = create(DirectorySchema);
+  /** The encoded Directory of `at`; each distinct Directory below it lands in `children`, by hash. */
+  private async directory(at: Entry, children: Map<string, Uint8Array>): Promise<Uint8Array> {
+    const dir = new DirectoryBytes();
     for (const { name, entry: e } of await this.view.list(at)) {
       await this.pause();
-      if (e.st.isFile()) {
-        const digest = await this.store(e.path, e.st);
-        dir.files.push(create(FileNodeSchema, { name, digest: toWire(digest), isExecutable: isExecutable(e.st) }));
-      } else if (e.st.isSymbolicLink()) {
-        dir.symlinks.push(create(SymlinkNodeSchema, { name, target: readlinkSync(e.path) }));
-      } else if (e.st.isDirectory()) {
-        const child = await this.directory(e, children);
-        const bytes = toBinary(DirectorySchema, child);
+      if (e.st.isFile()) dir.file(name, await this.store(e.path, e.st), isExecutable(e.st));
+      else if (e.st.isSymbolicLink()) dir.symlink(name, readlinkSync(e.path));
+      else if (e.st.isDirectory()) {
+        const bytes = await this.directory(e, children);
         const digest: BlobDigest = { fn: this.fn, hash: await hashBytes(this.fn, bytes), size: bytes.length };
-        if (!children.has(digest.hash)) children.set(digest.hash, { dir: child, bytes });
-        dir.directories.push(create(DirectoryNodeSchema, { name, digest: toWire(digest) }));
+        if (!children.has(digest.hash)) children.set(digest.hash, bytes);
+        dir.directory(name, digest);
       }
       // Sockets, fifos and devices have no place in a Tree; they are left out.
     }
-    return dir;
+    return dir.done();
   }
 }
 

@@ -1,0 +1,43 @@
+// Directories and Trees written by hand are the bytes protobuf-es writes for the same messages, so
+// their digests are what any client computes from them.
+import { describe, expect, test } from "bun:test";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { DirectorySchema, TreeSchema } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { DirectoryBytes, treeBytes } from "../../src/exec/directory-bytes";
+
+const d = (hash: string, size: number) => ({ fn: "sha256" as const, hash, size });
+
+describe("DirectoryBytes", () => {
+  test("files, directories and symlinks encode as protobuf-es encodes them", () => {
+    const h = (c: string) => c.repeat(64);
+    const files = [
+      { name: "a", digest: d(h("1"), 0), executable: false },
+      { name: "b.sh", digest: d(h("2"), 300), executable: true },
+      { name: "é-ünï", digest: d(h("3"), 2 ** 40), executable: false },
+    ];
+    const dirs = [{ name: "sub", digest: d(h("4"), 77) }];
+    const links = [{ name: "l", target: "../x/y" }, { name: "abs", target: "/usr/bin" }];
+    const mine = new DirectoryBytes();
+    // Interleaved, as a listing by name would add them.
+    mine.file(files[0]!.name, files[0]!.digest, files[0]!.executable);
+    mine.symlink(links[0]!.name, links[0]!.target);
+    mine.directory(dirs[0]!.name, dirs[0]!.digest);
+    mine.file(files[1]!.name, files[1]!.digest, files[1]!.executable);
+    mine.symlink(links[1]!.name, links[1]!.target);
+    mine.file(files[2]!.name, files[2]!.digest, files[2]!.executable);
+    const wire = (x: { hash: string; size: number }) => ({ hash: x.hash, sizeBytes: BigInt(x.size) });
+    const theirs = create(DirectorySchema, {
+      files: files.map((f) => ({ name: f.name, digest: wire(f.digest), isExecutable: f.executable })),
+      directories: dirs.map((x) => ({ name: x.name, digest: wire(x.digest) })),
+      symlinks: links,
+    });
+    const bytes = mine.done();
+    expect(Buffer.from(bytes).equals(Buffer.from(toBinary(DirectorySchema, theirs)))).toBe(true);
+    const empty = new DirectoryBytes().done();
+    expect(empty.length).toBe(0);
+    const tree = treeBytes(bytes, [empty, bytes]);
+    const theirTree = create(TreeSchema, { root: theirs, children: [create(DirectorySchema), theirs] });
+    expect(Buffer.from(tree).equals(Buffer.from(toBinary(TreeSchema, theirTree)))).toBe(true);
+    expect(Buffer.from(treeBytes(empty, [])).equals(Buffer.from(toBinary(TreeSchema, create(TreeSchema, { root: create(DirectorySchema) }))))).toBe(true);
+  });
+});
