@@ -1,9 +1,10 @@
 // Typed digests. Everything past the RPC edge works with a BlobDigest, which is known to be well
 // formed: a supported function, a lowercase hex hash of the right length, a safe size. fromWire()
-// is the one place a wire Digest becomes one, toWire() the one way back.
+// is the one place a wire Digest becomes one (digestOnWire() for one read from raw bytes), toWire()
+// the one way back.
 import { create } from "@bufbuild/protobuf";
 import { DigestFunction_Value as DigestFunction, DigestSchema, type Digest } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { Code, StatusError, type DigestFunctionName } from "../core";
+import { Code, StatusError, WIRE_LEN, WIRE_VARINT, asInt64, type DigestFunctionName, type WireReader } from "../core";
 
 export { DigestFunction };
 export type { DigestFunctionName };
@@ -67,6 +68,21 @@ export function blobDigest(fn: DigestFunctionName, hash: string, size: bigint | 
 export function fromWire(fn: DigestFunctionName, d: Digest | undefined, what: string): BlobDigest {
   if (!d) throw new StatusError(Code.INVALID_ARGUMENT, `${what}: no digest given`);
   return blobDigest(fn, d.hash, d.sizeBytes, what);
+}
+
+/** A Digest read from its wire bytes (the field `r` is on), checked as fromWire checks. */
+export function digestOnWire(r: WireReader, fn: DigestFunctionName, what: string): BlobDigest {
+  let hash = "";
+  let size = 0;
+  while (!r.done) {
+    const { field, type } = r.tag();
+    if (field === 1 && type === WIRE_LEN) {
+      const [s, e] = r.span();
+      hash = r.bytes.toString("utf8", s, e);
+    } else if (field === 2 && type === WIRE_VARINT) size = asInt64(r.varint());
+    else r.skip(type);
+  }
+  return blobDigest(fn, hash, size, what);
 }
 
 export function toWire(d: BlobDigest): Digest {

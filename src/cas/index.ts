@@ -8,6 +8,7 @@ export {
   EMPTY_HASH,
   SUPPORTED_FUNCTIONS,
   blobDigest,
+  digestOnWire,
   digestKey,
   emptyDigest,
   formatDigest,

@@ -1,9 +1,9 @@
 // Walking Directory graphs stored in the CAS: GetTree pages and the blobs a Tree references.
 import { fromBinary } from "@bufbuild/protobuf";
-import { DirectorySchema, TreeSchema, type Directory } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { Code, StatusError, slices } from "../core";
+import { DirectorySchema, type Directory } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { Code, StatusError, WIRE_LEN, WireReader, slices } from "../core";
 import type { BlobStore } from "./blob-store";
-import { digestKey, formatDigest, fromWire, type BlobDigest } from "./digest";
+import { digestKey, digestOnWire, formatDigest, fromWire, type BlobDigest } from "./digest";
 
 export interface TreePage {
   directories: Directory[];
@@ -69,21 +69,39 @@ export async function* treePages(
 
 const EMPTY = new Uint8Array(0);
 
-/** Every file blob a stored Tree refers to, or undefined when the Tree itself is missing. */
+/**
+ * Every file blob a stored Tree refers to, or undefined when the Tree itself is missing. Read from
+ * the Tree's bytes where they lie (a Tree of a million files, decoded, was a million objects and a
+ * second of the event loop): Tree 1 root, 2 children (Directory); Directory 1 files (FileNode);
+ * FileNode 2 digest.
+ */
 export async function treeFileDigests(blobs: BlobStore, tree: BlobDigest): Promise<BlobDigest[] | undefined> {
   const bytes = await blobs.get(tree);
   if (!bytes) return undefined;
-  let parsed;
-  try {
-    parsed = fromBinary(TreeSchema, bytes);
-  } catch {
-    throw new StatusError(Code.INVALID_ARGUMENT, `blob ${formatDigest(tree)} is not a Tree message`);
-  }
+  const what = `blob ${formatDigest(tree)} (a Tree)`;
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const files: BlobDigest[] = [];
   const pause = slices(10_000);
-  for (const dir of [parsed.root, ...parsed.children]) {
-    for (const f of dir?.files ?? []) {
-      files.push(fromWire(tree.fn, f.digest, `file "${f.name}" in tree`));
+  const t = new WireReader(buf, what);
+  while (!t.done) {
+    const { field, type } = t.tag();
+    if ((field !== 1 && field !== 2) || type !== WIRE_LEN) {
+      t.skip(type);
+      continue;
+    }
+    const dir = t.message();
+    while (!dir.done) {
+      const d = dir.tag();
+      if (d.field !== 1 || d.type !== WIRE_LEN) {
+        dir.skip(d.type);
+        continue;
+      }
+      const node = dir.message();
+      while (!node.done) {
+        const n = node.tag();
+        if (n.field === 2 && n.type === WIRE_LEN) files.push(digestOnWire(node.message(), tree.fn, `a file in ${what}`));
+        else node.skip(n.type);
+      }
       await pause();
     }
   }

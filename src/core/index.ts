@@ -9,5 +9,6 @@ export { mountAt, mountHolding, parseMountinfo, readMounts, type MountEntry } fr
 export { isPrivileged } from "./privilege";
 export { formatSize, parseSize } from "./sizes";
 export { slices, sortInSlices } from "./slices";
+export { WIRE_LEN, WIRE_VARINT, WireReader, asInt64 } from "./wire";
 export { Teardown } from "./teardown";
 export { GUEST_GRPC_PORT, MUX_PORT_NAME, SHUTDOWN_COMMAND, controlPort, guestKernelCmdline, parseGuestCmdline, type GuestBoot } from "./guest-protocol";

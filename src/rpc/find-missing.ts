@@ -5,74 +5,10 @@
 //
 // FindMissingBlobsRequest: 1 instance_name (bytes), 2 blob_digests (Digest), 3 digest_function (varint).
 // Digest: 1 hash (string), 2 size_bytes (int64 varint). Unknown fields are skipped, as protobuf does.
-import { Code, StatusError, slices } from "../core";
-import { blobDigest, resolveFunction, type BlobDigest, type BlobStore } from "../cas";
+import { WIRE_LEN, WIRE_VARINT, WireReader, slices } from "../core";
+import { digestOnWire, resolveFunction, type BlobDigest, type BlobStore } from "../cas";
 
-const LEN = 2;
-const VARINT = 0;
-
-class WireReader {
-  at: number;
-  constructor(
-    readonly bytes: Buffer,
-    start = 0,
-    readonly end = bytes.length,
-  ) {
-    this.at = start;
-  }
-
-  get done(): boolean {
-    return this.at >= this.end;
-  }
-
-  varint(): number {
-    let value = 0;
-    for (let shift = 0; shift < 70; shift += 7) {
-      if (this.at >= this.end) break;
-      const b = this.bytes[this.at++]!;
-      value += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return value;
-    }
-    throw new StatusError(Code.INVALID_ARGUMENT, "FindMissingBlobsRequest is not a valid protobuf message (a cut or overlong varint)");
-  }
-
-  /** A length-delimited field's [start, end). */
-  span(): [number, number] {
-    const length = this.varint();
-    const start = this.at;
-    if (start + length > this.end) throw new StatusError(Code.INVALID_ARGUMENT, "FindMissingBlobsRequest is not a valid protobuf message (a field runs past its end)");
-    this.at = start + length;
-    return [start, this.at];
-  }
-
-  skip(wireType: number): void {
-    if (wireType === VARINT) this.varint();
-    else if (wireType === LEN) this.span();
-    else if (wireType === 1) this.at += 8;
-    else if (wireType === 5) this.at += 4;
-    else throw new StatusError(Code.INVALID_ARGUMENT, `FindMissingBlobsRequest is not a valid protobuf message (wire type ${wireType})`);
-    if (this.at > this.end) throw new StatusError(Code.INVALID_ARGUMENT, "FindMissingBlobsRequest is not a valid protobuf message (a field runs past its end)");
-  }
-}
-
-/** int64 as it travels: a negative one is ten bytes of two's complement. */
-const asInt64 = (n: number) => (n >= 2 ** 63 ? n - 2 ** 64 : n);
-
-function readDigest(bytes: Buffer, start: number, end: number, fn: BlobDigest["fn"], index: number): BlobDigest {
-  const r = new WireReader(bytes, start, end);
-  let hash = "";
-  let size = 0;
-  while (!r.done) {
-    const tag = r.varint();
-    const field = Math.floor(tag / 8);
-    if (field === 1 && tag % 8 === LEN) {
-      const [s, e] = r.span();
-      hash = bytes.toString("utf8", s, e);
-    } else if (field === 2 && tag % 8 === VARINT) size = asInt64(r.varint());
-    else r.skip(tag % 8);
-  }
-  return blobDigest(fn, hash, size, `blob_digests[${index}]`);
-}
+const REQUEST = "FindMissingBlobsRequest";
 
 /** The bytes of a varint. */
 const varintLength = (n: number) => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
@@ -99,27 +35,26 @@ const CHUNK = 10_000;
 
 /** Answers one FindMissingBlobsRequest, given and returned as wire bytes. */
 export async function findMissingOnWire(blobs: BlobStore, request: Buffer): Promise<Buffer> {
-  const r = new WireReader(request);
+  const r = new WireReader(request, REQUEST);
   const starts: number[] = [];
   const ends: number[] = [];
   let fnValue = 0;
   const pause = slices(10_000);
   while (!r.done) {
-    const tag = r.varint();
-    const field = Math.floor(tag / 8);
-    if (field === 2 && tag % 8 === LEN) {
+    const { field, type } = r.tag();
+    if (field === 2 && type === WIRE_LEN) {
       const [s, e] = r.span();
       starts.push(s);
       ends.push(e);
-    } else if (field === 3 && tag % 8 === VARINT) fnValue = r.varint();
-    else r.skip(tag % 8);
+    } else if (field === 3 && type === WIRE_VARINT) fnValue = r.varint();
+    else r.skip(type);
     await pause();
   }
   const fn = resolveFunction(fnValue);
   const missing = new Uint8Array(starts.length);
   for (let from = 0; from < starts.length; from += CHUNK) {
     const chunk: BlobDigest[] = [];
-    for (let i = from; i < Math.min(starts.length, from + CHUNK); i++) chunk.push(readDigest(request, starts[i]!, ends[i]!, fn, i));
+    for (let i = from; i < Math.min(starts.length, from + CHUNK); i++) chunk.push(digestOnWire(new WireReader(request, REQUEST, starts[i]!, ends[i]!), fn, `blob_digests[${i}]`));
     const absent = new Set(await blobs.findMissing(chunk));
     chunk.forEach((d, k) => (missing[from + k] = absent.has(d) ? 1 : 0));
     await new Promise<void>((resolve) => setImmediate(resolve));

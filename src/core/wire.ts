@@ -1,0 +1,71 @@
+// Reading protobuf wire bytes by hand, for the few messages that may be huge (a FindMissingBlobs of
+// 200,000 digests, a Tree of a million files): their fields are visited where they lie, without
+// making an object per entry. `what` names the message in errors.
+import { Code, StatusError } from "./errors";
+
+export const WIRE_VARINT = 0;
+export const WIRE_LEN = 2;
+
+export class WireReader {
+  at: number;
+  constructor(
+    readonly bytes: Buffer,
+    readonly what: string,
+    start = 0,
+    readonly end = bytes.length,
+  ) {
+    this.at = start;
+  }
+
+  get done(): boolean {
+    return this.at >= this.end;
+  }
+
+  private invalid(why: string): StatusError {
+    return new StatusError(Code.INVALID_ARGUMENT, `${this.what} is not a valid protobuf message (${why})`);
+  }
+
+  varint(): number {
+    let value = 0;
+    for (let shift = 0; shift < 70; shift += 7) {
+      if (this.at >= this.end) break;
+      const b = this.bytes[this.at++]!;
+      value += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return value;
+    }
+    throw this.invalid("a cut or overlong varint");
+  }
+
+  /** A field's tag: its number and wire type. */
+  tag(): { field: number; type: number } {
+    const tag = this.varint();
+    return { field: Math.floor(tag / 8), type: tag % 8 };
+  }
+
+  /** A length-delimited field's [start, end). */
+  span(): [number, number] {
+    const length = this.varint();
+    const start = this.at;
+    if (start + length > this.end) throw this.invalid("a field runs past its end");
+    this.at = start + length;
+    return [start, this.at];
+  }
+
+  /** A reader over a length-delimited field (an embedded message). */
+  message(what = this.what): WireReader {
+    const [start, end] = this.span();
+    return new WireReader(this.bytes, what, start, end);
+  }
+
+  skip(wireType: number): void {
+    if (wireType === WIRE_VARINT) this.varint();
+    else if (wireType === WIRE_LEN) this.span();
+    else if (wireType === 1) this.at += 8;
+    else if (wireType === 5) this.at += 4;
+    else throw this.invalid(`wire type ${wireType}`);
+    if (this.at > this.end) throw this.invalid("a field runs past its end");
+  }
+}
+
+/** int64 as it travels: a negative one is ten bytes of two's complement. */
+export const asInt64 = (n: number) => (n >= 2 ** 63 ? n - 2 ** 64 : n);
