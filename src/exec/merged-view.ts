@@ -7,7 +7,7 @@ import { chmodSync, lstatSync, type Stats } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { dlopen, FFIType } from "bun:ffi";
-import { hostArchName, slices, sortInSlices } from "../core";
+import { hostArchName, sortInSlices } from "../core";
 
 export interface Entry {
   /** Host path of the topmost layer's entry. */
@@ -41,21 +41,20 @@ export class MergedView {
     return at;
   }
 
-  /** A directory's entries across its layers, sorted by UTF-8 bytes; looked at in slices (there may be a million). */
-  async list(dir: Entry): Promise<{ name: string; entry: Entry }[]> {
+  /**
+   * The names in a directory across its layers, sorted by UTF-8 bytes (in slices: there may be a
+   * million). Each is looked at with child() as it is needed, so a listing holds names, not entries
+   * (a million entries with their Stats were half a gigabyte).
+   */
+  async names(dir: Entry): Promise<string[]> {
+    if (dir.dirs.length === 1) return sortInSlices(await readdir(dir.dirs[0]!), compareUtf8);
     const names = new Set<string>();
     for (const d of dir.dirs) for (const name of await readdir(d)) names.add(name);
-    const out: { name: string; entry: Entry }[] = [];
-    const pause = slices(2000);
-    for (const name of names) {
-      const entry = this.child(dir, name);
-      if (entry) out.push({ name, entry });
-      await pause();
-    }
-    return sortInSlices(out, (a, b) => compareUtf8(a.name, b.name));
+    return sortInSlices([...names], compareUtf8);
   }
 
-  private child(dir: Entry, name: string): Entry | undefined {
+  /** What `name` in `dir` is in the merged view, or undefined (a whiteout); never follows a symlink. */
+  child(dir: Entry, name: string): Entry | undefined {
     let top: Entry | undefined;
     for (const [i, d] of dir.dirs.entries()) {
       const path = join(d, name);

@@ -140,8 +140,10 @@ export class OutputCollector {
   /** The encoded Directory of `at`; each distinct Directory below it lands in `children`, by hash. */
   private async directory(at: Entry, children: Map<string, Uint8Array>): Promise<Uint8Array> {
     const dir = new DirectoryBytes();
-    for (const { name, entry: e } of await this.view.list(at)) {
+    for (const name of await this.view.names(at)) {
       await this.pause();
+      const e = this.view.child(at, name);
+      if (!e) continue;
       if (e.st.isFile()) dir.file(name, await this.store(e.path, e.st), isExecutable(e.st));
       else if (e.st.isSymbolicLink()) dir.symlink(name, readlinkSync(e.path));
       else if (e.st.isDirectory()) {
