@@ -2,6 +2,7 @@
 // files (read at once when small, in slices when big).
 import { open } from "node:fs/promises";
 import { createBLAKE3 } from "hash-wasm";
+import { nextTurn } from "./slices";
 
 /** The digest functions actiond stores and serves, by their resource-name spelling. */
 export type DigestFunctionName = "sha256" | "blake3";
@@ -28,7 +29,7 @@ export async function hashBytes(fn: DigestFunctionName, data: Uint8Array): Promi
   const h = await newHasher(fn);
   for (let at = 0; at < data.length; at += SLICE_BYTES) {
     h.update(data.subarray(at, at + SLICE_BYTES));
-    if (at + SLICE_BYTES < data.length) await new Promise<void>((resolve) => setImmediate(resolve));
+    if (at + SLICE_BYTES < data.length) await nextTurn();
   }
   return h.digestHex();
 }

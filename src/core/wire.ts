@@ -67,5 +67,46 @@ export class WireReader {
   }
 }
 
+/** Protobuf wire bytes written by hand into a buffer that grows (by doubling) as needed. */
+export class WireWriter {
+  private buf: Buffer;
+  length = 0;
+
+  /** `capacity`: the bytes expected, when known, so the buffer never grows. */
+  constructor(capacity = 256) {
+    this.buf = Buffer.allocUnsafe(capacity);
+  }
+
+  private room(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.length + n));
+    this.buf.copy(next, 0, 0, this.length);
+    this.buf = next;
+  }
+
+  varint(n: number): void {
+    this.room(10);
+    for (; n >= 0x80; n = Math.floor(n / 128)) this.buf[this.length++] = (n & 0x7f) | 0x80;
+    this.buf[this.length++] = n;
+  }
+
+  raw(bytes: Uint8Array): void {
+    this.room(bytes.length);
+    this.buf.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+
+  /** A length-delimited field: a string, bytes, or an encoded message. */
+  field(number: number, bytes: Uint8Array): void {
+    this.varint((number << 3) | WIRE_LEN);
+    this.varint(bytes.length);
+    this.raw(bytes);
+  }
+
+  done(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
+}
+
 /** int64 as it travels: a negative one is ten bytes of two's complement. */
 export const asInt64 = (n: number) => (n >= 2 ** 63 ? n - 2 ** 64 : n);

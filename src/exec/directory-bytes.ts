@@ -1,50 +1,13 @@
 // Directory and Tree messages written straight to bytes, as protobuf-es would write them (fields in
 // number order, defaults left out), for output directories: a directory of a million files made a
 // million FileNode objects and then one encoding pass that held the event loop for a second.
+import { WireWriter } from "../core";
 import type { BlobDigest } from "../cas";
-
-const LEN = 2;
-
-/** A growing byte buffer with the few protobuf writes a Directory needs. */
-class Bytes {
-  private buf = Buffer.allocUnsafe(256);
-  length = 0;
-
-  private room(n: number): void {
-    if (this.length + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.length + n));
-    this.buf.copy(next, 0, 0, this.length);
-    this.buf = next;
-  }
-
-  varint(n: number): void {
-    this.room(10);
-    for (; n >= 0x80; n = Math.floor(n / 128)) this.buf[this.length++] = (n & 0x7f) | 0x80;
-    this.buf[this.length++] = n;
-  }
-
-  raw(bytes: Uint8Array): void {
-    this.room(bytes.length);
-    this.buf.set(bytes, this.length);
-    this.length += bytes.length;
-  }
-
-  /** A length-delimited field: a string, bytes, or an encoded message. */
-  field(number: number, bytes: Uint8Array): void {
-    this.varint((number << 3) | LEN);
-    this.varint(bytes.length);
-    this.raw(bytes);
-  }
-
-  done(): Buffer {
-    return this.buf.subarray(0, this.length);
-  }
-}
 
 const utf8 = (s: string) => Buffer.from(s);
 
 function digestBytes(d: BlobDigest): Buffer {
-  const b = new Bytes();
+  const b = new WireWriter();
   b.field(1, utf8(d.hash));
   if (d.size > 0) {
     b.varint(2 << 3);
@@ -55,12 +18,12 @@ function digestBytes(d: BlobDigest): Buffer {
 
 /** One Directory, its entries added in the order they are to appear (by name, as REAPI asks). */
 export class DirectoryBytes {
-  private readonly files = new Bytes();
-  private readonly directories = new Bytes();
-  private readonly symlinks = new Bytes();
+  private readonly files = new WireWriter();
+  private readonly directories = new WireWriter();
+  private readonly symlinks = new WireWriter();
 
   file(name: string, digest: BlobDigest, executable: boolean): void {
-    const node = new Bytes();
+    const node = new WireWriter();
     node.field(1, utf8(name));
     node.field(2, digestBytes(digest));
     if (executable) {
@@ -71,14 +34,14 @@ export class DirectoryBytes {
   }
 
   directory(name: string, digest: BlobDigest): void {
-    const node = new Bytes();
+    const node = new WireWriter();
     node.field(1, utf8(name));
     node.field(2, digestBytes(digest));
     this.directories.field(2, node.done());
   }
 
   symlink(name: string, target: string): void {
-    const node = new Bytes();
+    const node = new WireWriter();
     node.field(1, utf8(name));
     node.field(2, utf8(target));
     this.symlinks.field(3, node.done());
@@ -92,7 +55,7 @@ export class DirectoryBytes {
 
 /** A Tree: its root Directory (field 1) and every other Directory below it once (field 2). */
 export function treeBytes(root: Uint8Array, children: Iterable<Uint8Array>): Buffer {
-  const t = new Bytes();
+  const t = new WireWriter();
   t.field(1, root);
   for (const c of children) t.field(2, c);
   return t.done();

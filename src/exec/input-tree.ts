@@ -3,7 +3,7 @@
 // action sends can make the execroot reach outside itself. Missing blobs are collected, all of
 // them, so one FAILED_PRECONDITION lists everything the client must upload.
 import { DirectorySchema, type Digest, type Directory } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { Code, StatusError, missingBlobsError, slices } from "../core";
+import { Code, StatusError, WIRE_LEN, WireReader, missingBlobsError, slices } from "../core";
 import { digestKey, fromWire, missingSubject, type BlobDigest, type BlobStore, type DigestFunctionName } from "../cas";
 import type { MessageCache } from "./message-cache";
 
@@ -68,33 +68,16 @@ export function normalizeInside(path: string, what: string, base = ""): string {
 
 /** The entries (files, directories, symlinks) a Directory's encoding holds, counted without decoding it. */
 export function countEntries(bytes: Uint8Array): number {
-  let at = 0;
+  const r = new WireReader(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), "Directory");
   let entries = 0;
-  const varint = (): number => {
-    let value = 0;
-    for (let shift = 0; shift < 64 && at < bytes.length; shift += 7) {
-      const b = bytes[at++]!;
-      value += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return value;
+  try {
+    while (!r.done) {
+      const { field, type } = r.tag();
+      r.skip(type);
+      if (type === WIRE_LEN && field >= 1 && field <= 3) entries++;
     }
-    return -1;
-  };
-  // Malformed bytes end the count; decoding them says what is wrong.
-  while (at < bytes.length) {
-    const tag = varint();
-    if (tag < 0) break;
-    const wireType = tag % 8;
-    if (wireType === 2) {
-      const length = varint();
-      if (length < 0) break;
-      at += length;
-      const field = Math.floor(tag / 8);
-      if (field >= 1 && field <= 3) entries++;
-    } else if (wireType === 0) {
-      if (varint() < 0) break;
-    } else if (wireType === 1) at += 8;
-    else if (wireType === 5) at += 4;
-    else break;
+  } catch {
+    // Malformed bytes end the count; decoding them says what is wrong.
   }
   return entries;
 }

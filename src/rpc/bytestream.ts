@@ -15,7 +15,7 @@ import {
   type WriteRequest,
   type WriteResponse,
 } from "../gen/google/bytestream/bytestream_pb";
-import { Code, StatusError } from "../core";
+import { Code, StatusError, WireWriter } from "../core";
 import { formatDigest, type BlobDigest, type BlobWriter } from "../cas";
 import { READ_CHUNK_BYTES, type ServerContext } from "./context";
 import { clientStreaming, send, serverStreaming, unary } from "./grpc-service";
@@ -221,18 +221,9 @@ async function* rechunk(source: AsyncIterable<Uint8Array>, max: number): AsyncGe
  * (the generic writer copied a 1 MiB chunk into a growing buffer, then sliced it out again).
  */
 function encodeReadResponse(r: ReadResponse): Buffer {
-  const n = r.data.length;
-  if (n === 0) return Buffer.alloc(0);
-  const header = [0x52]; // field 10, length-delimited
-  for (let v = n; ; v = Math.floor(v / 128)) {
-    if (v < 0x80) {
-      header.push(v);
-      break;
-    }
-    header.push((v & 0x7f) | 0x80);
-  }
-  const out = Buffer.allocUnsafe(header.length + n);
-  out.set(header, 0);
-  out.set(r.data, header.length);
-  return out;
+  if (r.data.length === 0) return Buffer.alloc(0);
+  // Room for the chunk and its tag and length (and the writer's margin): it never grows.
+  const out = new WireWriter(r.data.length + 16);
+  out.field(10, r.data);
+  return out.done();
 }

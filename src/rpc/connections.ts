@@ -57,10 +57,6 @@ export class Connections {
     private readonly log: Logger,
   ) {}
 
-  get size(): number {
-    return this.open.size;
-  }
-
   sockets(): Iterable<Socket> {
     return this.open.keys();
   }

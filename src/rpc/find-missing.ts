@@ -5,29 +5,16 @@
 //
 // FindMissingBlobsRequest: 1 instance_name (bytes), 2 blob_digests (Digest), 3 digest_function (varint).
 // Digest: 1 hash (string), 2 size_bytes (int64 varint). Unknown fields are skipped, as protobuf does.
-import { WIRE_LEN, WIRE_VARINT, WireReader, slices } from "../core";
+import { WIRE_LEN, WIRE_VARINT, WireReader, WireWriter, nextTurn, slices } from "../core";
 import { digestOnWire, resolveFunction, type BlobDigest, type BlobStore } from "../cas";
 
 const REQUEST = "FindMissingBlobsRequest";
 
-/** The bytes of a varint. */
-const varintLength = (n: number) => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
-
-/** The response's bytes: each missing Digest as the client sent it, as field 2, written in place. */
+/** The response's bytes: each missing Digest as the client sent it, as field 2. */
 function encodeResponse(bytes: Buffer, starts: number[], ends: number[], missing: Uint8Array): Buffer {
-  let total = 0;
-  for (let i = 0; i < starts.length; i++) if (missing[i]) total += 1 + varintLength(ends[i]! - starts[i]!) + ends[i]! - starts[i]!;
-  const out = Buffer.allocUnsafe(total);
-  let at = 0;
-  for (let i = 0; i < starts.length; i++) {
-    if (!missing[i]) continue;
-    out[at++] = 0x12;
-    let n = ends[i]! - starts[i]!;
-    for (; n >= 0x80; n = Math.floor(n / 128)) out[at++] = (n & 0x7f) | 0x80;
-    out[at++] = n;
-    at += bytes.copy(out, at, starts[i]!, ends[i]!);
-  }
-  return out;
+  const out = new WireWriter();
+  for (let i = 0; i < starts.length; i++) if (missing[i]) out.field(2, bytes.subarray(starts[i]!, ends[i]!));
+  return out.done();
 }
 
 /** Digests looked up at once: what is alive at a time stays small however many the call names. */
@@ -57,7 +44,7 @@ export async function findMissingOnWire(blobs: BlobStore, request: Buffer): Prom
     for (let i = from; i < Math.min(starts.length, from + CHUNK); i++) chunk.push(digestOnWire(new WireReader(request, REQUEST, starts[i]!, ends[i]!), fn, `blob_digests[${i}]`));
     const absent = new Set(await blobs.findMissing(chunk));
     chunk.forEach((d, k) => (missing[from + k] = absent.has(d) ? 1 : 0));
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await nextTurn();
   }
   return encodeResponse(request, starts, ends, missing);
 }

@@ -29,6 +29,7 @@ import {
 import { WriteRequestSchema } from "../../src/gen/google/bytestream/bytestream_pb";
 import { execute, executionClient, run } from "../support/actions";
 import { ReapiClient, digestOf, sha256 } from "../support/client";
+import { rssMiB } from "../support/helpers";
 import { openCall, rawConnect, settingsFrame } from "../support/raw-h2";
 import { MAIN, startServer, type ServerProcess } from "../support/server";
 
@@ -47,10 +48,6 @@ interface Session {
   server: ServerProcess;
   client: ReapiClient;
   exec: ReturnType<typeof executionClient>;
-}
-
-function rssMiB(pid: number): number {
-  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
 }
 
 const uploadName = (d: Digest) => `uploads/${crypto.randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`;

@@ -3,7 +3,7 @@
 // promise is about (test/sandbox-helper.test.ts: the kernel keyrings; test/execution.test.ts: paths
 // that would escape the execroot).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { zstdCompressSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
@@ -20,17 +20,12 @@ import {
 import { WriteRequestSchema } from "../../src/gen/google/bytestream/bytestream_pb";
 import { execute, executionClient, run, uploadBlobs } from "../support/actions";
 import { ReapiClient, grpc, sha256 } from "../support/client";
-import { randomBytes, rejects, waitUntil } from "../support/helpers";
+import { randomBytes, rejects, rssMiB, waitUntil } from "../support/helpers";
 import { openCall, ping, rawConnect, settingsFrame, within, type RawConnection } from "../support/raw-h2";
 import { startServer, type ServerProcess } from "../support/server";
 
 const MiB = 1024 * 1024;
 const up = (d: Digest) => `uploads/${crypto.randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`;
-
-function rssMiB(pid: number): number {
-  const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
-  return kb / 1024;
-}
 
 async function missing(c: ReapiClient, ds: Digest[]): Promise<string[]> {
   const res = await c.unary(c.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { blobDigests: ds });

@@ -1,5 +1,6 @@
 // Small helpers shared by the suites.
 import { afterAll, beforeAll, expect } from "bun:test";
+import { readFileSync } from "node:fs";
 import { ReapiClient, RpcError } from "./client";
 import { startServer, type ServerProcess } from "./server";
 
@@ -7,6 +8,11 @@ import { startServer, type ServerProcess } from "./server";
 export async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
   for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(20)) if (check()) return true;
   return check();
+}
+
+/** A process's resident memory, in MiB. */
+export function rssMiB(pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
 }
 
 /** Awaits a call that must fail with a gRPC status, and returns that failure. */

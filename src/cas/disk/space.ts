@@ -5,7 +5,7 @@
 // the background.
 import { unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
-import { Code, StatusError, type Clock, type Logger } from "../../core";
+import { Code, StatusError, nextTurn, type Clock, type Logger } from "../../core";
 import { LruIndex } from "../lru-index";
 
 interface Entry {
@@ -142,7 +142,7 @@ export class DiskSpace {
    * uploads and reads share. Starts on the next turn of the event loop, off the caller's path.
    */
   private async persistRecency(): Promise<void> {
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await nextTurn();
     while (this.recencyToPersist.size > 0) {
       const batch: string[] = [];
       for (const key of this.recencyToPersist) {
