@@ -36,10 +36,16 @@ export class WireReader {
     throw this.invalid("a cut or overlong varint");
   }
 
-  /** A field's tag: its number and wire type. */
-  tag(): { field: number; type: number } {
+  /** The last tag read: its field number and wire type. */
+  field = 0;
+  type = 0;
+
+  /** Reads a field's tag into `field` and `type` (no object per field: a Tree may have millions). */
+  tag(): this {
     const tag = this.varint();
-    return { field: Math.floor(tag / 8), type: tag % 8 };
+    this.field = Math.floor(tag / 8);
+    this.type = tag % 8;
+    return this;
   }
 
   /** A length-delimited field's [start, end). */

@@ -12,7 +12,10 @@ const REQUEST = "FindMissingBlobsRequest";
 
 /** The response's bytes: each missing Digest as the client sent it, as field 2. */
 function encodeResponse(bytes: Buffer, starts: number[], ends: number[], missing: Uint8Array): Buffer {
-  const out = new WireWriter();
+  // Sized up front (each Digest, its tag and a length of at most 5 bytes): 200,000 of them never grow the buffer.
+  let capacity = 16;
+  for (let i = 0; i < starts.length; i++) if (missing[i]) capacity += 6 + ends[i]! - starts[i]!;
+  const out = new WireWriter(capacity);
   for (let i = 0; i < starts.length; i++) if (missing[i]) out.field(2, bytes.subarray(starts[i]!, ends[i]!));
   return out.done();
 }
