@@ -25,7 +25,7 @@ function parse(bytes: Buffer): { type: number; stream: number; value?: number; p
 }
 
 function run(shim: WindowSettingsShim, ...chunks: Buffer[]): Buffer {
-  return Buffer.concat(chunks.flatMap((c) => shim.fromClient(c)));
+  return Buffer.concat(chunks.flatMap((c) => shim.fromPeer(c)));
 }
 
 describe("WindowSettingsShim", () => {
@@ -39,7 +39,7 @@ describe("WindowSettingsShim", () => {
   test("a later increase is hidden from the server and granted as WINDOW_UPDATEs to open and new streams", () => {
     const shim = new WindowSettingsShim();
     run(shim, PREFACE, settings([0x4, 65_535]), headers(1, true), headers(3, true));
-    shim.fromServer(headers(1)); // the server answers but keeps both streams open
+    shim.fromBun(headers(1)); // the server answers but keeps both streams open
     const out = parse(run(shim, settings([0x4, 65_535 + 1_000_000])));
     expect(out[0]!.type).toBe(0x4);
     expect(out[0]!.payload.readUInt32BE(2)).toBe(65_535); // the server still sees the first value
@@ -58,7 +58,7 @@ describe("WindowSettingsShim", () => {
   test("streams the server has finished get no credit", () => {
     const shim = new WindowSettingsShim();
     run(shim, PREFACE, settings(), headers(1, true), headers(3, true));
-    shim.fromServer(Buffer.concat([headers(1), data(1, 10, true)]));
+    shim.fromBun(Buffer.concat([headers(1), data(1, 10, true)]));
     const out = parse(run(shim, settings([0x4, 200_000])));
     expect(out.filter((f) => f.type === 0x8).map((f) => f.stream)).toEqual([3]);
   });

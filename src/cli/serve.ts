@@ -3,14 +3,15 @@
 import { availableParallelism, hostname } from "node:os";
 import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
-import { SetupError, Teardown, createLogger, isPrivileged, systemClock } from "../core";
+import { SetupError, Teardown, createLogger, isPrivileged, systemClock, type Logger } from "../core";
 import { CompleteResults, openDiskStore, type DiskStore } from "../cas";
 import { localAssets } from "../assets";
 import { MAX_TIMEOUT_MS, startLocalExecutor } from "../exec";
 import { Fetcher } from "../fetch";
-import { CallTracker, DEFAULT_CONNECTION_LIMITS, DEFAULT_MAX_BATCH_BYTES, Stats, listenText, startServer, type ServerContext } from "../rpc";
+import { CallTracker, DEFAULT_CONNECTION_LIMITS, DEFAULT_MAX_BATCH_BYTES, Stats, UpstreamClient, listenText, startServer, type ServerContext } from "../rpc";
+import { startUpstreamTier, type UpstreamTier } from "../upstream";
 import { flagsHelp, list, oneOf, parseFlags, positiveInteger, toggle, UsageError, value, type FlagValues } from "./flags";
-import { ACTION_LIMIT_FLAGS, listenFlag, logLevelFlag, rootFlag, sandboxHelperFlag, sizeFlag } from "./shared-flags";
+import { ACTION_LIMIT_FLAGS, UPSTREAM_FLAGS, listenFlag, logLevelFlag, rootFlag, sandboxHelperFlag, sizeFlag } from "./shared-flags";
 
 const DEFAULT_MAX_CAS_SIZE = 20 * 2 ** 30;
 const DEFAULT_MAX_OUTPUT_SIZE = 10 * 2 ** 30;
@@ -48,6 +49,7 @@ export const SERVE_FLAGS = {
       return Math.round(s * 1000);
     },
   }),
+  ...UPSTREAM_FLAGS,
   "sandbox-helper": sandboxHelperFlag,
   "log-level": logLevelFlag,
 };
@@ -92,7 +94,12 @@ export async function serve(opts: ServeOptions): Promise<void> {
     throw new SetupError(`cannot open the store in --root ${opts.root}: ${(err as Error).message}`);
   }
   teardown.defer("the store", () => store.close());
-  const results = new CompleteResults(store.actionResults, store.blobs, log);
+  const upstream = opts.upstream ? await startUpstream(opts, opts.upstream, store, log) : undefined;
+  if (upstream) teardown.defer("the upstream tier", () => upstream.close(SHUTDOWN_GRACE_MS));
+  // Clients and the executor see the same store; with an upstream, each through its own view.
+  const blobs = upstream?.clientBlobs ?? store.blobs;
+  const results = new CompleteResults(upstream?.clientResults ?? store.actionResults, blobs, log);
+  const executorResults = upstream ? new CompleteResults(upstream.executorResults, blobs, log) : results;
   const assets = await localAssets(opts.root, log);
   const executor = await startLocalExecutor(
     {
@@ -107,14 +114,14 @@ export async function serve(opts: ServeOptions): Promise<void> {
       maxOutputBytes: Math.min(opts["max-output-size"], opts["max-cas-size"]),
       actionBounds: { memoryBytes: opts["action-memory"], pids: opts["action-pids"], tmpBytes: opts["action-tmp-size"] },
     },
-    { files: store.blobs, results, builtIn: { ...assets, helper: opts["sandbox-helper"] ?? assets.helper }, privileged, log },
+    { files: upstream?.executorBlobs ?? store.blobs, results: executorResults, builtIn: { ...assets, helper: opts["sandbox-helper"] ?? assets.helper }, privileged, log },
   ).catch(async (err) => {
     await teardown.run(log);
     throw err;
   });
   teardown.defer("the executor", () => executor.close());
   const fetcher = new Fetcher(store.blobs, opts.root, log, systemClock, opts["asset-downloads"] === "origin");
-  const ctx: ServerContext = { blobs: store.blobs, results, executor, fetcher, log, calls: new CallTracker(), stats: new Stats(), clock: systemClock, maxBatchBytes: DEFAULT_MAX_BATCH_BYTES, maxBlobBytes: store.blobs.capacityBytes };
+  const ctx: ServerContext = { blobs, results, executor, fetcher, log, calls: new CallTracker(), stats: new Stats(), clock: systemClock, maxBatchBytes: DEFAULT_MAX_BATCH_BYTES, maxBlobBytes: store.blobs.capacityBytes };
   let server;
   try {
     server = await startServer(ctx, opts.listen, { ...DEFAULT_CONNECTION_LIMITS, maxConnections: opts["max-connections"], idleMs: opts["idle-timeout"] });
@@ -131,7 +138,12 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // Tests and scripts wait for this line, the last of start-up, to learn the port (useful with --listen HOST:0).
   log.info(`actiond serving REAPI on ${listenText(bound)} (root ${opts.root}, worker ${hostname()})`);
   const stopReports = ctx.stats.every(log, STATS_INTERVAL_MS);
-  const timingReports = setInterval(() => executor.timings.reportIfNew(log), STATS_INTERVAL_MS);
+  let upstreamReported = upstream?.summary();
+  const timingReports = setInterval(() => {
+    executor.timings.reportIfNew(log);
+    const line = upstream?.summary();
+    if (line !== upstreamReported) log.info((upstreamReported = line)!);
+  }, STATS_INTERVAL_MS);
   timingReports.unref();
   teardown.defer("the periodic reports", () => {
     stopReports();
@@ -142,6 +154,19 @@ export async function serve(opts: ServeOptions): Promise<void> {
   log.info(`${signal}: shutting down`);
   await teardown.run(log);
   ctx.stats.reportTotals(log);
+  if (upstream) log.info(`since start: ${upstream.summary()}`);
   executor.timings.report(log);
   log.info("stopped");
+}
+
+async function startUpstream(opts: ServeOptions, url: string, store: DiskStore, log: Logger): Promise<UpstreamTier> {
+  const remote = await UpstreamClient.open({
+    url,
+    caFile: opts["upstream-ca"],
+    headers: opts["upstream-header"],
+    instance: opts["upstream-instance"],
+    timeoutMs: opts["upstream-timeout"],
+  }, log);
+  log.info(`upstream ${url}: reading through it, pushing ${opts["upstream-write"] === "all" ? "results and uploads" : opts["upstream-write"]} to it`);
+  return startUpstreamTier({ remote, writes: opts["upstream-write"], root: opts.root, local: { blobs: store.blobs, results: store.actionResults }, log, clock: systemClock });
 }

@@ -3,9 +3,9 @@
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { LOG_LEVELS, formatSize, parseSize, type LogLevel } from "../core";
-import type { ListenAddress } from "../rpc";
+import { parseUpstreamUrl, type ListenAddress } from "../rpc";
 import { DEFAULT_ACTION_PIDS, defaultActionMemory, defaultActionTmpSize } from "../sandbox";
-import { oneOf, optional, positiveInteger, value, UsageError } from "./flags";
+import { list, oneOf, optional, positiveInteger, value, UsageError } from "./flags";
 
 const DEFAULT_LISTEN = "127.0.0.1:8980";
 
@@ -50,4 +50,40 @@ export const ACTION_LIMIT_FLAGS = {
     parse: positiveInteger,
   }),
   "action-tmp-size": sizeFlag("what each of an action's /tmp and /dev/shm may hold (they are memory: tmpfs size=)", defaultActionTmpSize),
+};
+
+/** A team's cache behind this one (serve and serve-vm). */
+export const UPSTREAM_FLAGS = {
+  upstream: optional(
+    "URL",
+    "a team's cache to read through and push results to: grpc://HOST:PORT, or grpcs://HOST:PORT with TLS (any REAPI server: bazel-remote, Buildbarn...)",
+    (text, where) => {
+      try {
+        parseUpstreamUrl(text);
+      } catch (err) {
+        throw new UsageError(`${where} ${(err as Error).message}`);
+      }
+      return text;
+    },
+    "none",
+  ),
+  "upstream-ca": optional("FILE", "PEM root certificates for a grpcs:// upstream, instead of the system's", (text) => resolve(text)),
+  "upstream-header": list("NAME=VALUE", "a header sent with every upstream call (a token, say); repeat for more", (text, where) => {
+    const at = text.indexOf("=");
+    if (at < 1) throw new UsageError(`${where} "${text}" is not NAME=VALUE`);
+    return [text.slice(0, at).toLowerCase(), text.slice(at + 1)] as [string, string];
+  }),
+  "upstream-instance": value("NAME", "the upstream's instance name", { default: "", parse: (text) => text }),
+  "upstream-timeout": value("SECS", "how long an upstream call may take (a transfer gets as long again per 16 MiB); past it the call is answered locally", {
+    default: "20",
+    parse: (text, where) => {
+      const s = Number(text);
+      if (!(s > 0)) throw new UsageError(`${where} "${text}" is not a number of seconds`);
+      return Math.round(s * 1000);
+    },
+  }),
+  "upstream-write": value("WHAT", "what is pushed upstream in the background: results (of actions run here, with their blobs), all (blobs clients upload too), none", {
+    default: "results",
+    parse: oneOf(["all", "results", "none"] as const),
+  }),
 };

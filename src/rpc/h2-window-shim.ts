@@ -57,6 +57,11 @@ class FrameSplitter {
     this.skipPreface = hasPreface ? PREFACE_LENGTH : 0;
   }
 
+  /** True between frames: the next byte starts a frame (so another frame may be put in here). */
+  get atFrameBoundary(): boolean {
+    return this.skipPreface === 0 && this.header.length === 0 && this.remaining === 0;
+  }
+
   /** Bytes of a frame header received but not yet complete (the preface passes straight through). */
   get partialHeaderBytes(): number {
     return this.header.length;
@@ -114,6 +119,10 @@ class FrameSplitter {
   }
 }
 
+function endsHeaderBlock(h: FrameHeader): boolean {
+  return (h.type === FrameType.HEADERS || h.type === FrameType.CONTINUATION) && (h.flags & FLAG_END_HEADERS) !== 0;
+}
+
 function windowUpdate(stream: number, increment: number): Buffer {
   const f = Buffer.alloc(HEADER_LENGTH + 4);
   f.writeUIntBE(4, 0, 3);
@@ -123,41 +132,57 @@ function windowUpdate(stream: number, increment: number): Buffer {
   return f;
 }
 
-/** The per-connection state: which streams are open, and the window the server was told about. */
+/**
+ * The per-connection state: which streams are open, and the window Bun was told about. The peer is
+ * the other end: a client when Bun serves (role "server"), a server when Bun is the client (role
+ * "client", the upstream cache's connection), where the same bug stalls uploads instead.
+ */
 export class WindowSettingsShim {
-  private readonly fromClientFrames = new FrameSplitter(true);
-  private readonly fromServerFrames = new FrameSplitter(false);
+  private readonly fromPeerFrames: FrameSplitter;
+  private readonly fromBunFrames: FrameSplitter;
   private readonly open = new Set<number>();
-  /** INITIAL_WINDOW_SIZE as the server knows it: the client's first value. */
+  /** INITIAL_WINDOW_SIZE as Bun knows it: the peer's first value. */
   private announced: number | undefined;
-  /** INITIAL_WINDOW_SIZE as the client last set it. */
+  /** INITIAL_WINDOW_SIZE as the peer last set it. */
   private actual = DEFAULT_WINDOW;
   private settingsPayload: Buffer[] = [];
 
-  /** Streams the client opened that are not finished yet (none open: the connection is idle). */
+  constructor(readonly role: "server" | "client" = "server") {
+    // The client's side of a connection starts with the preface.
+    this.fromPeerFrames = new FrameSplitter(role === "server");
+    this.fromBunFrames = new FrameSplitter(role === "client");
+  }
+
+  /** Streams open that Bun may still send on (none open: the connection is idle). */
   get openStreams(): number {
     return this.open.size;
   }
 
-  /** Whether the client ever opened a stream: made a call. */
+  /** True when the peer's bytes so far end between frames. */
+  get peerAtFrameBoundary(): boolean {
+    return this.fromPeerFrames.atFrameBoundary;
+  }
+
+  /** Whether the peer ever opened a stream: made a call (role "server"). */
   madeCalls = false;
 
   /**
-   * Client→server bytes in; the bytes to hand to the server out (mostly the same slices).
-   * Throws FrameSizeError on a frame bigger than the server allows.
+   * Peer→Bun bytes in; the bytes to hand to Bun out (mostly the same slices).
+   * Throws FrameSizeError on a frame bigger than Bun allows.
    */
-  fromClient(chunk: Buffer): Buffer[] {
+  fromPeer(chunk: Buffer): Buffer[] {
     const out: Buffer[] = [];
     let changed = false;
-    const carriedIn = this.fromClientFrames.partialHeaderBytes;
-    this.fromClientFrames.feed(chunk, {
+    const carriedIn = this.fromPeerFrames.partialHeaderBytes;
+    this.fromPeerFrames.feed(chunk, {
       raw: (b) => out.push(b),
       header: (h, raw) => {
-        if (h.type === FrameType.HEADERS && h.stream !== 0) {
+        if (this.role === "server" && h.type === FrameType.HEADERS && h.stream !== 0) {
           this.open.add(h.stream);
           this.madeCalls = true;
         }
-        if (h.type === FrameType.RST_STREAM) this.open.delete(h.stream);
+        const peerEnds = this.role === "client" && (h.type === FrameType.DATA || h.type === FrameType.HEADERS) && h.flags & FLAG_END_STREAM;
+        if (h.type === FrameType.RST_STREAM || peerEnds) this.open.delete(h.stream);
         // SETTINGS are held back until whole, to be rewritten; everything else streams through.
         if (h.type !== FrameType.SETTINGS || h.flags & FLAG_ACK) out.push(raw);
         else {
@@ -173,12 +198,11 @@ export class WindowSettingsShim {
           changed = true;
           if (last) out.push(...this.rewriteSettings(Buffer.concat(this.settingsPayload)));
         }
-        // A new stream learns the extra window once its header block is complete.
-        const headerBlockEnd = (h.type === FrameType.HEADERS || h.type === FrameType.CONTINUATION) && h.flags & FLAG_END_HEADERS;
-        if (last && headerBlockEnd && this.open.has(h.stream)) {
-          const extra = this.actual - (this.announced ?? DEFAULT_WINDOW);
-          if (extra > 0) {
-            out.push(windowUpdate(h.stream, extra));
+        // A stream the peer opens learns the extra window once its header block is complete.
+        if (this.role === "server" && last && endsHeaderBlock(h) && this.open.has(h.stream)) {
+          const credit = this.newStreamCredit(h.stream);
+          if (credit) {
+            out.push(credit);
             changed = true;
           }
         }
@@ -186,26 +210,42 @@ export class WindowSettingsShim {
     });
     // Most chunks pass through whole, as one buffer: those with nothing rewritten, and no frame
     // header cut at either end (such a header is re-assembled, so the pieces differ from the chunk).
-    const headerCut = carriedIn > 0 || this.fromClientFrames.partialHeaderBytes > 0;
+    const headerCut = carriedIn > 0 || this.fromPeerFrames.partialHeaderBytes > 0;
     return changed || headerCut ? out : [chunk];
   }
 
-  /** Server→client bytes, observed to learn which streams the server has finished. */
-  fromServer(chunk: Buffer): void {
-    this.fromServerFrames.feed(chunk, {
+  /**
+   * Bun→peer bytes, observed to learn which streams Bun opens (role "client") and ends. Returns
+   * frames to hand to Bun as if from the peer: the extra window of a stream Bun just opened.
+   */
+  fromBun(chunk: Buffer): Buffer[] {
+    const toBun: Buffer[] = [];
+    this.fromBunFrames.feed(chunk, {
       raw: () => {},
       header: (h) => {
         const ends = (h.type === FrameType.DATA || h.type === FrameType.HEADERS) && h.flags & FLAG_END_STREAM;
+        if (this.role === "client" && h.type === FrameType.HEADERS && h.stream !== 0 && !ends) this.open.add(h.stream);
         if (ends || h.type === FrameType.RST_STREAM) this.open.delete(h.stream);
       },
-      payload: () => {},
+      payload: (h, _piece, last) => {
+        if (this.role !== "client" || !last || !endsHeaderBlock(h) || !this.open.has(h.stream)) return;
+        const credit = this.newStreamCredit(h.stream);
+        if (credit) toBun.push(credit);
+      },
     });
+    return toBun;
+  }
+
+  /** The WINDOW_UPDATE that gives a new stream what the peer granted beyond what Bun was told. */
+  private newStreamCredit(stream: number): Buffer | undefined {
+    const extra = this.actual - (this.announced ?? DEFAULT_WINDOW);
+    return extra > 0 ? windowUpdate(stream, extra) : undefined;
   }
 
   /** Keeps INITIAL_WINDOW_SIZE at its first value and turns any increase into WINDOW_UPDATEs. */
   private rewriteSettings(frame: Buffer): Buffer[] {
     const extra: Buffer[] = [];
-    // The client's first SETTINGS fixes the value the server works with (the default if unset).
+    // The peer's first SETTINGS fixes the value Bun works with (the default if unset).
     const first = this.announced === undefined;
     if (first) this.announced = this.actual = DEFAULT_WINDOW;
     for (let at = HEADER_LENGTH; at + 6 <= frame.length; at += 6) {
@@ -241,12 +281,12 @@ export function shimConnection(socket: Socket, onRefused: (why: string) => void)
     },
     // Done as soon as the socket has taken the bytes, unless it asks us to wait (its backpressure).
     write(chunk: Buffer, _enc, cb) {
-      shim.fromServer(chunk);
+      shim.fromBun(chunk);
       if (socket.write(chunk)) cb();
       else socket.once("drain", () => cb());
     },
     writev(chunks, cb) {
-      for (const { chunk } of chunks) shim.fromServer(chunk);
+      for (const { chunk } of chunks) shim.fromBun(chunk);
       socket.cork();
       for (const { chunk } of chunks) socket.write(chunk);
       socket.uncork();
@@ -264,7 +304,7 @@ export function shimConnection(socket: Socket, onRefused: (why: string) => void)
   socket.on("data", (chunk: Buffer) => {
     let pieces: Buffer[];
     try {
-      pieces = shim.fromClient(chunk);
+      pieces = shim.fromPeer(chunk);
     } catch (err) {
       if (!(err instanceof FrameSizeError)) throw err;
       onRefused(err.message);

@@ -6,3 +6,4 @@ export { CallTracker, WIRE_BYTES, grpcServiceDefinition } from "./grpc-service";
 export { answersCapabilities } from "./probe";
 export { listenText, startServer, type ListenAddress, type RunningServer } from "./server";
 export { Stats } from "./stats";
+export { UpstreamClient, parseUpstreamUrl, type UpstreamOptions } from "./upstream-client";

@@ -1,5 +1,5 @@
 // Interop with a second real REAPI client: `remotetool` from github.com/bazelbuild/remote-apis-sdks.
-// Build it with test/tools/build-remotetool.sh, or point $ACTIOND_REMOTETOOL at a binary.
+// Build it with test/tools/build-tools.sh, or point $ACTIOND_REMOTETOOL at a binary.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes, randomUUID } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -26,13 +26,13 @@ const REQUIRED = process.env.ACTIOND_REQUIRE_E2E === "1" || !!process.env.ACTION
 if (!TOOL && !REQUIRED) {
   console.warn(
     "SKIP remotetool e2e: remotetool not found ($ACTIOND_REMOTETOOL, .tools/bin/remotetool, PATH); " +
-      "build it with test/tools/build-remotetool.sh",
+      "build it with test/tools/build-tools.sh",
   );
 }
 
 test.if(!TOOL && REQUIRED)("remotetool is available (required by ACTIOND_REQUIRE_E2E or ACTIOND_REMOTETOOL)", () => {
   const env = process.env.ACTIOND_REMOTETOOL;
-  throw new Error(env ? `$ACTIOND_REMOTETOOL=${env} does not exist` : "remotetool not found: set $ACTIOND_REMOTETOOL or run test/tools/build-remotetool.sh");
+  throw new Error(env ? `$ACTIOND_REMOTETOOL=${env} does not exist` : "remotetool not found: set $ACTIOND_REMOTETOOL or run test/tools/build-tools.sh");
 });
 
 describe.if(!!TOOL)("remotetool interop", () => {
