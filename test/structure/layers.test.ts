@@ -9,7 +9,7 @@ const SRC = resolve(import.meta.dir, "../../src");
 
 /**
  * Each folder's layer: a folder may import only from folders on lower layers (and from itself).
- *   cli → {rpc, vmhost, guest} → {exec, fetch} → {sandbox, runtime, cas, assets} → core
+ *   cli → {rpc, vmhost, guest} → {exec, fetch, upstream} → {sandbox, runtime, cas, assets} → core
  * gen/ (generated protobuf code, the data model) may be imported from anywhere.
  */
 const LAYERS: Record<string, number> = {
@@ -20,6 +20,7 @@ const LAYERS: Record<string, number> = {
   guest: 3,
   exec: 2,
   fetch: 2,
+  upstream: 2,
   sandbox: 1,
   runtime: 1,
   cas: 1,
