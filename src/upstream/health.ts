@@ -1,11 +1,11 @@
 // Whether the upstream is worth asking, and the counters a user reads to see the tier at work.
 // A call that fails for want of the upstream (down, slow, overloaded) marks it down for a while,
-// growing up to a minute, so a dead upstream costs one timeout, not one per call; the change is
+// growing up to half a minute, so a dead upstream costs one timeout, not one per call; the change is
 // logged once each way. Any other refusal is logged once per kind and counted.
 import { Code, StatusError, type Clock, type Logger } from "../core";
 
 const FIRST_PAUSE_MS = 1000;
-const LONGEST_PAUSE_MS = 60_000;
+const LONGEST_PAUSE_MS = 30_000;
 
 /** Codes that say the upstream is not there to answer, rather than that it answered no. */
 const UNREACHABLE: readonly Code[] = [Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.RESOURCE_EXHAUSTED, Code.CANCELLED, Code.UNKNOWN, Code.INTERNAL, Code.ABORTED];

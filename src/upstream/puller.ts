@@ -11,9 +11,16 @@ import type { UpstreamHealth } from "./health";
 const BATCH_BLOB_BYTES = 256 * 1024;
 /** Upstream calls one pull makes at once. */
 const PARALLEL_CALLS = 4;
+/** How many blobs the upstream failed to deliver are remembered. */
+const UNDELIVERED_KEPT = 100_000;
 
 export class BlobPuller {
   private readonly inFlight = new Map<string, Promise<void>>();
+  /**
+   * Blobs the upstream said it had but did not deliver whole and matching (damaged, or gone): no
+   * longer counted as there, so a client that was told not to upload one is told to now.
+   */
+  private readonly undelivered = new Set<string>();
 
   constructor(
     private readonly local: LocalBlobFiles,
@@ -22,6 +29,11 @@ export class BlobPuller {
     private readonly maxBatchBytes: () => number,
     private readonly log: Logger,
   ) {}
+
+  /** Whether the upstream failed to deliver d before (it is then not to be counted on for it). */
+  failedBefore(d: BlobDigest): boolean {
+    return this.undelivered.has(digestKey(d));
+  }
 
   /** Fetches those of `digests` the upstream has into the local store; resolves when all are done or given up. */
   async pull(digests: readonly BlobDigest[]): Promise<void> {
@@ -88,10 +100,15 @@ export class BlobPuller {
     } catch (err) {
       await writer.abort();
       const code = err instanceof StatusError ? err.code : Code.UNKNOWN;
-      if (code === Code.NOT_FOUND) return;
+      if (code === Code.NOT_FOUND || code === Code.INVALID_ARGUMENT) this.remember(d);
       if (code === Code.INVALID_ARGUMENT) this.health.corrupt(`blob ${formatDigest(d)}`, (err as Error).message);
-      else this.health.failed("ByteStream.Read", err);
+      else if (code !== Code.NOT_FOUND) this.health.failed("ByteStream.Read", err);
     }
+  }
+
+  private remember(d: BlobDigest): void {
+    if (this.undelivered.size >= UNDELIVERED_KEPT) this.undelivered.delete(this.undelivered.values().next().value!);
+    this.undelivered.add(digestKey(d));
   }
 
   private counted(d: BlobDigest): void {

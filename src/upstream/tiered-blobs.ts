@@ -35,15 +35,15 @@ export class TieredBlobs implements LocalBlobFiles {
 
   async findMissing(digests: readonly BlobDigest[]): Promise<BlobDigest[]> {
     const here = await this.t.local.findMissing(digests);
-    const askable = here.filter((d) => this.t.serves(d.fn));
+    const askable = here.filter((d) => this.t.serves(d.fn) && !this.t.puller.failedBefore(d));
     if (askable.length === 0) return here;
     if (this.opts.fetchWhenAsked) {
       await this.t.puller.pull(askable);
       return this.t.local.findMissing(here);
     }
     const upstreamMissing = await this.t.health.ask("FindMissingBlobs", () => this.t.remote.findMissing(askable), askable);
-    const missing = new Set(upstreamMissing);
-    return here.filter((d) => missing.has(d) || !this.t.serves(d.fn));
+    const there = new Set(askable).difference(new Set(upstreamMissing));
+    return here.filter((d) => !there.has(d));
   }
 
   async get(d: BlobDigest): Promise<Uint8Array | undefined> {

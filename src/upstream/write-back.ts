@@ -6,6 +6,8 @@
 // a few times, then dropped and counted. The queue is bounded: past its length a push is dropped.
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { fromBinary } from "@bufbuild/protobuf";
+import { ActionSchema } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Code, StatusError, type Logger } from "../core";
 import {
   blobDigest,
@@ -115,6 +117,10 @@ export class WriteBack implements BlobPushes, ResultPushes {
     this.refusals.delete(key);
     this.append(`-${key}\n`);
     if (this.queue.size < this.o.maxItems / 2) this.fullLogged = false;
+    if (this.queue.size === 0) {
+      const c = this.o.health.counts;
+      this.o.log.debug(`upstream push queue is empty: ${c.resultsPushed} results and ${c.blobsPushed} blobs pushed since start`);
+    }
     if (!this.closed && this.journalLines > 10_000 && this.journalLines > 4 * this.queue.size) {
       closeSync(this.fd);
       this.fd = this.compact();
@@ -191,7 +197,12 @@ export class WriteBack implements BlobPushes, ResultPushes {
     const result = await this.o.results.get(action);
     if (!result) return; // evicted here since: nothing left to push
     const fn = action.fn;
+    // The Action and its Command go too, when here: tools that show a result (remotetool, a
+    // Buildbarn browser) start from them. Its inputs do not (--upstream-write all sends those).
     const blobs: BlobDigest[] = [];
+    const actionBytes = await this.o.blobs.get(action);
+    const command = actionBytes && commandOf(actionBytes);
+    if (command) blobs.push(action, fromWire(fn, command, "command_digest"));
     for (const f of result.outputFiles) blobs.push(fromWire(fn, f.digest, "output file"));
     if (result.stdoutDigest) blobs.push(fromWire(fn, result.stdoutDigest, "stdout"));
     if (result.stderrDigest) blobs.push(fromWire(fn, result.stderrDigest, "stderr"));
@@ -206,6 +217,7 @@ export class WriteBack implements BlobPushes, ResultPushes {
     await this.pushBlobs(blobs);
     await this.o.remote.updateActionResult(action, result);
     this.o.health.count("resultsPushed");
+    this.o.log.debug(`pushed the result of ${formatDigest(action)} upstream`);
   }
 
   /** Uploads those of `digests` the upstream lacks, from the local store. */
@@ -238,6 +250,15 @@ export class WriteBack implements BlobPushes, ResultPushes {
   private pushed(ds: BlobDigest[]): void {
     this.o.health.count("blobsPushed", ds.length);
     this.o.health.count("bytesPushed", ds.reduce((n, d) => n + d.size, 0));
+  }
+}
+
+/** The command_digest of an Action's bytes; undefined when they are not an Action (a client's UpdateActionResult may name anything). */
+function commandOf(bytes: Uint8Array) {
+  try {
+    return fromBinary(ActionSchema, bytes).commandDigest;
+  } catch {
+    return undefined;
   }
 }
 

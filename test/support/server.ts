@@ -18,6 +18,11 @@ export interface ServerProcess {
   stop(): Promise<number>;
   /** SIGKILL, no chance to clean up. */
   kill(): Promise<void>;
+  /**
+   * Resolves with the first match of pattern in the log past offset `from` (a length of log()
+   * taken earlier), as soon as the server prints it; rejects after timeoutMs or when it exits.
+   */
+  waitForLog(pattern: RegExp, timeoutMs?: number, from?: number): Promise<RegExpExecArray>;
 }
 
 export function tempDir(prefix = "actiond-test-"): string {
@@ -67,10 +72,12 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
   let text = "";
   const decoder = new TextDecoder();
   let onLine: (() => void) | undefined;
+  const watchers = new Set<() => void>();
   (async () => {
     for await (const chunk of proc.stderr) {
       text += decoder.decode(chunk);
       onLine?.();
+      for (const w of watchers) w();
     }
   })();
   const port = await new Promise<number>((res, rej) => {
@@ -98,6 +105,34 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
       proc.kill("SIGKILL");
       await proc.exited;
       unmountUnder(root);
+    },
+    waitForLog(pattern, timeoutMs = 60_000, from = 0) {
+      return new Promise((resolve, reject) => {
+        const done = () => {
+          watchers.delete(check);
+          clearTimeout(timer);
+        };
+        const check = () => {
+          const m = pattern.exec(text.slice(from));
+          if (m) {
+            done();
+            resolve(m);
+          }
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(new Error(`the server did not log ${pattern} within ${timeoutMs} ms:\n${text.slice(-4000)}`));
+        }, timeoutMs);
+        proc.exited.then(() => {
+          check();
+          if (watchers.has(check)) {
+            done();
+            reject(new Error(`the server exited before logging ${pattern}:\n${text.slice(-4000)}`));
+          }
+        });
+        watchers.add(check);
+        check();
+      });
     },
   };
 }
