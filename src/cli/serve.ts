@@ -168,5 +168,5 @@ async function startUpstream(opts: ServeOptions, url: string, store: DiskStore, 
     timeoutMs: opts["upstream-timeout"],
   }, log);
   log.info(`upstream ${url}: reading through it, pushing ${opts["upstream-write"] === "all" ? "results and uploads" : opts["upstream-write"]} to it`);
-  return startUpstreamTier({ remote, writes: opts["upstream-write"], root: opts.root, local: { blobs: store.blobs, results: store.actionResults }, log, clock: systemClock });
+  return startUpstreamTier({ remote, writes: opts["upstream-write"], maxQueuedPushes: opts["upstream-queue"], root: opts.root, local: { blobs: store.blobs, results: store.actionResults }, log, clock: systemClock });
 }

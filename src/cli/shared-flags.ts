@@ -86,4 +86,5 @@ export const UPSTREAM_FLAGS = {
     default: "results",
     parse: oneOf(["all", "results", "none"] as const),
   }),
+  "upstream-queue": value("N", "pushes that may wait for the upstream (kept on disk across restarts); past it newer ones are dropped, and counted", { default: "100000", parse: positiveInteger }),
 };

@@ -2,11 +2,14 @@
 // over grpc-js with the same generated descriptors as the server. Every call carries the
 // configured headers and a deadline; a transfer's deadline grows with the blob's size.
 import * as grpc from "@grpc/grpc-js";
+import { Readable } from "node:stream";
+import { createZstdCompress, createZstdDecompress } from "node:zlib";
 import { create } from "@bufbuild/protobuf";
 import {
   ActionCache,
   Capabilities,
   ContentAddressableStorage,
+  Compressor_Value,
   DigestFunction_Value,
   type ActionResult,
   type BatchReadBlobsResponse,
@@ -60,6 +63,8 @@ export class UpstreamClient implements Remote {
   private readonly caps: Client;
   private readonly bs: Client;
   private readonly metadata: grpc.Metadata;
+  /** Whether streams travel zstd-compressed: the upstream said it takes and sends them (Capabilities). */
+  private zstd = false;
 
   /** Connects (lazily, on the first call) through a relay of its own; see upstream-relay.ts. */
   static async open(opts: UpstreamOptions, log: Logger): Promise<UpstreamClient> {
@@ -100,10 +105,12 @@ export class UpstreamClient implements Remote {
       if (f === DigestFunction_Value.BLAKE3) fns.push("blake3");
     }
     const maxBatch = Number(c?.maxBatchTotalSizeBytes ?? 0n);
+    this.zstd = c?.supportedCompressors.includes(Compressor_Value.ZSTD) ?? false;
     return {
       maxBatchBytes: maxBatch > 0 ? Math.min(maxBatch, DEFAULT_BATCH_BYTES) : DEFAULT_BATCH_BYTES,
       digestFunctions: fns.length > 0 ? fns : ["sha256"],
       acceptsResults: c?.actionCacheUpdateCapabilities?.updateEnabled ?? false,
+      compressed: this.zstd,
     };
   }
 
@@ -170,13 +177,19 @@ export class UpstreamClient implements Remote {
   }
 
   async *read(d: BlobDigest): AsyncIterable<Uint8Array> {
+    const zstd = this.zstd && d.size > 0;
     const call: grpc.ClientReadableStream<ReadResponse> = this.bs.read(
-      create(ReadRequestSchema, { resourceName: this.resource("blobs", d), readOffset: 0n, readLimit: 0n }),
+      create(ReadRequestSchema, { resourceName: this.resource(zstd ? "compressed-blobs/zstd" : "blobs", d), readOffset: 0n, readLimit: 0n }),
       this.metadata,
       { deadline: this.deadline(d.size) },
     );
-    try {
+    const data = async function* () {
       for await (const msg of call) yield (msg as ReadResponse).data;
+    };
+    try {
+      // Decompressed as it comes; the caller's writer stops a stream that grows past the digest's size.
+      if (zstd) yield* Readable.from(data()).pipe(createZstdDecompress());
+      else yield* data();
     } catch (err) {
       throw asStatusError(err, `reading ${formatDigest(d)} from ${this.address}`);
     } finally {
@@ -185,7 +198,10 @@ export class UpstreamClient implements Remote {
   }
 
   async write(d: BlobDigest, chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    const resourceName = this.resource(`uploads/${crypto.randomUUID()}/blobs`, d);
+    const zstd = this.zstd && d.size > 0;
+    const resourceName = this.resource(`uploads/${crypto.randomUUID()}/${zstd ? "compressed-blobs/zstd" : "blobs"}`, d);
+    // Compressed, the stream's length is known only at its end: the last message then finishes it, empty.
+    const body: AsyncIterable<Uint8Array> = zstd ? Readable.from(chunks).pipe(createZstdCompress()) : chunks;
     await new Promise<void>((resolve, reject) => {
       const call: grpc.ClientWritableStream<unknown> = this.bs.write(this.metadata, { deadline: this.deadline(d.size) }, (err: grpc.ServiceError | null) =>
         err ? reject(asStatusError(err, `writing ${formatDigest(d)} to ${this.address}`)) : resolve(),
@@ -194,15 +210,16 @@ export class UpstreamClient implements Remote {
       call.once("status", () => (ended = true));
       const send = async () => {
         let offset = 0;
-        for await (const chunk of chunks) {
+        for await (const chunk of body) {
           for (let at = 0; at < chunk.length && !ended; at += WRITE_CHUNK) {
             const piece = chunk.subarray(at, at + WRITE_CHUNK);
-            const msg = create(WriteRequestSchema, { resourceName: offset === 0 ? resourceName : "", writeOffset: BigInt(offset), data: piece, finishWrite: offset + piece.length === d.size });
+            const finishWrite = !zstd && offset + piece.length === d.size;
+            const msg = create(WriteRequestSchema, { resourceName: offset === 0 ? resourceName : "", writeOffset: BigInt(offset), data: piece, finishWrite });
             offset += piece.length;
             if (!call.write(msg)) await new Promise((r) => (call.once("drain", r), call.once("status", r)));
           }
         }
-        if (offset === 0) call.write(create(WriteRequestSchema, { resourceName, writeOffset: 0n, finishWrite: true }));
+        if (offset === 0 || zstd) call.write(create(WriteRequestSchema, { resourceName: offset === 0 ? resourceName : "", writeOffset: BigInt(offset), finishWrite: true }));
         call.end();
       };
       send().catch((err) => {

@@ -12,6 +12,8 @@ export interface RemoteLimits {
   digestFunctions: readonly DigestFunctionName[];
   /** Whether clients may write action results (action_cache_update_capabilities.update_enabled). */
   acceptsResults: boolean;
+  /** Whether streams travel zstd-compressed (both sides take it). */
+  compressed: boolean;
 }
 
 export interface Remote {

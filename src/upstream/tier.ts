@@ -21,7 +21,8 @@ export interface UpstreamTierOptions {
   local: { blobs: LocalBlobFiles; results: ActionCache };
   log: Logger;
   clock: Clock;
-  maxQueuedPushes?: number;
+  /** The longest the push queue may grow (--upstream-queue). */
+  maxQueuedPushes: number;
 }
 
 export interface UpstreamTier {
@@ -38,7 +39,7 @@ export interface UpstreamTier {
   close(waitMs: number): Promise<void>;
 }
 
-const DEFAULT_LIMITS: RemoteLimits = { maxBatchBytes: 4 * 1024 * 1024 - 1024, digestFunctions: ["sha256"], acceptsResults: true };
+const DEFAULT_LIMITS: RemoteLimits = { maxBatchBytes: 4 * 1024 * 1024 - 1024, digestFunctions: ["sha256"], acceptsResults: true, compressed: false };
 
 export function startUpstreamTier(o: UpstreamTierOptions): UpstreamTier {
   const health = new UpstreamHealth(o.remote.address, o.log, o.clock);
@@ -49,7 +50,7 @@ export function startUpstreamTier(o: UpstreamTierOptions): UpstreamTier {
       (l) => {
         limits = l;
         health.answered();
-        o.log.info(`upstream ${o.remote.address}: ${l.digestFunctions.join(", ")}, batches up to ${l.maxBatchBytes} bytes, ${l.acceptsResults ? "takes" : "does not take"} action results`);
+        o.log.info(`upstream ${o.remote.address}: ${l.digestFunctions.join(", ")}, batches up to ${l.maxBatchBytes} bytes, streams ${l.compressed ? "zstd-compressed" : "uncompressed"}, ${l.acceptsResults ? "takes" : "does not take"} action results`);
       },
       (err) => health.failed("GetCapabilities", err),
     );
@@ -59,12 +60,13 @@ export function startUpstreamTier(o: UpstreamTierOptions): UpstreamTier {
   const puller = new BlobPuller(o.local.blobs, o.remote, health, maxBatchBytes, o.log);
   const pushes = new WriteBack({
     dir: join(o.root, "upstream"),
-    maxItems: o.maxQueuedPushes ?? 100_000,
+    maxItems: o.maxQueuedPushes,
     remote: o.remote,
     health,
     blobs: o.local.blobs,
     results: o.local.results,
     maxBatchBytes,
+    acceptsResults: () => limits.acceptsResults,
     log: o.log,
   });
   const parts = { local: o.local.blobs, remote: o.remote, health, puller, serves };

@@ -44,6 +44,8 @@ export interface WriteBackOptions {
   blobs: LocalBlobFiles;
   results: ActionCache;
   maxBatchBytes: () => number;
+  /** Whether the upstream takes action results (its capabilities say so); the blobs go either way. */
+  acceptsResults: () => boolean;
   log: Logger;
 }
 
@@ -58,6 +60,7 @@ export class WriteBack implements BlobPushes, ResultPushes {
   private busy = 0;
   private closed = false;
   private fullLogged = false;
+  private resultsRefusedLogged = false;
   private readonly idleWaiters: (() => void)[] = [];
 
   constructor(private readonly o: WriteBackOptions) {
@@ -215,6 +218,11 @@ export class WriteBack implements BlobPushes, ResultPushes {
       blobs.push(...files);
     }
     await this.pushBlobs(blobs);
+    if (!this.o.acceptsResults()) {
+      if (!this.resultsRefusedLogged) this.o.log.info(`upstream ${this.o.remote.address} does not take action results (its capabilities say so): pushing their blobs only`);
+      this.resultsRefusedLogged = true;
+      return;
+    }
     await this.o.remote.updateActionResult(action, result);
     this.o.health.count("resultsPushed");
     this.o.log.debug(`pushed the result of ${formatDigest(action)} upstream`);

@@ -46,9 +46,9 @@ export async function freePort(): Promise<number> {
 }
 
 /** Resolves once a gRPC server answers on address (grpc-js's own wait for a ready channel). */
-export async function waitForGrpc(address: string, timeoutMs = 20_000): Promise<void> {
+export async function waitForGrpc(address: string, timeoutMs = 20_000, creds = grpc.credentials.createInsecure()): Promise<void> {
   const Ctor = grpc.makeGenericClientConstructor(grpcServiceDefinition(Capabilities), "Capabilities");
-  const client = new Ctor(address, grpc.credentials.createInsecure());
+  const client = new Ctor(address, creds);
   try {
     await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(new Error(`nothing answers gRPC on ${address}: ${err.message}`)) : resolve())));
   } finally {
@@ -64,6 +64,9 @@ class PeerProcess implements Peer {
     readonly name: string,
     private readonly port: number,
     private readonly command: () => string[],
+    /** How to reach it when checking it is up (TLS for a TLS server). */
+    private readonly creds = grpc.credentials.createInsecure(),
+    private readonly host = "127.0.0.1",
   ) {}
 
   get address(): string {
@@ -90,7 +93,7 @@ class PeerProcess implements Peer {
     const exited = proc.exited.then((code) => {
       throw new Error(`${this.name} exited with ${code} while starting:\n${this.output}`);
     });
-    await Promise.race([waitForGrpc(this.address), exited]);
+    await Promise.race([waitForGrpc(`${this.host}:${this.port}`, 20_000, this.creds), exited]);
   }
 
   async kill(): Promise<void> {
@@ -104,10 +107,14 @@ class PeerProcess implements Peer {
   }
 }
 
-/** bazel-remote with its disk cache in dir (a fresh one unless given), on a port of its own; not started yet. */
-export async function bazelRemote(dir = tempDir("bazel-remote-")): Promise<Peer> {
+/**
+ * bazel-remote with its disk cache in dir (a fresh one unless given), on a port of its own; not
+ * started yet. With TLS flags in `extra`, `creds` must trust its certificate (for localhost).
+ */
+export async function bazelRemote(dir = tempDir("bazel-remote-"), extra: string[] = [], creds?: grpc.ChannelCredentials): Promise<Peer> {
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
-  return new PeerProcess("bazel-remote", grpcPort, () => [BAZEL_REMOTE, "--dir", dir, "--max_size", "2", "--host", "127.0.0.1", "--port", String(httpPort), "--grpc_port", String(grpcPort)]);
+  const command = () => [BAZEL_REMOTE, "--dir", dir, "--max_size", "2", "--host", "127.0.0.1", "--port", String(httpPort), "--grpc_port", String(grpcPort), ...extra];
+  return new PeerProcess("bazel-remote", grpcPort, command, creds, creds ? "localhost" : "127.0.0.1");
 }
 
 export async function startBazelRemote(dir?: string): Promise<Peer> {
