@@ -3,12 +3,13 @@
 // a push queue past its bound. (The Bazel builds and the crash faults are in e2e/bazel-upstream.)
 import { afterAll, expect, test } from "bun:test";
 import { generateKeyPairSync, sign } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
-import { FindMissingBlobsRequestSchema, GetActionResultRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { FindMissingBlobsRequestSchema, GetActionResultRequestSchema, UpdateActionResultRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { startCorruptingProxy } from "./support/corrupting-proxy";
 import { ReapiClient, RpcError, grpc, sha256 } from "./support/client";
-import { BB_STORAGE, bazelRemote, freePort, skipWithoutPeers, waitForGrpc, type Peer } from "./support/peers";
+import { bazelRemote, freePort, skipWithoutPeers, startBbStorage, type Peer } from "./support/peers";
 import { startServer, tempDir, type ServerProcess } from "./support/server";
 
 const SKIP = skipWithoutPeers("upstream");
@@ -101,52 +102,17 @@ async function tokenGuardedBbStorage(): Promise<{ peer: Peer; token: string }> {
   const header = b64url(JSON.stringify({ alg: "EdDSA", typ: "JWT" }));
   const body = b64url(JSON.stringify({ sub: "ci", exp: Math.floor(Date.now() / 1000) + 3600 }));
   const token = `${header}.${body}.${b64url(sign(null, Buffer.from(`${header}.${body}`), privateKey))}`;
-  const port = await freePort();
-  const local = (entries: number, newBlocks: number) => ({
-    local: {
-      keyLocationMapInMemory: { entries },
-      keyLocationMapMaximumGetAttempts: 8,
-      keyLocationMapMaximumPutAttempts: 32,
-      oldBlocks: 2,
-      currentBlocks: 3,
-      newBlocks,
-      blocksInMemory: { blockSizeBytes: 8 * 2 ** 20 },
+  const peer = await startBbStorage({
+    jwt: {
+      jwksInline: { keys: [{ ...publicKey.export({ format: "jwk" }), use: "sig" }] },
+      maximumCacheSize: 100,
+      cacheReplacementPolicy: "LEAST_RECENTLY_USED",
+      claimsValidationJmespathExpression: "`true`",
+      metadataExtractionJmespathExpression: "`{}`",
     },
   });
-  const allow = { allow: {} };
-  const config = {
-    grpcServers: [
-      {
-        listenAddresses: [`127.0.0.1:${port}`],
-        authenticationPolicy: {
-          jwt: {
-            jwksInline: { keys: [{ ...publicKey.export({ format: "jwk" }), use: "sig" }] },
-            maximumCacheSize: 100,
-            cacheReplacementPolicy: "LEAST_RECENTLY_USED",
-            claimsValidationJmespathExpression: "`true`",
-            metadataExtractionJmespathExpression: "`{}`",
-          },
-        },
-      },
-    ],
-    maximumMessageSizeBytes: 16 * 2 ** 20,
-    contentAddressableStorage: { backend: local(10_000, 1), getAuthorizer: allow, putAuthorizer: allow, findMissingAuthorizer: allow },
-    actionCache: { backend: local(1000, 1), getAuthorizer: allow, putAuthorizer: allow },
-  };
-  const file = join(tempDir("bb-jwt-"), "bb_storage.jsonnet");
-  writeFileSync(file, JSON.stringify(config));
-  const proc = Bun.spawn([BB_STORAGE, file], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  let output = "";
-  (async () => {
-    for await (const chunk of proc.stderr) output += new TextDecoder().decode(chunk);
-  })();
-  cleanups.push(async () => {
-    proc.kill();
-    await proc.exited;
-  });
-  await Promise.race([waitForGrpc(`127.0.0.1:${port}`), proc.exited.then((code) => Promise.reject(new Error(`bb_storage exited with ${code}: ${output}`)))]);
-  const address = `127.0.0.1:${port}`;
-  return { peer: { name: "bb_storage", address, url: `grpc://${address}`, log: () => output, kill: async () => {}, start: async () => {}, stop: async () => {} }, token };
+  cleanups.push(() => peer.stop());
+  return { peer, token };
 }
 
 test.skipIf(SKIP)("bb_storage behind a token: --upstream-header carries it; without it the upstream's refusal is logged once and calls are answered locally", async () => {
@@ -167,6 +133,23 @@ test.skipIf(SKIP)("bb_storage behind a token: --upstream-header carries it; with
     expect(res.missingBlobDigests.map((m: { hash: string }) => m.hash)).toEqual([d.hash]);
   }
   expect(anonymous.log().match(/upstream \S+ refused FindMissingBlobs/g)?.length).toBe(1);
+});
+
+test.skipIf(SKIP)("an action result from the upstream whose output leaves the working directory is not taken", async () => {
+  const team = await actiond();
+  const t = client(team);
+  const output = new TextEncoder().encode("an output");
+  await upload(t, output);
+  const action = sha256("an action with one output");
+  await t.unary(t.ac, "updateActionResult", UpdateActionResultRequestSchema, { actionDigest: action, actionResult: { outputFiles: [{ path: "out.txt", digest: sha256(output) }] } });
+  const proxy = await startCorruptingProxy(team.address, "paths");
+  cleanups.push(() => proxy.close());
+  const a = await actiond("--upstream", proxy.url);
+  const c = client(a);
+  const err = await c.unary(c.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: action }).catch((e: RpcError) => e);
+  expect(proxy.flipped).toBe(1);
+  expect((err as RpcError).code).toBe(grpc.status.NOT_FOUND);
+  expect(a.log()).toMatch(/sent a result for action [0-9a-f]{64}\/\d+ that is not taken: output file path "..\/..\/out.txt"/);
 });
 
 test.skipIf(SKIP)("an upstream that never answers costs one --upstream-timeout, then calls are answered locally at once", async () => {

@@ -87,7 +87,7 @@ export class CompleteResults implements ActionCache {
  * Output paths are relative to the action's working directory and stay below it: a result naming
  * "../../etc/passwd" or "/etc/passwd" would have every client that takes it write there.
  */
-function checkOutputPaths(r: ActionResult): void {
+export function checkOutputPaths(r: ActionResult): void {
   const entries: [string, string][] = [
     ...r.outputFiles.map((f): [string, string] => ["output file", f.path]),
     ...r.outputDirectories.map((d): [string, string] => ["output directory", d.path]),

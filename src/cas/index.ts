@@ -1,7 +1,7 @@
 // cas/: content-addressable storage and the action cache. What other folders may use.
 export type { BlobReader, BlobStore, BlobWriter, LocalBlobFiles, ReadRange } from "./blob-store";
 export type { ActionCache } from "./action-cache";
-export { CompleteResults } from "./action-cache";
+export { CompleteResults, checkOutputPaths } from "./action-cache";
 export {
   DIGEST_FUNCTIONS,
   DigestFunction,

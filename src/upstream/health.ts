@@ -15,7 +15,7 @@ export const UPSTREAM_COUNTERS = [
   "resultMisses",
   "blobsFetched",
   "bytesFetched",
-  "corruptBlobs",
+  "corrupt",
   "resultsPushed",
   "blobsPushed",
   "bytesPushed",
@@ -104,8 +104,14 @@ export class UpstreamHealth {
 
   /** Records bytes from the upstream that do not match their digest. */
   corrupt(what: string, message: string): void {
-    this.count("corruptBlobs");
+    this.count("corrupt");
     this.log.warn(`upstream ${this.address} sent ${what} whose bytes do not match its digest (${message}); not taken`);
+  }
+
+  /** Records an action result from the upstream that is not taken (an output path outside the working directory). */
+  refusedResult(action: { hash: string; size: number }, why: string): void {
+    this.count("corrupt");
+    this.log.warn(`upstream ${this.address} sent a result for action ${action.hash}/${action.size} that is not taken: ${why}`);
   }
 
   close(): void {
@@ -124,7 +130,7 @@ export class UpstreamHealth {
     const c = this.counts;
     return (
       `upstream ${this.down ? "down" : "up"}: results ${c.resultHits} hits, ${c.resultMisses} misses; ` +
-      `${c.blobsFetched} blobs fetched (${mib(c.bytesFetched)}), ${c.corruptBlobs} corrupt; ` +
+      `${c.blobsFetched} blobs fetched (${mib(c.bytesFetched)}), ${c.corrupt} corrupt; ` +
       `pushed ${c.resultsPushed} results, ${c.blobsPushed} blobs (${mib(c.bytesPushed)}), ${queued} queued, ${c.droppedPushes} dropped; ` +
       `${c.failedCalls} failed calls, ${c.skippedCalls} skipped while down`
     );

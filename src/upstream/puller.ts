@@ -35,7 +35,7 @@ export class BlobPuller {
     return this.undelivered.has(digestKey(d));
   }
 
-  /** Fetches those of `digests` the upstream has into the local store; resolves when all are done or given up. */
+  /** Fetches those of `digests` not here that the upstream has; resolves when all are done or given up. */
   async pull(digests: readonly BlobDigest[]): Promise<void> {
     if (!this.health.usable) {
       this.health.count("skippedCalls");
@@ -43,7 +43,7 @@ export class BlobPuller {
     }
     const waits = new Set<Promise<void>>();
     const fresh = new Map<string, BlobDigest>();
-    for (const d of digests) {
+    for (const d of await this.local.findMissing(digests)) {
       if (d.size > this.local.capacityBytes) continue;
       const key = digestKey(d);
       const pending = this.inFlight.get(key);

@@ -44,15 +44,21 @@ const DEFAULT_LIMITS: RemoteLimits = { maxBatchBytes: 4 * 1024 * 1024 - 1024, di
 export function startUpstreamTier(o: UpstreamTierOptions): UpstreamTier {
   const health = new UpstreamHealth(o.remote.address, o.log, o.clock);
   let limits = DEFAULT_LIMITS;
-  // Asked in the background: an upstream that is down must not hold up start-up.
-  const learnLimits = () =>
+  let closed = false;
+  // Asked in the background: an upstream that is down must not hold up start-up. Until it answers,
+  // the defaults hold (SHA-256, 4 MiB batches, no compression), and it is asked again when it is up.
+  const learnLimits = (): Promise<void> =>
     o.remote.capabilities().then(
       (l) => {
         limits = l;
         health.answered();
         o.log.info(`upstream ${o.remote.address}: ${l.digestFunctions.join(", ")}, batches up to ${l.maxBatchBytes} bytes, streams ${l.compressed ? "zstd-compressed" : "uncompressed"}, ${l.acceptsResults ? "takes" : "does not take"} action results`);
       },
-      (err) => health.failed("GetCapabilities", err),
+      (err) => {
+        health.failed("GetCapabilities", err);
+        // Asked again once it is up, if it did not answer at all (a refusal would only be repeated).
+        if (!closed && !health.usable) void health.untilUsable().then(() => (closed ? undefined : learnLimits()));
+      },
     );
   void learnLimits();
   const serves = (fn: BlobDigest["fn"]) => limits.digestFunctions.includes(fn);
@@ -72,15 +78,19 @@ export function startUpstreamTier(o: UpstreamTierOptions): UpstreamTier {
   const parts = { local: o.local.blobs, remote: o.remote, health, puller, serves };
   const pushResults = o.writes !== "none" ? pushes : undefined;
   const pushAll = o.writes === "all" ? pushes : undefined;
+  // A failure is the puller's to record; the completeness check and the client's read ask again.
+  const prefetch = (ds: BlobDigest[]) => puller.pull(ds).catch(() => {});
+  const results = { local: o.local.results, remote: o.remote, health, serves, recentMisses: new Map<string, number>() };
   return {
     clientBlobs: new TieredBlobs(parts, { fetchWhenAsked: false, pushes: pushAll }),
-    clientResults: new TieredResults(o.local.results, o.remote, health, serves, pushAll),
+    clientResults: new TieredResults({ ...results, pushes: pushAll, prefetch }),
     executorBlobs: new TieredBlobs(parts, { fetchWhenAsked: true }),
-    executorResults: new TieredResults(o.local.results, o.remote, health, serves, pushResults),
+    executorResults: new TieredResults({ ...results, pushes: pushResults }),
     health,
     pushes,
     summary: () => health.summary(pushes.length),
     async close(waitMs) {
+      closed = true;
       await pushes.close(waitMs);
       health.close();
       o.remote.close();

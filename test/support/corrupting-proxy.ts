@@ -1,16 +1,23 @@
-// A gRPC proxy in front of a real cache that lies: it passes every REAPI call through, and flips
-// one byte of each blob it returns (ByteStream Read chunks, BatchReadBlobs data). An upstream tier
-// in front of it must notice, because the digests no longer match.
+// A gRPC proxy in front of a real cache that lies: it passes every REAPI call through, and either
+// flips one byte of each blob it returns (ByteStream Read chunks, BatchReadBlobs data: the digests
+// no longer match), or points each output file of the action results it returns outside the
+// working directory. An upstream tier in front of it must notice.
 import * as grpc from "@grpc/grpc-js";
 import { fromBinary, toBinary, type DescService } from "@bufbuild/protobuf";
-import { ActionCache, BatchReadBlobsResponseSchema, Capabilities, ContentAddressableStorage } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import {
+  ActionCache,
+  ActionResultSchema,
+  BatchReadBlobsResponseSchema,
+  Capabilities,
+  ContentAddressableStorage,
+} from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { ByteStream } from "../../src/gen/google/bytestream/bytestream_pb";
 import { WIRE_BYTES, grpcServiceDefinition } from "../../src/rpc";
 
 export interface CorruptingProxy {
   readonly address: string;
   readonly url: string;
-  /** Blobs (or chunks) it has damaged so far. */
+  /** Blobs (or chunks, or results) it has damaged so far. */
   readonly flipped: number;
   close(): Promise<void>;
 }
@@ -18,11 +25,20 @@ export interface CorruptingProxy {
 const SERVICES: DescService[] = [Capabilities, ContentAddressableStorage, ActionCache, ByteStream];
 const id = (b: Buffer) => b;
 
-export async function startCorruptingProxy(target: string): Promise<CorruptingProxy> {
+export type Lie = "bytes" | "paths";
+
+export async function startCorruptingProxy(target: string, lie: Lie = "bytes"): Promise<CorruptingProxy> {
   const upstream = new grpc.Client(target, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 64 * 2 ** 20 });
   const server = new grpc.Server({ "grpc.max_receive_message_length": 64 * 2 ** 20 });
   let flipped = 0;
   const damage = (path: string, msg: Buffer): Buffer => {
+    if (lie === "paths") {
+      if (!path.endsWith("/GetActionResult")) return msg;
+      const r = fromBinary(ActionResultSchema, msg);
+      for (const f of r.outputFiles) f.path = `../../${f.path}`;
+      flipped++;
+      return Buffer.from(toBinary(ActionResultSchema, r));
+    }
     if (path.endsWith("ByteStream/Read") && msg.length > 2) {
       // A ReadResponse is one field, data: its last byte is the blob's.
       const out = Buffer.from(msg);

@@ -123,8 +123,11 @@ export async function startBazelRemote(dir?: string): Promise<Peer> {
   return peer;
 }
 
-/** bb_storage with an in-memory CAS and AC that any client may read and write. */
-export async function startBbStorage(): Promise<Peer> {
+/**
+ * bb_storage with an in-memory CAS and AC that any client it lets in may read and write; by default
+ * it lets in everyone (another authentication policy of its configuration can say otherwise).
+ */
+export async function startBbStorage(authenticationPolicy: object = { allow: {} }): Promise<Peer> {
   const port = await freePort();
   const local = (entries: number, blockBytes: number, newBlocks: number) => ({
     local: {
@@ -139,7 +142,7 @@ export async function startBbStorage(): Promise<Peer> {
   });
   const allow = { allow: {} };
   const config = {
-    grpcServers: [{ listenAddresses: [`127.0.0.1:${port}`], authenticationPolicy: allow }],
+    grpcServers: [{ listenAddresses: [`127.0.0.1:${port}`], authenticationPolicy }],
     maximumMessageSizeBytes: 64 * 2 ** 20,
     contentAddressableStorage: { backend: local(100_000, 48 * 2 ** 20, 1), getAuthorizer: allow, putAuthorizer: allow, findMissingAuthorizer: allow },
     // An entry can be replaced, which needs a single "new" block.
