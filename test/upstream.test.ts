@@ -6,8 +6,9 @@ import { generateKeyPairSync, sign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
-import { FindMissingBlobsRequestSchema, GetActionResultRequestSchema, UpdateActionResultRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { FindMissingBlobsRequestSchema, GetActionResultRequestSchema, GetTreeRequestSchema, UpdateActionResultRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { startCorruptingProxy } from "./support/corrupting-proxy";
+import { buildAction, execute, executionClient, text, uploadBlobs } from "./support/actions";
 import { ReapiClient, RpcError, grpc, sha256 } from "./support/client";
 import { bazelRemote, freePort, skipWithoutPeers, startBbStorage, type Peer } from "./support/peers";
 import { startServer, tempDir, type ServerProcess } from "./support/server";
@@ -133,6 +134,23 @@ test.skipIf(SKIP)("bb_storage behind a token: --upstream-header carries it; with
     expect(res.missingBlobDigests.map((m: { hash: string }) => m.hash)).toEqual([d.hash]);
   }
   expect(anonymous.log().match(/upstream \S+ refused FindMissingBlobs/g)?.length).toBe(1);
+});
+
+test.skipIf(SKIP)("an action whose blobs are only upstream runs here: its inputs and its tree (GetTree) are read through", async () => {
+  const team = await actiond();
+  const spec = { args: ["/bin/sh", "-c", "cat src/a.txt src/deep/b.txt > out.txt"], inputs: { "src/a.txt": "from the team\n", "src/deep/b.txt": "and deeper\n" }, outputFiles: ["out.txt"] };
+  const { action, blobs, inputRoot } = buildAction(spec);
+  await uploadBlobs(client(team), blobs);
+
+  const a = await actiond("--upstream", `grpc://${team.address}`);
+  const c = client(a);
+  const tree = await c.collect(c.cas, "getTree", GetTreeRequestSchema, { rootDigest: inputRoot });
+  expect(tree.flatMap((page: { directories: unknown[] }) => page.directories)).toHaveLength(3);
+  const ops = await execute(executionClient(a.address), { actionDigest: action });
+  const result = ops.at(-1)!.response!.result!;
+  expect(result.exitCode).toBe(0);
+  expect(await text(c, result.outputFiles[0]!.digest)).toBe("from the team\nand deeper\n");
+  expect(a.log()).toMatch(/fetched [0-9a-f]{64}\/14 from the upstream/);
 });
 
 test.skipIf(SKIP)("an action result from the upstream whose output leaves the working directory is not taken", async () => {
