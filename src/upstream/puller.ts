@@ -7,8 +7,8 @@ import { digestKey, formatDigest, type BlobDigest, type LocalBlobFiles } from ".
 import type { Remote } from "./remote";
 import type { UpstreamHealth } from "./health";
 
-/** Blobs at most this big are read in batches; bigger ones are streamed. */
-const BATCH_BLOB_BYTES = 256 * 1024;
+/** Blobs at most this big travel in batches (both ways); bigger ones as streams. */
+export const BATCH_BLOB_BYTES = 256 * 1024;
 /** Upstream calls one pull makes at once. */
 const PARALLEL_CALLS = 4;
 /** How many blobs the upstream failed to deliver are remembered. */

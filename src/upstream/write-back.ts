@@ -24,13 +24,12 @@ import type { UpstreamHealth } from "./health";
 import type { Remote } from "./remote";
 import type { BlobPushes } from "./tiered-blobs";
 import type { ResultPushes } from "./tiered-results";
-import { batches } from "./puller";
+import { BATCH_BLOB_BYTES, batches } from "./puller";
 
 type Item = { kind: "result" | "blob"; digest: BlobDigest };
 
 const REFUSALS_BEFORE_DROP = 3;
 const PARALLEL_PUSHES = 4;
-const BATCH_BLOB_BYTES = 256 * 1024;
 const STREAM_CHUNK_BYTES = 1024 * 1024;
 
 export interface WriteBackOptions {
