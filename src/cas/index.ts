@@ -22,4 +22,4 @@ export {
 } from "./digest";
 export { inlineBlobs, type InlineRequest } from "./inline";
 export { directoryFileDigests, treeFileDigests, treePages, type TreePage } from "./tree";
-export { openDiskStore, type DiskStore, type DiskStoreOptions } from "./disk";
+export { openDiskStore, type DiskStore, type DiskStoreOptions, type StoreUsage } from "./disk";

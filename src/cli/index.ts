@@ -4,4 +4,5 @@ export { doctor } from "./doctor";
 export { parseFlags, UsageError } from "./flags";
 export { SERVE_HELP, parseServeFlags, serve } from "./serve";
 export { SERVE_VM_HELP, parseServeVmFlags, serveVm } from "./serve-vm";
+export { status } from "./status";
 export { VERSION_HELP, versionText } from "./version";

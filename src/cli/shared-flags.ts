@@ -14,7 +14,7 @@ function defaultRoot(): string {
   return join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "actiond");
 }
 
-function parseListen(text: string, where: string): ListenAddress {
+export function parseListen(text: string, where: string): ListenAddress {
   if (text.startsWith("unix:") && text.length > "unix:".length) return { path: resolve(text.slice("unix:".length)) };
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
   const port = Number(m?.[3]);

@@ -25,12 +25,16 @@ export class Execution {
   private readonly watchers = new Set<Watcher>();
   private readonly controller = new AbortController();
   private cancelOrphan: (() => void) | undefined;
+  /** When it was asked for (ms since the epoch). */
+  readonly startedMs: number;
 
   constructor(
     readonly name: string,
     readonly action: BlobDigest,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.startedMs = clock.now();
+  }
 
   get signal(): AbortSignal {
     return this.controller.signal;

@@ -33,11 +33,22 @@ export interface Executor {
   forget(name: string): boolean;
   /** Where executed actions' time went. */
   readonly timings: ExecTimings;
+  /** How actions run here, for the status page. */
+  readonly worker: WorkerDescription;
   /** Cancels what runs and releases what the executor holds. */
   close(): Promise<void>;
 }
 
+export interface WorkerDescription {
+  /** The sandbox kind ("namespaces", "namespaces (rootless)", "none"). */
+  sandbox: string;
+  jobs: number;
+  /** Each runtime as "name (libc)". */
+  runtimes: string[];
+}
+
 export interface LocalExecutorContext extends PrepareContext {
+  worker: WorkerDescription;
   results: ActionCache;
   runner: ActionRunner;
   executions: Executions;
@@ -55,6 +66,10 @@ export class LocalExecutor implements Executor {
 
   get timings(): ExecTimings {
     return this.ctx.timings;
+  }
+
+  get worker(): WorkerDescription {
+    return this.ctx.worker;
   }
 
   async execute({ action, skipCacheLookup, priority }: ExecuteOptions): Promise<Execution> {

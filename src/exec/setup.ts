@@ -95,9 +95,10 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
       maxOutputBytes: opts.maxOutputBytes,
       remover,
     });
-    const names = runtimes.runtimes.map((r) => `${r.name} (${r.libc})`).join(", ");
-    log.info(`executing up to ${opts.jobs} actions at once, sandbox ${sandbox.kind}${sandbox.needsOverlay ? " (rootless)" : ""}, runtimes: ${names}`);
+    const worker = { sandbox: `${sandbox.kind}${sandbox.needsOverlay ? " (rootless)" : ""}`, jobs: opts.jobs, runtimes: runtimes.runtimes.map((r) => `${r.name} (${r.libc})`) };
+    log.info(`executing up to ${opts.jobs} actions at once, sandbox ${worker.sandbox}, runtimes: ${worker.runtimes.join(", ")}`);
     return new LocalExecutor({
+      worker,
       blobs: deps.files,
       messages: new MessageCache(deps.files),
       runtimes,

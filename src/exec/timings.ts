@@ -16,11 +16,23 @@ const KEEP = 5000;
 export class ExecTimings {
   private readonly recent: ActionTiming[] = [];
   private total = 0;
+  private readonly observers = new Set<(t: ActionTiming) => void>();
 
   add(t: ActionTiming): void {
     this.total++;
     this.recent.push(t);
     if (this.recent.length > KEEP) this.recent.shift();
+    for (const o of this.observers) o(t);
+  }
+
+  /** Calls fn with each executed action's timing from now on (the metrics' histograms). */
+  observe(fn: (t: ActionTiming) => void): void {
+    this.observers.add(fn);
+  }
+
+  /** Actions executed since start. */
+  get count(): number {
+    return this.total;
   }
 
   /** p50 and p95 of each phase over the kept actions, in milliseconds. */

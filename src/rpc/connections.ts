@@ -43,9 +43,29 @@ function goAway(why: string): Buffer {
 }
 
 interface Connection {
-  shim: WindowSettingsShim;
+  /** Set once the connection is known to be HTTP/2. */
+  shim?: WindowSettingsShim;
   /** When the client last sent anything. */
   lastHeardMs: number;
+}
+
+/** Where a connection goes once its first bytes say what it speaks. */
+export interface ConnectionHandlers {
+  /** HTTP/2 (gRPC): the Duplex for the gRPC server, with the shim on it. */
+  h2(conn: Duplex): void;
+  /** HTTP/1.1 from this machine (the status page), with the bytes already read; absent: closed. */
+  http?(socket: Socket, first: Buffer): void;
+}
+
+const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+/** Enough of the first bytes to tell the HTTP/2 preface from an HTTP/1.1 request line. */
+const SNIFF_BYTES = 4;
+/** A client that connects and says nothing for this long is not one. */
+const SNIFF_TIMEOUT_MS = 10_000;
+
+function isLoopback(address: string | undefined): boolean {
+  // A Unix socket has no address: it is this machine.
+  return address === undefined || address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
 }
 
 export class Connections {
@@ -61,8 +81,12 @@ export class Connections {
     return this.open.keys();
   }
 
-  /** Takes a new client socket: the Duplex to hand to the HTTP/2 server, or undefined if refused. */
-  accept(socket: Socket): Duplex | undefined {
+  /**
+   * Takes a new client socket: counted (and closable to make room) at once; handed on once its
+   * first bytes say what it speaks: the HTTP/2 preface to the gRPC server, an HTTP/1.1 request
+   * from this machine to the status page; anything else is closed.
+   */
+  accept(socket: Socket, handlers: ConnectionHandlers): void {
     if (this.open.size >= this.limits.maxConnections && !this.closeIdlest()) {
       const why = `actiond: ${this.open.size} connections are open and each has calls in progress (the limit is --max-connections ${this.limits.maxConnections})`;
       this.logRefusal(why);
@@ -70,15 +94,25 @@ export class Connections {
       socket.end(goAway(why));
       // A client that does not read its GOAWAY should not keep the descriptor.
       setTimeout(() => socket.destroy(), 1000).unref();
-      return undefined;
+      return;
     }
     const peer = `${socket.remoteAddress ?? "a local socket"}${socket.remotePort ? `:${socket.remotePort}` : ""}`;
-    const { conn, shim } = shimConnection(socket, (why) => this.log.warn(`closed the connection from ${peer}: ${why}`));
-    const entry: Connection = { shim, lastHeardMs: Date.now() };
+    const entry: Connection = { lastHeardMs: Date.now() };
     this.open.set(socket, entry);
-    socket.on("data", () => (entry.lastHeardMs = Date.now()));
     socket.once("close", () => this.open.delete(socket));
-    return conn;
+    socket.on("error", () => {});
+    sniff(socket, (first) => {
+      if (PREFACE.subarray(0, SNIFF_BYTES).equals(first.subarray(0, SNIFF_BYTES))) {
+        const { conn, shim } = shimConnection(socket, (why) => this.log.warn(`closed the connection from ${peer}: ${why}`), first);
+        entry.shim = shim;
+        socket.on("data", () => (entry.lastHeardMs = Date.now()));
+        handlers.h2(conn);
+      } else if (handlers.http && isLoopback(socket.remoteAddress) && /^[A-Z]{3,7} /.test(first.toString("latin1", 0, 8))) {
+        // Not a gRPC client: it no longer counts against --max-connections.
+        this.open.delete(socket);
+        handlers.http(socket, first);
+      } else socket.destroy();
+    });
   }
 
   /**
@@ -90,8 +124,8 @@ export class Connections {
     let idlest: Socket | undefined;
     let rank = Infinity;
     for (const [socket, c] of this.open) {
-      if (c.shim.openStreams > 0) continue;
-      const r = c.lastHeardMs + (c.shim.madeCalls ? 1e15 : 0);
+      if (c.shim && c.shim.openStreams > 0) continue;
+      const r = c.lastHeardMs + (c.shim?.madeCalls ? 1e15 : 0);
       if (r < rank) {
         idlest = socket;
         rank = r;
@@ -110,4 +144,21 @@ export class Connections {
     this.lastRefusalLogMs = now;
     this.log.warn(`refused a connection: ${why.replace(/^actiond: /, "")}`);
   }
+}
+
+/** Reads a connection's first few bytes (paused after, for whoever takes it); closes it if none come in time. */
+function sniff(socket: Socket, decide: (first: Buffer) => void): void {
+  let got: Buffer = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+  timer.unref();
+  const onData = (chunk: Buffer) => {
+    got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
+    if (got.length < SNIFF_BYTES) return;
+    socket.off("data", onData);
+    socket.pause();
+    clearTimeout(timer);
+    decide(got);
+  };
+  socket.on("data", onData);
+  socket.once("close", () => clearTimeout(timer));
 }

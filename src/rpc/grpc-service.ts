@@ -36,6 +36,8 @@ export class CallTracker {
 export interface HandlerEnv {
   log: Logger;
   calls: CallTracker;
+  /** Where finished calls are counted, by method and code (the metrics). */
+  stats?: { call(method: string, code: string): void };
 }
 
 /** A Buffer over the same memory (Buffer.from(Uint8Array) would copy: a 1 MiB Read chunk, twice). */
@@ -71,8 +73,14 @@ export function grpcServiceDefinition(service: DescService, codecs: Record<strin
   return def as ServiceDefinition;
 }
 
-function logFailure(log: Logger, method: string, err: unknown) {
+function counted(env: HandlerEnv, method: string, code: Code): void {
+  env.stats?.call(method, Code[code] ?? String(code));
+}
+
+function logFailure(env: HandlerEnv, method: string, err: unknown) {
+  const log = env.log;
   const e = toServiceError(err);
+  counted(env, method, (e.code ?? Code.UNKNOWN) as Code);
   // Clients going away, client mistakes and misses are routine; anything else deserves attention.
   const routine = ([Code.CANCELLED, Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.OUT_OF_RANGE] as number[]).includes(e.code ?? Code.UNKNOWN);
   (routine ? log.debug : log.warn)(`${method}: ${e.details}`);
@@ -82,8 +90,11 @@ function logFailure(log: Logger, method: string, err: unknown) {
 export function unary<Req, Res>(env: HandlerEnv, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     env.calls.track(fn(call.request, call)).then(
-      (res) => callback(null, res),
-      (err) => callback(logFailure(env.log, method, err)),
+      (res) => {
+        counted(env, method, Code.OK);
+        callback(null, res);
+      },
+      (err) => callback(logFailure(env, method, err)),
     );
   };
 }
@@ -91,8 +102,11 @@ export function unary<Req, Res>(env: HandlerEnv, method: string, fn: (req: Req, 
 export function clientStreaming<Req, Res>(env: HandlerEnv, method: string, fn: (call: ServerReadableStream<Req, Res>) => Promise<Res>) {
   return (call: ServerReadableStream<Req, Res>, callback: sendUnaryData<Res>) => {
     env.calls.track(fn(call)).then(
-      (res) => callback(null, res),
-      (err) => callback(logFailure(env.log, method, err)),
+      (res) => {
+        counted(env, method, Code.OK);
+        callback(null, res);
+      },
+      (err) => callback(logFailure(env, method, err)),
     );
   };
 }
@@ -100,9 +114,13 @@ export function clientStreaming<Req, Res>(env: HandlerEnv, method: string, fn: (
 export function serverStreaming<Req, Res>(env: HandlerEnv, method: string, fn: (req: Req, call: ServerWritableStream<Req, Res>) => Promise<void>) {
   return (call: ServerWritableStream<Req, Res>) => {
     env.calls.track(fn(call.request, call)).then(
-      () => call.end(),
+      () => {
+        counted(env, method, Code.OK);
+        call.end();
+      },
       (err) => {
-        if (!call.cancelled) call.emit("error", logFailure(env.log, method, err));
+        const e = logFailure(env, method, err);
+        if (!call.cancelled) call.emit("error", e);
       },
     );
   };

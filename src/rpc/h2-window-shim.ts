@@ -273,7 +273,7 @@ export class WindowSettingsShim {
  * Wraps a client socket in a Duplex for the HTTP/2 server, with the shim on both directions.
  * A client that breaks a frame limit has its socket destroyed, and onRefused says why.
  */
-export function shimConnection(socket: Socket, onRefused: (why: string) => void): { conn: Duplex; shim: WindowSettingsShim } {
+export function shimConnection(socket: Socket, onRefused: (why: string) => void, first?: Buffer): { conn: Duplex; shim: WindowSettingsShim } {
   const shim = new WindowSettingsShim();
   const conn: Duplex = new Duplex({
     read() {
@@ -301,7 +301,7 @@ export function shimConnection(socket: Socket, onRefused: (why: string) => void)
       cb(err);
     },
   });
-  socket.on("data", (chunk: Buffer) => {
+  const fromPeer = (chunk: Buffer) => {
     let pieces: Buffer[];
     try {
       pieces = shim.fromPeer(chunk);
@@ -314,7 +314,10 @@ export function shimConnection(socket: Socket, onRefused: (why: string) => void)
     let more = true;
     for (const piece of pieces) more = conn.push(piece) && more;
     if (!more) socket.pause();
-  });
+  };
+  // Bytes read before the connection was known to be HTTP/2 come first.
+  if (first) fromPeer(first);
+  socket.on("data", fromPeer);
   socket.on("end", () => conn.push(null));
   socket.on("error", (err) => conn.destroy(err));
   socket.on("close", () => conn.destroy());

@@ -1,7 +1,7 @@
 // Wires every service into one grpc-js server and binds it.
 import { lstatSync, rmSync } from "node:fs";
 import { Server, ServerCredentials, setLogVerbosity, logVerbosity } from "@grpc/grpc-js";
-import { createServer, type AddressInfo } from "node:net";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { actionCacheService } from "./action-cache";
 import { Connections, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connections";
 import { byteStreamService } from "./bytestream";
@@ -26,7 +26,10 @@ export function listenText(a: ListenAddress): string {
   return "path" in a ? `unix:${a.path}` : `${a.host}:${a.port}`;
 }
 
-export async function startServer(ctx: ServerContext, listenAt: ListenAddress, limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS): Promise<RunningServer> {
+/** Where HTTP/1.1 connections from this machine go (the status page); without it they are closed. */
+export type HttpHandoff = (socket: Socket, first: Buffer) => void;
+
+export async function startServer(ctx: ServerContext, listenAt: ListenAddress, limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS, http?: HttpHandoff): Promise<RunningServer> {
   // grpc-js would print its own unstructured errors (e.g. on a busy port); ours say it better.
   setLogVerbosity(logVerbosity.NONE);
   const server = new Server({
@@ -45,10 +48,7 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress, l
   // Clients connect to our own listener; each socket reaches grpc-js through the flow-control shim.
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const connections = new Connections(limits, ctx.log);
-  const listener = createServer({ noDelay: true }, (socket) => {
-    const conn = connections.accept(socket);
-    if (conn) injector.injectConnection(conn);
-  });
+  const listener = createServer({ noDelay: true }, (socket) => connections.accept(socket, { h2: (conn) => injector.injectConnection(conn), http }));
   const bound = await new Promise<number>((resolve, reject) => {
     listener.once("error", reject);
     // A socket file left by a server that died would make the bind fail (anything else stays).

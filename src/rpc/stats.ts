@@ -13,9 +13,26 @@ function zeroCounts(): Counts {
 export class Stats {
   private readonly now = zeroCounts();
   private readonly reported = zeroCounts();
+  /** Calls finished since start, by "Method code" (the gRPC status code's name). */
+  private readonly finished = new Map<string, number>();
 
   count(counter: Counter, n = 1): void {
     this.now[counter] += n;
+  }
+
+  /** Counts a finished call. */
+  call(method: string, code: string): void {
+    const key = `${method} ${code}`;
+    this.finished.set(key, (this.finished.get(key) ?? 0) + 1);
+  }
+
+  /** What happened since start: the counters, and calls by method and code. */
+  totals(): { counts: Readonly<Record<Counter, number>>; calls: { method: string; code: string; n: number }[] } {
+    const calls = [...this.finished].map(([key, n]) => {
+      const [method, code] = key.split(" ") as [string, string];
+      return { method, code, n };
+    });
+    return { counts: { ...this.now }, calls };
   }
 
   /** Logs what happened since the last report, if anything did. */

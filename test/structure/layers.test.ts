@@ -9,13 +9,14 @@ const SRC = resolve(import.meta.dir, "../../src");
 
 /**
  * Each folder's layer: a folder may import only from folders on lower layers (and from itself).
- *   cli → {rpc, vmhost, guest} → {exec, fetch, upstream} → {sandbox, runtime, cas, assets} → core
+ *   cli → {rpc, web, vmhost, guest} → {exec, fetch, upstream} → {sandbox, runtime, cas, assets} → core
  * gen/ (generated protobuf code, the data model) may be imported from anywhere.
  */
 const LAYERS: Record<string, number> = {
   "main.ts": 5,
   cli: 4,
   rpc: 3,
+  web: 3,
   vmhost: 3,
   guest: 3,
   exec: 2,

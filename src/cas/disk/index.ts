@@ -20,8 +20,17 @@ export interface DiskStore {
   blobs: DiskBlobStore;
   /** Entries as stored, their blobs unchecked: wrap in CompleteResults to serve them. */
   actionResults: DiskActionResults;
+  /** What the store holds against its budget, and how many files it evicted since start. */
+  usage(): StoreUsage;
   /** Waits for background writes (recency) to reach the disk. */
   close(): Promise<void>;
+}
+
+export interface StoreUsage {
+  bytes: number;
+  maxBytes: number;
+  files: number;
+  evictions: number;
 }
 
 /** Opens the store under root, rebuilding its index from the directories (and evicting if over budget). */
@@ -33,7 +42,12 @@ export function openDiskStore(opts: DiskStoreOptions): DiskStore {
   space.evictWhileOver();
   opts.log.info(`store: ${scan.blobs} blobs and ${scan.actionResults} action results, ${space.storedBytes} bytes of ${opts.maxBytes} (--max-cas-size)`);
   const files = new BlobFiles(opts.root, space, opts.log, opts.privileged);
-  return { blobs: new DiskBlobStore(files), actionResults: new DiskActionResults(files), close: () => space.flush() };
+  return {
+    blobs: new DiskBlobStore(files),
+    actionResults: new DiskActionResults(files),
+    usage: () => ({ bytes: space.storedBytes, maxBytes: opts.maxBytes, files: space.storedFiles, evictions: space.evictions }),
+    close: () => space.flush(),
+  };
 }
 
 export type { DiskBlobStore, DiskActionResults };

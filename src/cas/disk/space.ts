@@ -40,8 +40,16 @@ export class DiskSpace {
     private readonly clock: Clock,
   ) {}
 
+  /** Files evicted for room since start. */
+  evictions = 0;
+
   get storedBytes(): number {
     return this.index.totalBytes;
+  }
+
+  /** Files stored (blobs, their executable twins, action results). */
+  get storedFiles(): number {
+    return this.index.size;
   }
 
   /** True when the file is in the store, without counting as a use. */
@@ -125,6 +133,7 @@ export class DiskSpace {
       if (fits()) break;
       if (this.pins.has(key)) continue;
       this.index.remove(key);
+      this.evictions++;
       const path = join(this.root, key);
       unlink(path).catch((err) => this.log.warn(`evicting ${path}: ${err.message}`));
     }

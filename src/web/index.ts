@@ -1,0 +1,6 @@
+// web/: the worker seen from a browser or a script, on the gRPC port itself: /metrics (Prometheus
+// text), /api/status (JSON), and the summary `actiond status` prints from it.
+export { startStatusWeb, type StatusWeb } from "./server";
+export { statusMetrics, type StatusMetrics } from "./metrics";
+export { formatStatus } from "./status-text";
+export type { StatusSnapshot, StatusSource } from "./snapshot";

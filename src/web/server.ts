@@ -1,0 +1,85 @@
+// The status endpoints' HTTP server: Bun's own, on a private Unix socket. The gRPC listener hands
+// it each HTTP/1.1 connection from this machine (take()), so the page and the metrics share the
+// port Bazel uses; --status-listen adds an address of their own.
+import { connect, type Socket } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Logger } from "../core";
+import { statusMetrics } from "./metrics";
+import type { StatusSource } from "./snapshot";
+
+export interface StatusWeb {
+  /** Serves an HTTP/1.1 connection the gRPC listener took, starting with the bytes it read. */
+  take(socket: Socket, first: Buffer): void;
+  /** The --status-listen address as bound (its port when 0 was asked), if one was given. */
+  readonly listening?: { host: string; port: number };
+  close(): void;
+}
+
+const INDEX = `actiond status
+  /api/status   what the worker is doing, as JSON (actiond status prints it)
+  /metrics      Prometheus metrics
+`;
+
+/** A private folder for the socket: under the system's temporary folder, else under `fallback` (the root). */
+function privateDir(fallback: string): string {
+  try {
+    return mkdtempSync(join(tmpdir(), "actiond-status-"));
+  } catch {
+    return mkdtempSync(join(fallback, "status-"));
+  }
+}
+
+export function startStatusWeb(source: StatusSource, log: Logger, root: string, listen?: { host: string; port: number }): StatusWeb {
+  const metrics = statusMetrics(source);
+  const fetch = async (req: Request): Promise<Response> => {
+    const { pathname } = new URL(req.url);
+    if (req.method !== "GET" && req.method !== "HEAD") return new Response("only GET\n", { status: 405 });
+    switch (pathname) {
+      case "/metrics":
+        return new Response(await metrics.text(), { headers: { "content-type": metrics.contentType } });
+      case "/api/status":
+        return Response.json(source.snapshot(), { headers: { "cache-control": "no-store" } });
+      case "/":
+        return new Response(INDEX, { headers: { "content-type": "text/plain; charset=utf-8" } });
+      default:
+        return new Response(`no ${pathname} here\n${INDEX}`, { status: 404 });
+    }
+  };
+  const dir = privateDir(root);
+  const path = join(dir, "http.sock");
+  let local: ReturnType<typeof Bun.serve> | undefined;
+  try {
+    local = Bun.serve({ unix: path, fetch });
+  } catch (err) {
+    // Not worth failing the server for: gRPC goes on, the page is not there.
+    log.info(`the status endpoints are not served on the gRPC port: ${(err as Error).message}`);
+  }
+  const own = listen ? Bun.serve({ hostname: listen.host, port: listen.port, fetch }) : undefined;
+  if (own) log.info(`status page on http://${listen!.host.includes(":") ? `[${listen!.host}]` : listen!.host}:${own.port ?? listen!.port}/`);
+  return {
+    take(socket, first) {
+      if (!local) return void socket.destroy();
+      const inner = connect(path);
+      inner.write(first);
+      socket.pipe(inner);
+      inner.pipe(socket);
+      socket.resume();
+      const close = () => {
+        socket.destroy();
+        inner.destroy();
+      };
+      socket.on("error", close);
+      inner.on("error", close);
+      socket.on("close", close);
+      inner.on("close", close);
+    },
+    listening: own && listen ? { host: listen.host, port: own.port ?? listen.port } : undefined,
+    close() {
+      local?.stop(true);
+      own?.stop(true);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,38 @@
+// What the status endpoints show: a plain snapshot the serving command assembles from each layer's
+// own counters when asked (so nothing here reaches into the layers).
+export interface StatusSnapshot {
+  version: string;
+  /** ISO time the server started. */
+  startedAt: string;
+  uptimeSeconds: number;
+  worker: { root: string; sandbox: string; jobs: number; runtimes: string[] };
+  /** Executions known by name: queued, running, or recently finished. */
+  executions: { name: string; action: string; stage: string; elapsedSeconds: number }[];
+  /** Actions executed since start. */
+  executed: number;
+  /** p50/p95 (ms) of each phase over recent actions, when any ran. */
+  phases?: Record<string, { p50: number; p95: number }>;
+  cache: {
+    acHits: number;
+    acMisses: number;
+    acUpdates: number;
+    blobsStored: number;
+    bytesStored: number;
+    blobsRead: number;
+    bytesRead: number;
+    /** The store on disk against --max-cas-size. */
+    storedBytes: number;
+    maxBytes: number;
+    storedFiles: number;
+    evictions: number;
+  };
+  /** Finished calls by method and gRPC code. */
+  calls: { method: string; code: string; n: number }[];
+  upstream?: { address: string; up: boolean; queued: number; counts: Record<string, number> };
+}
+
+export interface StatusSource {
+  snapshot(): StatusSnapshot;
+  /** Calls fn with each executed action's phase times (ms), for the histograms. */
+  onAction(fn: (phases: Record<string, number>) => void): void;
+}

@@ -1,0 +1,109 @@
+// The status endpoints on the gRPC port (/metrics, /api/status) and `actiond status`, against a
+// real server: the counters must follow a known sequence of calls, read through a Prometheus
+// text-format parser.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { connect } from "node:net";
+import parse, { type Family } from "parse-prometheus-text-format";
+import { BatchUpdateBlobsRequestSchema, FindMissingBlobsRequestSchema, GetActionResultRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { ReapiClient, RpcError, grpc, sha256 } from "./support/client";
+import { executionClient, run } from "./support/actions";
+import { MAIN, startServer, type ServerProcess } from "./support/server";
+import type { StatusSnapshot } from "../src/web";
+
+let server: ServerProcess;
+let client: ReapiClient;
+
+beforeAll(async () => {
+  server = await startServer({ args: ["--status-listen", "127.0.0.1:0"] });
+  client = new ReapiClient(server.address);
+});
+
+afterAll(async () => {
+  client.close();
+  await server.stop();
+});
+
+async function metrics(address = server.address): Promise<Family[]> {
+  const res = await fetch(`http://${address}/metrics`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toStartWith("text/plain");
+  return parse(await res.text());
+}
+
+/** A sample's value: the family by name, the sample by labels (all of them must match). */
+function value(families: Family[], name: string, labels: Record<string, string> = {}): number {
+  const family = families.find((f) => f.name === name);
+  if (!family) throw new Error(`no metric ${name}`);
+  const sample = family.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v));
+  return Number(sample?.value ?? sample?.count ?? 0);
+}
+
+test("/metrics on the gRPC port counts calls by method and code, hits and misses, and what the store holds", async () => {
+  const before = await metrics();
+  const a = new TextEncoder().encode("metrics a");
+  const b = new TextEncoder().encode("metrics b");
+  for (let i = 0; i < 2; i++) await client.unary(client.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { blobDigests: [sha256(a)] });
+  await client.unary(client.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, { requests: [{ digest: sha256(a), data: a }, { digest: sha256(b), data: b }] });
+  const miss = await client.unary(client.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: sha256("no such action") }).catch((e: RpcError) => e);
+  expect((miss as RpcError).code).toBe(grpc.status.NOT_FOUND);
+  const gone = await client.read(`blobs/${sha256("not stored").hash}/10`).catch((e: RpcError) => e);
+  expect((gone as RpcError).code).toBe(grpc.status.NOT_FOUND);
+
+  const after = await metrics();
+  const delta = (name: string, labels?: Record<string, string>) => value(after, name, labels) - value(before, name, labels);
+  expect(delta("actiond_grpc_calls_total", { method: "FindMissingBlobs", code: "OK" })).toBe(2);
+  expect(delta("actiond_grpc_calls_total", { method: "BatchUpdateBlobs", code: "OK" })).toBe(1);
+  expect(delta("actiond_grpc_calls_total", { method: "GetActionResult", code: "NOT_FOUND" })).toBe(1);
+  expect(delta("actiond_grpc_calls_total", { method: "Read", code: "NOT_FOUND" })).toBe(1);
+  expect(delta("actiond_action_cache_misses_total")).toBe(1);
+  expect(delta("actiond_cas_blobs_stored_total")).toBe(2);
+  expect(delta("actiond_cas_bytes_stored_total")).toBe(a.length + b.length);
+  expect(delta("actiond_store_files")).toBe(2);
+  expect(value(after, "actiond_store_max_bytes")).toBeGreaterThan(0);
+});
+
+test("an executed action shows in the phase histograms, in /api/status and in `actiond status`", async () => {
+  // The parser drops a histogram's labels and count, so those are read from the text itself.
+  const runs = async () => {
+    const text = await (await fetch(`http://${server.address}/metrics`)).text();
+    return Number(/^actiond_action_phase_seconds_count\{phase="run"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+  };
+  const runsBefore = await runs();
+  const before = await metrics();
+  const { result } = await run(client, executionClient(server.address), { args: ["/bin/sh", "-c", "echo status > out.txt"], outputFiles: ["out.txt"] });
+  expect(result?.exitCode).toBe(0);
+  const after = await metrics();
+  expect((await runs()) - runsBefore).toBe(1);
+  expect(value(after, "actiond_actions_executed_total") - value(before, "actiond_actions_executed_total")).toBe(1);
+
+  const status = (await (await fetch(`http://${server.address}/api/status`)).json()) as StatusSnapshot;
+  expect(status.executed).toBeGreaterThanOrEqual(1);
+  expect(status.worker.jobs).toBeGreaterThan(0);
+  expect(status.executions.some((e) => e.stage === "COMPLETED")).toBe(true);
+
+  const cli = Bun.spawnSync([process.execPath, MAIN, "status", "--address", server.address]);
+  expect(cli.exitCode).toBe(0);
+  expect(cli.stdout.toString()).toMatch(/actions: 0 running, 0 queued, \d+ executed since start/);
+  const json = Bun.spawnSync([process.execPath, MAIN, "status", "--address", server.address, "--json"]);
+  expect(JSON.parse(json.stdout.toString()).executed).toBe(status.executed);
+});
+
+test("--status-listen serves the same endpoints on an address of their own", async () => {
+  const m = await server.waitForLog(/status page on http:\/\/(127\.0\.0\.1:\d+)\//);
+  expect(value(await metrics(m[1]!), "actiond_store_max_bytes")).toBeGreaterThan(0);
+});
+
+test("a connection that speaks neither HTTP/2 nor HTTP/1.1 is closed, and the server goes on", async () => {
+  const socket = connect(server.port, "127.0.0.1");
+  const closed = new Promise((resolve) => socket.on("close", resolve));
+  socket.on("error", () => {});
+  socket.write("\x16\x03\x01 not a request\r\n");
+  await closed;
+  await client.unary(client.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { blobDigests: [] });
+});
+
+test("`actiond status` says plainly when nothing answers", () => {
+  const cli = Bun.spawnSync([process.execPath, MAIN, "status", "--address", "127.0.0.1:1"]);
+  expect(cli.exitCode).toBe(1);
+  expect(cli.stderr.toString()).toMatch(/no actiond answers at 127\.0\.0\.1:1/);
+});
