@@ -4,15 +4,14 @@ import { availableParallelism, hostname } from "node:os";
 import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
 import { SetupError, Teardown, createLogger, isPrivileged, systemClock, type Logger } from "../core";
-import { CompleteResults, formatDigest, openDiskStore, type DiskStore } from "../cas";
+import { CompleteResults, openDiskStore, type DiskStore } from "../cas";
 import { localAssets } from "../assets";
-import { MAX_TIMEOUT_MS, startLocalExecutor, type Executor } from "../exec";
+import { MAX_TIMEOUT_MS, startLocalExecutor } from "../exec";
 import { Fetcher } from "../fetch";
 import { CallTracker, DEFAULT_CONNECTION_LIMITS, DEFAULT_MAX_BATCH_BYTES, Stats, UpstreamClient, listenText, startServer, type ServerContext } from "../rpc";
-import { startUpstreamTier, UPSTREAM_COUNTERS, type UpstreamTier } from "../upstream";
-import { startStatusWeb, type StatusSnapshot, type StatusSource } from "../web";
-import { ExecutionStage_Value } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import pkg from "../../package.json" with { type: "json" };
+import { startUpstreamTier, type UpstreamTier } from "../upstream";
+import { startStatusWeb } from "../web";
+import { statusSource } from "./status-source";
 import { flagsHelp, list, oneOf, optional, parseFlags, positiveInteger, toggle, UsageError, value, type FlagValues } from "./flags";
 import { ACTION_LIMIT_FLAGS, UPSTREAM_FLAGS, listenFlag, logLevelFlag, parseListen, rootFlag, sandboxHelperFlag, sizeFlag } from "./shared-flags";
 
@@ -130,7 +129,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   teardown.defer("the executor", () => executor.close());
   const fetcher = new Fetcher(store.blobs, opts.root, log, systemClock, opts["asset-downloads"] === "origin");
   const stats = new Stats();
-  const web = startStatusWeb(statusSource(opts, store, executor, upstream, stats), log, opts.root, opts["status-listen"]);
+  const web = startStatusWeb(statusSource(opts.root, store, executor, upstream, stats), log, opts.root, opts["status-listen"]);
   teardown.defer("the status endpoints", () => web.close());
   const ctx: ServerContext = { blobs, results, executor, fetcher, log, calls: new CallTracker(), stats, clock: systemClock, maxBatchBytes: DEFAULT_MAX_BATCH_BYTES, maxBlobBytes: store.blobs.capacityBytes };
   let server;
@@ -180,34 +179,4 @@ async function startUpstream(opts: ServeOptions, url: string, store: DiskStore, 
   }, log);
   log.info(`upstream ${url}: reading through it, pushing ${opts["upstream-write"] === "all" ? "results and uploads" : opts["upstream-write"]} to it`);
   return startUpstreamTier({ remote, writes: opts["upstream-write"], maxQueuedPushes: opts["upstream-queue"], root: opts.root, local: { blobs: store.blobs, results: store.actionResults }, log, clock: systemClock });
-}
-
-/** The status endpoints' view of this server, read from each part's own counters when asked. */
-function statusSource(opts: ServeOptions, store: DiskStore, executor: Executor, upstream: UpstreamTier | undefined, stats: Stats): StatusSource {
-  const started = Date.now();
-  return {
-    snapshot(): StatusSnapshot {
-      const now = Date.now();
-      const { counts, calls } = stats.totals();
-      const usage = store.usage();
-      return {
-        version: pkg.version,
-        startedAt: new Date(started).toISOString(),
-        uptimeSeconds: (now - started) / 1000,
-        worker: { root: opts.root, ...executor.worker },
-        executions: executor.list().map((e) => ({ name: e.name, action: formatDigest(e.action), stage: ExecutionStage_Value[e.stage] ?? String(e.stage), elapsedSeconds: (now - e.startedMs) / 1000 })),
-        executed: executor.timings.count,
-        phases: executor.timings.percentiles(),
-        cache: { ...counts, storedBytes: usage.bytes, maxBytes: usage.maxBytes, storedFiles: usage.files, evictions: usage.evictions },
-        calls,
-        upstream: upstream && {
-          address: upstream.health.address,
-          up: upstream.health.usable,
-          queued: upstream.pushes.length,
-          counts: Object.fromEntries(UPSTREAM_COUNTERS.map((c) => [c, upstream.health.counts[c]])),
-        },
-      };
-    },
-    onAction: (fn) => executor.timings.observe((t) => fn({ ...t })),
-  };
 }

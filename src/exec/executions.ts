@@ -17,6 +17,14 @@ export const ORPHAN_GRACE_MS = 3000;
 
 export type Watcher = (e: Execution) => void;
 
+/** Who asked for an action, from Bazel's RequestMetadata (for the status page; empty when not sent). */
+export interface Requester {
+  target: string;
+  mnemonic: string;
+  actionId: string;
+  invocation: string;
+}
+
 export class Execution {
   stage: Stage = Stage.QUEUED;
   /** Every stage it went through, in order (the last is `stage`). */
@@ -27,6 +35,10 @@ export class Execution {
   private cancelOrphan: (() => void) | undefined;
   /** When it was asked for (ms since the epoch). */
   readonly startedMs: number;
+  /** When it completed (ms since the epoch). */
+  finishedMs: number | undefined;
+  /** Who asked first (a merged execution keeps the first asker). */
+  requester: Requester | undefined;
 
   constructor(
     readonly name: string,
@@ -69,6 +81,7 @@ export class Execution {
 
   finish(response: ExecuteResponse): void {
     this.cancelOrphan?.();
+    this.finishedMs = this.clock.now();
     this.response = response;
     this.setStage(Stage.COMPLETED);
   }

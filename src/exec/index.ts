@@ -1,5 +1,5 @@
 // exec/: the Executor, from an action digest to its result: check, queue, execroot, sandbox, outputs.
-export { Execution } from "./executions";
+export { Execution, type Requester } from "./executions";
 export type { ExecuteOptions, Executor, WorkerDescription } from "./executor";
 export { MAX_TIMEOUT_MS } from "./prepare";
 export { namespaceSandbox, startLocalExecutor, type BuiltInAssets, type ExecutorDeps, type ExecutorOptions } from "./setup";

@@ -13,11 +13,12 @@ import {
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import type { Operation } from "../gen/google/longrunning/operations_pb";
 import { Code, StatusError, type Clock } from "../core";
-import { fromWire, inlineBlobs, resolveFunction, type BlobStore } from "../cas";
+import { formatDigest, fromWire, inlineBlobs, resolveFunction, type BlobStore } from "../cas";
 import type { Execution } from "../exec";
 import type { ServerContext } from "./context";
 import { send, serverStreaming } from "./grpc-service";
 import { operationAt } from "./operation";
+import { requesterOf } from "./request-metadata";
 
 /** While an action runs, the current stage is re-sent this often, so idle connections stay alive. */
 const KEEPALIVE_MS = 30_000;
@@ -82,7 +83,14 @@ export function executionService(ctx: ServerContext) {
   async function execute(req: ExecuteRequest, call: ServerWritableStream<ExecuteRequest, Operation>): Promise<void> {
     const action = fromWire(resolveFunction(req.digestFunction), req.actionDigest, "action_digest");
     const e = await executor.execute({ action, skipCacheLookup: req.skipCacheLookup, priority: req.executionPolicy?.priority ?? 0 });
-    if (!req.skipCacheLookup) ctx.stats.count(e.response?.cachedResult ? "acHits" : "acMisses");
+    const requester = requesterOf(call.metadata);
+    e.requester ??= requester;
+    if (!req.skipCacheLookup) {
+      const hit = e.response?.cachedResult === true;
+      ctx.stats.count(hit ? "acHits" : "acMisses");
+      // A miss here mostly repeats the client's GetActionResult a moment ago; the execution shows instead.
+      if (hit) ctx.stats.lookup({ atMs: ctx.clock.now(), action: formatDigest(action), hit, requester });
+    }
     await follow(e, call, { from: "start", clock: ctx.clock, final: (r) => inlined(ctx.blobs, e, req, r) });
   }
 

@@ -5,5 +5,5 @@ export { DEFAULT_MAX_BATCH_BYTES, type ServerContext } from "./context";
 export { CallTracker, WIRE_BYTES, grpcServiceDefinition } from "./grpc-service";
 export { answersCapabilities } from "./probe";
 export { listenText, startServer, type ListenAddress, type RunningServer } from "./server";
-export { Stats } from "./stats";
+export { Stats, type Lookup } from "./stats";
 export { UpstreamClient, parseUpstreamUrl, type UpstreamOptions } from "./upstream-client";

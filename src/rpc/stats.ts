@@ -1,6 +1,18 @@
 // Traffic counters, summarised in the log once a minute while there is traffic, and at shutdown,
 // so a user can see the cache at work without debug logging.
 import type { Logger } from "../core";
+import type { Requester } from "../exec";
+
+/** An action cache lookup, for the status page's recent actions. */
+export interface Lookup {
+  atMs: number;
+  action: string;
+  hit: boolean;
+  requester?: Requester;
+}
+
+const LOOKUPS_KEPT = 300;
+const INVOCATIONS_KEPT = 50;
 
 const COUNTERS = ["acHits", "acMisses", "acUpdates", "blobsStored", "bytesStored", "blobsRead", "bytesRead", "assetFetches", "assetHits"] as const;
 type Counter = (typeof COUNTERS)[number];
@@ -15,6 +27,26 @@ export class Stats {
   private readonly reported = zeroCounts();
   /** Calls finished since start, by "Method code" (the gRPC status code's name). */
   private readonly finished = new Map<string, number>();
+  private readonly lookups: Lookup[] = [];
+  /** Hits and misses by Bazel invocation (tool_invocation_id), the latest few. */
+  private readonly invocations = new Map<string, { hits: number; misses: number; lastMs: number }>();
+
+  /** Records an action cache lookup (GetActionResult, or Execute's own) and who made it. */
+  lookup(l: Lookup): void {
+    this.lookups.push(l);
+    if (this.lookups.length > LOOKUPS_KEPT) this.lookups.shift();
+    const id = l.requester?.invocation;
+    if (!id) return;
+    const inv = this.invocations.get(id) ?? { hits: 0, misses: 0, lastMs: 0 };
+    this.invocations.delete(id);
+    this.invocations.set(id, { hits: inv.hits + (l.hit ? 1 : 0), misses: inv.misses + (l.hit ? 0 : 1), lastMs: l.atMs });
+    if (this.invocations.size > INVOCATIONS_KEPT) this.invocations.delete(this.invocations.keys().next().value!);
+  }
+
+  /** The latest lookups (oldest first), and hits and misses by invocation (latest last). */
+  activity(): { lookups: readonly Lookup[]; invocations: { id: string; hits: number; misses: number; lastMs: number }[] } {
+    return { lookups: [...this.lookups], invocations: [...this.invocations].map(([id, v]) => ({ id, ...v })) };
+  }
 
   count(counter: Counter, n = 1): void {
     this.now[counter] += n;

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../core";
 import { statusMetrics } from "./metrics";
+import { STATUS_PAGE } from "./page";
 import type { StatusSource } from "./snapshot";
 
 export interface StatusWeb {
@@ -18,6 +19,7 @@ export interface StatusWeb {
 }
 
 const INDEX = `actiond status
+  /             the status page
   /api/status   what the worker is doing, as JSON (actiond status prints it)
   /metrics      Prometheus metrics
 `;
@@ -42,7 +44,7 @@ export function startStatusWeb(source: StatusSource, log: Logger, root: string, 
       case "/api/status":
         return Response.json(source.snapshot(), { headers: { "cache-control": "no-store" } });
       case "/":
-        return new Response(INDEX, { headers: { "content-type": "text/plain; charset=utf-8" } });
+        return new Response(STATUS_PAGE, { headers: { "content-type": "text/html; charset=utf-8", "content-security-policy": "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'" } });
       default:
         return new Response(`no ${pathname} here\n${INDEX}`, { status: 404 });
     }

@@ -7,7 +7,11 @@ export interface StatusSnapshot {
   uptimeSeconds: number;
   worker: { root: string; sandbox: string; jobs: number; runtimes: string[] };
   /** Executions known by name: queued, running, or recently finished. */
-  executions: { name: string; action: string; stage: string; elapsedSeconds: number }[];
+  executions: { name: string; action: string; stage: string; elapsedSeconds: number; target: string; mnemonic: string }[];
+  /** The latest actions asked about, newest first: cache lookups and executions. */
+  recent: RecentAction[];
+  /** Action cache hits and misses by Bazel invocation (tool_invocation_id), newest first. */
+  invocations: { id: string; hits: number; misses: number; last: string }[];
   /** Actions executed since start. */
   executed: number;
   /** p50/p95 (ms) of each phase over recent actions, when any ran. */
@@ -29,6 +33,22 @@ export interface StatusSnapshot {
   /** Finished calls by method and gRPC code. */
   calls: { method: string; code: string; n: number }[];
   upstream?: { address: string; up: boolean; queued: number; counts: Record<string, number> };
+}
+
+export interface RecentAction {
+  /** ISO time. */
+  at: string;
+  action: string;
+  target: string;
+  mnemonic: string;
+  /** hit, miss (a lookup); executed, failed (an execution: failed when it did not run or exited non-zero). */
+  outcome: "hit" | "miss" | "executed" | "failed";
+  exitCode?: number;
+  /** Milliseconds, for executions: in all, and by phase (queue, inputs, run, outputs). */
+  durationMs?: number;
+  phases?: Record<string, number>;
+  /** Why it failed, when it did not run (a refused action, a sandbox error). */
+  message?: string;
 }
 
 export interface StatusSource {

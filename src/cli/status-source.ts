@@ -1,0 +1,97 @@
+// What the status endpoints show of `actiond serve`: a snapshot read, when asked, from each
+// part's own counters (the store, the executor, the gRPC edge's stats, the upstream tier).
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import pkg from "../../package.json" with { type: "json" };
+import { ExecutionStage_Value } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { formatDigest, type DiskStore } from "../cas";
+import type { Execution, Executor } from "../exec";
+import type { Lookup, Stats } from "../rpc";
+import { UPSTREAM_COUNTERS, type UpstreamTier } from "../upstream";
+import type { RecentAction, StatusSnapshot, StatusSource } from "../web";
+
+/** The status endpoints' view of this server, read from each part's own counters when asked. */
+export function statusSource(root: string, store: DiskStore, executor: Executor, upstream: UpstreamTier | undefined, stats: Stats): StatusSource {
+  const started = Date.now();
+  return {
+    snapshot(): StatusSnapshot {
+      const now = Date.now();
+      const { counts, calls } = stats.totals();
+      const activity = stats.activity();
+      const usage = store.usage();
+      return {
+        version: pkg.version,
+        startedAt: new Date(started).toISOString(),
+        uptimeSeconds: (now - started) / 1000,
+        worker: { root, ...executor.worker },
+        executions: executor.list().map((e) => ({
+          name: e.name,
+          action: formatDigest(e.action),
+          stage: ExecutionStage_Value[e.stage] ?? String(e.stage),
+          elapsedSeconds: ((e.finishedMs ?? now) - e.startedMs) / 1000,
+          target: e.requester?.target ?? "",
+          mnemonic: e.requester?.mnemonic ?? "",
+        })),
+        recent: recentActions(executor.list(), activity.lookups),
+        invocations: activity.invocations.reverse().map((i) => ({ id: i.id, hits: i.hits, misses: i.misses, last: new Date(i.lastMs).toISOString() })),
+        executed: executor.timings.count,
+        phases: executor.timings.percentiles(),
+        cache: { ...counts, storedBytes: usage.bytes, maxBytes: usage.maxBytes, storedFiles: usage.files, evictions: usage.evictions },
+        calls,
+        upstream: upstream && {
+          address: upstream.health.address,
+          up: upstream.health.usable,
+          queued: upstream.pushes.length,
+          counts: Object.fromEntries(UPSTREAM_COUNTERS.map((c) => [c, upstream.health.counts[c]])),
+        },
+      };
+    },
+    onAction: (fn) => executor.timings.observe((t) => fn({ ...t })),
+  };
+}
+
+const RECENT_SHOWN = 300;
+
+/** Lookups and finished executions, newest first; an execution's phases from its ExecutedActionMetadata. */
+function recentActions(executions: Execution[], lookups: readonly Lookup[]): RecentAction[] {
+  const ms = (t: Timestamp | undefined) => (t ? Number(t.seconds) * 1000 + t.nanos / 1e6 : undefined);
+  const span = (a: Timestamp | undefined, b: Timestamp | undefined) => {
+    const x = ms(a);
+    const y = ms(b);
+    return x !== undefined && y !== undefined ? Math.max(0, y - x) : undefined;
+  };
+  const out: (RecentAction & { atMs: number })[] = lookups.map((l) => ({
+    atMs: l.atMs,
+    at: new Date(l.atMs).toISOString(),
+    action: l.action,
+    target: l.requester?.target ?? "",
+    mnemonic: l.requester?.mnemonic ?? "",
+    outcome: l.hit ? "hit" : "miss",
+  }));
+  for (const e of executions) {
+    const r = e.response;
+    if (!r || r.cachedResult || e.finishedMs === undefined) continue;
+    const m = r.result?.executionMetadata;
+    const ran = r.result !== undefined && (r.status?.code ?? 0) === 0;
+    const phases: Record<string, number> = {};
+    for (const [name, v] of [
+      ["queue", span(m?.queuedTimestamp, m?.workerStartTimestamp)],
+      ["inputs", span(m?.inputFetchStartTimestamp, m?.inputFetchCompletedTimestamp)],
+      ["run", span(m?.executionStartTimestamp, m?.executionCompletedTimestamp)],
+      ["outputs", span(m?.outputUploadStartTimestamp, m?.outputUploadCompletedTimestamp)],
+    ] as const) if (v !== undefined) phases[name] = v;
+    out.push({
+      atMs: e.finishedMs,
+      at: new Date(e.finishedMs).toISOString(),
+      action: formatDigest(e.action),
+      target: e.requester?.target ?? "",
+      mnemonic: e.requester?.mnemonic ?? "",
+      outcome: ran && r.result!.exitCode === 0 ? "executed" : "failed",
+      exitCode: r.result?.exitCode,
+      durationMs: e.finishedMs - e.startedMs,
+      phases,
+      message: ran ? undefined : r.status?.message || r.message,
+    });
+  }
+  out.sort((a, b) => b.atMs - a.atMs);
+  return out.slice(0, RECENT_SHOWN).map(({ atMs: _, ...rest }) => rest);
+}
