@@ -3,7 +3,10 @@
 // same machine, in the same run, alternating, several repetitions (medians and their ratio). Also
 // actiond's own per-action breakdown (queue, execroot, sandbox start, run, output collection).
 //
-//   bun test/bench/exec.ts [--genrules 200] [--reps 5] [--jobs 4] [--actiond-jobs N]
+//   bun test/bench/exec.ts [--genrules 200] [--reps 5] [--jobs 4] [--actiond-jobs N] [--watch-status MS]
+//
+// --watch-status MS also runs each actiond build a second time (alternating which goes first) with
+// a client asking /api/status and /metrics every MS ms, as the status page does: the page's cost.
 //
 // Each repetition: `bazel clean`, then a timed build (Bazel's server stays up between builds, so
 // JVM start-up is not counted on either side). actiond starts from an empty --root every time, so
@@ -17,12 +20,13 @@ import { buildAction, execute, executionClient, uploadBlobs } from "../support/a
 import { ReapiClient } from "../support/client";
 
 const { values } = parseArgs({
-  options: { genrules: { type: "string", default: "200" }, reps: { type: "string", default: "5" }, jobs: { type: "string", default: "4" }, "actiond-jobs": { type: "string" } },
+  options: { genrules: { type: "string", default: "200" }, reps: { type: "string", default: "5" }, jobs: { type: "string", default: "4" }, "actiond-jobs": { type: "string" }, "watch-status": { type: "string" } },
 });
 const GENRULES = Number(values.genrules);
 const REPS = Number(values.reps);
 const BAZEL_JOBS = values.jobs!;
 const ACTIOND_JOBS = values["actiond-jobs"] ?? String(availableParallelism());
+const WATCH_MS = values["watch-status"] ? Number(values["watch-status"]) : undefined;
 const BAZEL = Bun.which("bazel");
 if (!BAZEL) throw new Error("bazel is not on PATH (apt-get install bazel-bootstrap)");
 
@@ -83,7 +87,29 @@ async function main() {
   const jvmLocal: number[] = [];
   const jvmRemote: number[] = [];
   const serverCpu: number[] = [];
+  const watched: number[] = [];
+  const watchedCpu: number[] = [];
   const jvm = bazelServerPid();
+  /** One actiond build on a fresh root, with the status endpoints polled every WATCH_MS when watch is set: wall and server CPU ms. */
+  const watchedBuild = async (rep: number, watch: boolean) => {
+    const server = await startServer({ root: join(tmp, `actiond-w-${rep}-${watch}`), args: ["--jobs", ACTIOND_JOBS] });
+    let polling = watch;
+    const poller = (async () => {
+      while (polling) {
+        await fetch(`http://${server.address}/api/status`).then((r) => r.arrayBuffer());
+        await fetch(`http://${server.address}/metrics`).then((r) => r.arrayBuffer());
+        await Bun.sleep(WATCH_MS!);
+      }
+    })();
+    const cpu0 = cpuMs(server.proc.pid);
+    const r = await timedBuild([`--remote_executor=grpc://${server.address}`, "--spawn_strategy=remote", "--genrule_strategy=remote", "--remote_local_fallback=false"]);
+    const cpu = cpuMs(server.proc.pid) - cpu0;
+    polling = false;
+    await poller;
+    await server.stop();
+    rmSync(join(tmp, `actiond-w-${rep}-${watch}`), { recursive: true, force: true });
+    return { ms: r.ms, cpu };
+  };
   for (let rep = 0; rep <= REPS; rep++) {
     let jvm0 = cpuMs(jvm);
     const local = await timedBuild(["--spawn_strategy=linux-sandbox", "--genrule_strategy=linux-sandbox"]);
@@ -104,6 +130,20 @@ async function main() {
     const breakdown = /executed \d+ actions; ms p50\/p95: (.*)$/m.exec(server.log())?.[1] ?? "?";
     // Repetition 0 warms actiond's side (runtime mount, page cache); it is not counted.
     if (rep === 0) continue;
+    if (WATCH_MS !== undefined) {
+      // The same build again with the status endpoints polled, before or after an unwatched one in turn.
+      const order = rep % 2 === 0 ? [true, false] : [false, true];
+      for (const watch of order) {
+        const w = await watchedBuild(rep, watch);
+        if (watch) {
+          watched.push(w.ms);
+          watchedCpu.push(w.cpu);
+        } else {
+          actiond.push(w.ms);
+          serverCpu.push(w.cpu);
+        }
+      }
+    }
     sandbox.push(local.ms);
     actiond.push(remote.ms);
     breakdowns.push(breakdown);
@@ -130,6 +170,9 @@ async function main() {
   console.log(`| ratio actiond / linux-sandbox | ${(a / s).toFixed(2)} | |`);
   console.log(`| CPU per build (medians): Bazel JVM | ${median(jvmLocal)} ms (linux-sandbox) | ${median(jvmRemote)} ms (remote) |`);
   console.log(`| CPU per build (median): actiond server process | ${median(serverCpu)} ms | ${(median(serverCpu) / GENRULES).toFixed(1)} ms per action |`);
+  if (WATCH_MS !== undefined) {
+    console.log(`| actiond, status endpoints polled every ${WATCH_MS} ms | ${(median(watched) / 1000).toFixed(2)} s | ${(median(watched) / GENRULES).toFixed(1)} ms | ${(median(watched) / a).toFixed(2)}× of unwatched, server CPU ${median(watchedCpu)} ms vs ${median(serverCpu)} ms |`);
+  }
   console.log(`| ${GENRULES} such actions straight to actiond (our client, ${BAZEL_JOBS} at once, no Bazel) | ${(d / 1000).toFixed(2)} s | ${(d / GENRULES).toFixed(1)} ms |`);
   console.log(JSON.stringify({ genrules: GENRULES, reps: REPS, linuxSandboxMs: sandbox, actiondMs: actiond, directMs: direct, ratio: a / s, jvmLocal, jvmRemote, serverCpu, breakdowns }));
   makeWritable(tmp);
