@@ -13,17 +13,24 @@ import type { RecentAction, StatusSnapshot, StatusSource } from "../web";
 export function statusSource(root: string, store: DiskStore, executor: Executor, upstream: UpstreamTier | undefined, stats: Stats): StatusSource {
   const started = Date.now();
   return {
-    snapshot(): StatusSnapshot {
+    snapshot(lists = true): StatusSnapshot {
       const now = Date.now();
+      const known = executor.list();
+      const executionsByStage: Record<string, number> = {};
+      for (const e of known) {
+        const stage = ExecutionStage_Value[e.stage] ?? String(e.stage);
+        executionsByStage[stage] = (executionsByStage[stage] ?? 0) + 1;
+      }
       const { counts, calls } = stats.totals();
-      const activity = stats.activity();
+      const activity = lists ? stats.activity() : { lookups: [], invocations: [] };
       const usage = store.usage();
       return {
         version: pkg.version,
         startedAt: new Date(started).toISOString(),
         uptimeSeconds: (now - started) / 1000,
         worker: { root, ...executor.worker },
-        executions: executor.list().map((e) => ({
+        executionsByStage,
+        executions: (lists ? known : []).map((e) => ({
           name: e.name,
           action: formatDigest(e.action),
           stage: ExecutionStage_Value[e.stage] ?? String(e.stage),
@@ -31,7 +38,7 @@ export function statusSource(root: string, store: DiskStore, executor: Executor,
           target: e.requester?.target ?? "",
           mnemonic: e.requester?.mnemonic ?? "",
         })),
-        recent: recentActions(executor.list(), activity.lookups),
+        recent: lists ? recentActions(known, activity.lookups) : [],
         invocations: activity.invocations.reverse().map((i) => ({ id: i.id, hits: i.hits, misses: i.misses, last: new Date(i.lastMs).toISOString() })),
         executed: executor.timings.count,
         phases: executor.timings.percentiles(),

@@ -55,7 +55,7 @@ export function statusMetrics(source: StatusSource): StatusMetrics {
     registers,
     collect() {
       this.reset();
-      for (const stage of ["QUEUED", "EXECUTING", "COMPLETED"]) this.set({ stage }, snap.executions.filter((e) => e.stage === stage).length);
+      for (const stage of ["QUEUED", "EXECUTING", "COMPLETED"]) this.set({ stage }, snap.executionsByStage[stage] ?? 0);
     },
   });
   new Counter({
@@ -77,7 +77,7 @@ export function statusMetrics(source: StatusSource): StatusMetrics {
   return {
     contentType: registry.contentType,
     async text() {
-      snap = source.snapshot();
+      snap = source.snapshot(false);
       return registry.metrics();
     },
   };

@@ -12,6 +12,8 @@ export interface StatusSnapshot {
   recent: RecentAction[];
   /** Action cache hits and misses by Bazel invocation (tool_invocation_id), newest first. */
   invocations: { id: string; hits: number; misses: number; last: string }[];
+  /** Executions known by name, counted by stage. */
+  executionsByStage: Record<string, number>;
   /** Actions executed since start. */
   executed: number;
   /** p50/p95 (ms) of each phase over recent actions, when any ran. */
@@ -52,7 +54,11 @@ export interface RecentAction {
 }
 
 export interface StatusSource {
-  snapshot(): StatusSnapshot;
+  /**
+   * The snapshot; with lists false, without the per-action lists (executions and recent are
+   * empty, executionsByStage still counts them): what /metrics needs, at a fraction of the cost.
+   */
+  snapshot(lists?: boolean): StatusSnapshot;
   /** Calls fn with each executed action's phase times (ms), for the histograms. */
   onAction(fn: (phases: Record<string, number>) => void): void;
 }
