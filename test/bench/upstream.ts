@@ -135,6 +135,7 @@ async function main() {
   row("repeat: the same actiond again (local hits)", "repeatActiond", "warmBazel");
   console.log("\nwhat actiond moved (its totals at shutdown):");
   for (const line of moved.slice(-2)) console.log(`  ${line}`);
+  await bazel(["shutdown"]);
 }
 
 await main();
