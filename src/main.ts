@@ -2,7 +2,7 @@
 // actiond: command dispatch only.
 import { SetupError } from "./core";
 import { guestInit, guestWorkerArgs } from "./guest";
-import { doctor, parseFlags, parseServeFlags, parseServeVmFlags, serve, SERVE_HELP, SERVE_VM_HELP, serveVm, status, UsageError, VERSION_HELP, versionText } from "./cli";
+import { doctor, logs, parseFlags, parseServeFlags, parseServeVmFlags, serve, SERVE_HELP, SERVE_VM_HELP, serveVm, status, UsageError, VERSION_HELP, versionText } from "./cli";
 
 const HELP = `Usage: actiond <command> [flags]
 
@@ -12,7 +12,8 @@ Commands:
   serve      run Bazel's actions in a Linux sandbox, with the CAS and action cache on disk
              (see: actiond serve --help)
   serve-vm   the same, in a small Linux VM (QEMU on Linux; macOS's Virtualization.framework: not yet)
-  status     what a running actiond is doing (also at http://127.0.0.1:8980/metrics and /api/status)
+  status     what a running actiond is doing (the page: http://127.0.0.1:8980/; /metrics too)
+  logs       an action's stdout and stderr, live with -f (actiond logs -f //pkg:target)
   doctor     check what this machine allows, and what to do for what it does not
   version    print the version and the assets this executable carries
   help       show this help
@@ -48,6 +49,8 @@ async function main(argv: string[]): Promise<number> {
       return doctor(rest);
     case "status":
       return status(rest);
+    case "logs":
+      return logs(rest);
     // Inside the VM guest only: started by its /init, and by --guest-init.
     case "--guest-init":
       return guestInit();

@@ -6,7 +6,7 @@ import { connect } from "node:net";
 import parse, { type Family } from "parse-prometheus-text-format";
 import { BatchUpdateBlobsRequestSchema, FindMissingBlobsRequestSchema, GetActionResultRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { ReapiClient, RpcError, grpc, sha256 } from "./support/client";
-import { executionClient, run } from "./support/actions";
+import { execute, executionClient, prepareAction, run } from "./support/actions";
 import { MAIN, startServer, type ServerProcess } from "./support/server";
 import type { StatusSnapshot } from "../src/web";
 
@@ -101,6 +101,36 @@ test("a connection that speaks neither HTTP/2 nor HTTP/1.1 is closed, and the se
   await closed;
   await client.unary(client.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { blobDigests: [] });
 });
+
+test("`actiond logs -f` shows a running action's lines as it writes them, before it ends; after, `actiond logs` prints them all", async () => {
+  const spec = { args: ["/bin/sh", "-c", "for i in 1 2 3 4 5; do echo line $i; sleep 1; done; echo to stderr >&2"], salt: crypto.randomUUID() };
+  const action = await prepareAction(client, spec);
+  let finished = false;
+  const executing = execute(executionClient(server.address), { actionDigest: action }).finally(() => (finished = true));
+  const follower = Bun.spawn([process.execPath, MAIN, "logs", "-f", "--address", server.address, action.hash.slice(0, 12)], { stdout: "pipe", stderr: "pipe" });
+  let seen = "";
+  const decoder = new TextDecoder();
+  const reader = follower.stdout.getReader();
+  const more = async () => {
+    const { value, done } = await reader.read();
+    if (value) seen += decoder.decode(value);
+    return !done;
+  };
+  while (!seen.includes("line 1\n") && (await more()));
+  // The first line arrived while the action still runs (it takes five seconds).
+  expect(finished).toBe(false);
+  await executing;
+  while (await more());
+  expect(await follower.exited).toBe(0);
+  expect(seen).toBe("line 1\nline 2\nline 3\nline 4\nline 5\nto stderr\n");
+
+  const after = Bun.spawnSync([process.execPath, MAIN, "logs", "--address", server.address, action.hash]);
+  expect(after.exitCode).toBe(0);
+  expect(after.stdout.toString()).toBe("line 1\nline 2\nline 3\nline 4\nline 5\nto stderr\n");
+  const none = Bun.spawnSync([process.execPath, MAIN, "logs", "--address", server.address, "//no:such"]);
+  expect(none.exitCode).toBe(1);
+  expect(none.stderr.toString()).toMatch(/no action matches \/\/no:such/);
+}, 30_000);
 
 test("`actiond status` says plainly when nothing answers", () => {
   const cli = Bun.spawnSync([process.execPath, MAIN, "status", "--address", "127.0.0.1:1"]);

@@ -5,4 +5,5 @@ export { parseFlags, UsageError } from "./flags";
 export { SERVE_HELP, parseServeFlags, serve } from "./serve";
 export { SERVE_VM_HELP, parseServeVmFlags, serveVm } from "./serve-vm";
 export { status } from "./status";
+export { logs } from "./logs";
 export { VERSION_HELP, versionText } from "./version";

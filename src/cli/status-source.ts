@@ -3,11 +3,12 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import pkg from "../../package.json" with { type: "json" };
 import { ExecutionStage_Value } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { formatDigest, type DiskStore } from "../cas";
+import { formatDigest, fromWire, type DiskStore } from "../cas";
+import type { Digest } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import type { Execution, Executor } from "../exec";
 import type { Lookup, Stats } from "../rpc";
 import { UPSTREAM_COUNTERS, type UpstreamTier } from "../upstream";
-import type { RecentAction, StatusSnapshot, StatusSource } from "../web";
+import type { ActionLogs, RecentAction, StatusSnapshot, StatusSource } from "../web";
 
 /** The status endpoints' view of this server, read from each part's own counters when asked. */
 export function statusSource(root: string, store: DiskStore, executor: Executor, upstream: UpstreamTier | undefined, stats: Stats): StatusSource {
@@ -52,6 +53,7 @@ export function statusSource(root: string, store: DiskStore, executor: Executor,
         },
       };
     },
+    logs: (selector) => actionLogs(executor.list(), store, selector),
     onAction: (fn) => executor.timings.observe((t) => fn({ ...t })),
   };
 }
@@ -101,4 +103,36 @@ function recentActions(executions: Execution[], lookups: readonly Lookup[]): Rec
   }
   out.sort((a, b) => b.atMs - a.atMs);
   return out.slice(0, RECENT_SHOWN).map(({ atMs: _, ...rest }) => rest);
+}
+
+/** The execution a selector names (a target, or an action digest or its start), running ones first, newest first. */
+function actionLogs(executions: Execution[], store: DiskStore, selector: string | undefined): ActionLogs | undefined {
+  const matches = (e: Execution) =>
+    selector === undefined || e.requester?.target === selector || e.action.hash.startsWith(selector) || formatDigest(e.action) === selector;
+  const candidates = executions.filter((e) => matches(e) && (!e.done || e.response?.result !== undefined) && !e.response?.cachedResult);
+  const e = candidates.filter((c) => !c.done).at(-1) ?? candidates.at(-1);
+  if (!e) return undefined;
+  const blob = async (d: Digest | undefined, raw: Uint8Array | undefined) => {
+    if (raw && raw.length > 0) return raw;
+    if (!d || d.sizeBytes === 0n) return new Uint8Array(0);
+    return (await store.blobs.get(fromWire(e.action.fn, d, "stdout"))) ?? new Uint8Array(0);
+  };
+  return {
+    action: formatDigest(e.action),
+    target: e.requester?.target ?? "",
+    live: () => (e.done ? undefined : e.liveOutput),
+    finished: e.done
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          const stop = e.watch(() => {
+            if (!e.done) return;
+            stop();
+            resolve();
+          });
+        }),
+    async final() {
+      const r = e.response?.result;
+      return { stdout: await blob(r?.stdoutDigest, r?.stdoutRaw), stderr: await blob(r?.stderrDigest, r?.stderrRaw) };
+    },
+  };
 }

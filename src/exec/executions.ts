@@ -39,6 +39,8 @@ export class Execution {
   finishedMs: number | undefined;
   /** Who asked first (a merged execution keeps the first asker). */
   requester: Requester | undefined;
+  /** Where its stdout and stderr are being written while it runs (the files go when it finishes). */
+  liveOutput: { stdout: string; stderr: string } | undefined;
 
   constructor(
     readonly name: string,

@@ -98,6 +98,7 @@ export class LocalExecutor implements Executor {
           priority,
           signal: exec.signal,
           onStage: (stage) => exec.setStage(stage),
+          onOutputFiles: (files) => (exec.liveOutput = files),
           onResult: (response) => (doNotCache ? Promise.resolve() : this.cache(action, response)),
         })
         .then((response) => {

@@ -49,6 +49,14 @@ export interface RunRequest {
   onStage: (stage: Stage) => void;
   /** Called with the finished response while its outputs are still pinned: where the executor caches it. */
   onResult: (response: ExecuteResponse) => Promise<void>;
+  /** Called with the files the action's stdout and stderr go to while it runs (live logs). */
+  onOutputFiles?: (files: LiveOutput) => void;
+}
+
+/** Where a running action's stdout and stderr are being written (gone once it has finished). */
+export interface LiveOutput {
+  stdout: string;
+  stderr: string;
 }
 
 export class ActionRunner {
@@ -81,6 +89,7 @@ export class ActionRunner {
       meta.inputFetchStartTimestamp = timestampNow();
       const t1 = performance.now();
       const { execroot, overlay, stdoutPath, stderrPath } = createWorkFolder(work, ctx.sandbox.needsOverlay);
+      req.onOutputFiles?.({ stdout: stdoutPath, stderr: stderrPath });
       await buildExecroot(ctx.files, p.tree, execroot);
       const paths = new ExecrootPaths(execroot, p.tree);
       paths.makeDirs(p.workingDirectory, true, "working_directory");

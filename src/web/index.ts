@@ -3,4 +3,4 @@
 export { startStatusWeb, type StatusWeb } from "./server";
 export { statusMetrics, type StatusMetrics } from "./metrics";
 export { formatStatus } from "./status-text";
-export type { RecentAction, StatusSnapshot, StatusSource } from "./snapshot";
+export type { ActionLogs, RecentAction, StatusSnapshot, StatusSource } from "./snapshot";

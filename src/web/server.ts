@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { Logger } from "../core";
 import { statusMetrics } from "./metrics";
 import { STATUS_PAGE } from "./page";
+import { logStream } from "./logs";
 import type { StatusSource } from "./snapshot";
 
 export interface StatusWeb {
@@ -21,6 +22,7 @@ export interface StatusWeb {
 const INDEX = `actiond status
   /             the status page
   /api/status   what the worker is doing, as JSON (actiond status prints it)
+  /api/logs?for=TARGET|ACTION&follow=1   an action's stdout and stderr (actiond logs)
   /metrics      Prometheus metrics
 `;
 
@@ -36,11 +38,20 @@ function privateDir(fallback: string): string {
 export function startStatusWeb(source: StatusSource, log: Logger, root: string, listen?: { host: string; port: number }): StatusWeb {
   const metrics = statusMetrics(source);
   const fetch = async (req: Request): Promise<Response> => {
-    const { pathname } = new URL(req.url);
+    const url = new URL(req.url);
+    const pathname = url.pathname;
     if (req.method !== "GET" && req.method !== "HEAD") return new Response("only GET\n", { status: 405 });
     switch (pathname) {
       case "/metrics":
         return new Response(await metrics.text(), { headers: { "content-type": metrics.contentType } });
+      case "/api/logs": {
+        const logs = source.logs(url.searchParams.get("for") || undefined);
+        if (!logs) return new Response(`no action matches ${url.searchParams.get("for") ?? "(any)"}\n`, { status: 404 });
+        const follow = url.searchParams.get("follow") === "1";
+        return new Response(logStream(logs, follow), {
+          headers: { "content-type": "text/plain; charset=utf-8", "x-action": logs.action, "x-target": encodeURIComponent(logs.target), "cache-control": "no-store" },
+        });
+      }
       case "/api/status":
         return Response.json(source.snapshot(), { headers: { "cache-control": "no-store" } });
       case "/":
@@ -53,7 +64,9 @@ export function startStatusWeb(source: StatusSource, log: Logger, root: string, 
   const path = join(dir, "http.sock");
   let local: ReturnType<typeof Bun.serve> | undefined;
   try {
-    local = Bun.serve({ unix: path, fetch });
+    // A followed action may be quiet for longer than Bun's idle limit (at most 255 s per request):
+    // none on this server. Bun takes idleTimeout for a Unix socket too; its types do not say so.
+    local = Bun.serve({ unix: path, fetch, idleTimeout: 0 } as unknown as Parameters<typeof Bun.serve>[0]);
   } catch (err) {
     // Not worth failing the server for: gRPC goes on, the page is not there.
     log.info(`the status endpoints are not served on the gRPC port: ${(err as Error).message}`);

@@ -59,6 +59,23 @@ export interface StatusSource {
    * empty, executionsByStage still counts them): what /metrics needs, at a fraction of the cost.
    */
   snapshot(lists?: boolean): StatusSnapshot;
+  /**
+   * The logs of the action `selector` names (a target label, or an action digest or its start;
+   * none: the latest), preferring one that runs; undefined when none matches.
+   */
+  logs(selector: string | undefined): ActionLogs | undefined;
   /** Calls fn with each executed action's phase times (ms), for the histograms. */
   onAction(fn: (phases: Record<string, number>) => void): void;
+}
+
+/** One action's stdout and stderr, for `actiond logs`: live while it runs, from the CAS after. */
+export interface ActionLogs {
+  action: string;
+  target: string;
+  /** The files being written while it runs (undefined once it has finished, or before it starts). */
+  live(): { stdout: string; stderr: string } | undefined;
+  /** Resolves when the action has finished. */
+  finished: Promise<void>;
+  /** Its whole stdout and stderr once finished (empty when they are gone from the CAS). */
+  final(): Promise<{ stdout: Uint8Array; stderr: Uint8Array }>;
 }
