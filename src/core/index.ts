@@ -7,7 +7,7 @@ export { hashBytes, hashFile, newHasher, type DigestFunctionName, type Hasher } 
 export { LOG_LEVELS, createLogger, type LogLevel, type Logger } from "./log";
 export { mountAt, mountHolding, parseMountinfo, readMounts, type MountEntry } from "./mountinfo";
 export { isPrivileged } from "./privilege";
-export { formatSize, parseSize } from "./sizes";
+export { formatMiB, formatSize, parseSize } from "./sizes";
 export { nextTurn, slices, sortInSlices } from "./slices";
 export { WIRE_LEN, WIRE_VARINT, WireReader, WireWriter, asInt64 } from "./wire";
 export { Teardown } from "./teardown";

@@ -14,3 +14,8 @@ export function formatSize(bytes: number): string {
   }
   return `${bytes}B`;
 }
+
+/** Bytes as MiB with one decimal ("6.3 MiB"): how the logs and `actiond status` show traffic. */
+export function formatMiB(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}

@@ -1,6 +1,6 @@
 // Traffic counters, summarised in the log once a minute while there is traffic, and at shutdown,
 // so a user can see the cache at work without debug logging.
-import type { Logger } from "../core";
+import { formatMiB, type Logger } from "../core";
 import type { Requester } from "../exec";
 
 /** An action cache lookup, for the status page's recent actions. */
@@ -73,7 +73,7 @@ export class Stats {
     if (COUNTERS.every((c) => d[c] === 0)) return;
     log.info(
       `${label}: action cache ${d.acHits} hits, ${d.acMisses} misses, ${d.acUpdates} updates; ` +
-        `blobs ${d.blobsStored} stored (${mib(d.bytesStored)}), ${d.blobsRead} read (${mib(d.bytesRead)})` +
+        `blobs ${d.blobsStored} stored (${formatMiB(d.bytesStored)}), ${d.blobsRead} read (${formatMiB(d.bytesRead)})` +
         (d.assetFetches + d.assetHits > 0 ? `; assets ${d.assetFetches} downloaded, ${d.assetHits} already known` : ""),
     );
     Object.assign(this.reported, this.now);
@@ -92,6 +92,3 @@ export class Stats {
   }
 }
 
-function mib(bytes: number): string {
-  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-}

@@ -2,7 +2,7 @@
 // A call that fails for want of the upstream (down, slow, overloaded) marks it down for a while,
 // growing up to half a minute, so a dead upstream costs one timeout, not one per call; the change is
 // logged once each way. Any other refusal is logged once per kind and counted.
-import { Code, StatusError, type Clock, type Logger } from "../core";
+import { Code, StatusError, formatMiB, type Clock, type Logger } from "../core";
 
 const FIRST_PAUSE_MS = 1000;
 const LONGEST_PAUSE_MS = 30_000;
@@ -130,13 +130,10 @@ export class UpstreamHealth {
     const c = this.counts;
     return (
       `upstream ${this.down ? "down" : "up"}: results ${c.resultHits} hits, ${c.resultMisses} misses; ` +
-      `${c.blobsFetched} blobs fetched (${mib(c.bytesFetched)}), ${c.corrupt} corrupt; ` +
-      `pushed ${c.resultsPushed} results, ${c.blobsPushed} blobs (${mib(c.bytesPushed)}), ${queued} queued, ${c.droppedPushes} dropped; ` +
+      `${c.blobsFetched} blobs fetched (${formatMiB(c.bytesFetched)}), ${c.corrupt} corrupt; ` +
+      `pushed ${c.resultsPushed} results, ${c.blobsPushed} blobs (${formatMiB(c.bytesPushed)}), ${queued} queued, ${c.droppedPushes} dropped; ` +
       `${c.failedCalls} failed calls, ${c.skippedCalls} skipped while down`
     );
   }
 }
 
-function mib(bytes: number): string {
-  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-}

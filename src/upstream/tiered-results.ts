@@ -2,7 +2,7 @@
 // it has is kept here as it came (CompleteResults above checks, on every hit, that each blob it
 // names is here or upstream). Results stored here are queued for the upstream when this view pushes.
 import type { ActionResult } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { checkOutputPaths, fromWire, type ActionCache, type BlobDigest } from "../cas";
+import { checkOutputPaths, digestKey, fromWire, type ActionCache, type BlobDigest } from "../cas";
 import type { UpstreamHealth } from "./health";
 import type { Remote } from "./remote";
 
@@ -40,7 +40,7 @@ export class TieredResults implements ActionCache {
     const { local, remote, health, recentMisses } = this.t;
     const here = await local.get(action);
     if (here || !this.t.serves(action.fn)) return here;
-    const key = `${action.fn}/${action.hash}/${action.size}`;
+    const key = digestKey(action);
     if ((recentMisses.get(key) ?? 0) > Date.now()) return undefined;
     let there = await health.ask("GetActionResult", () => remote.getActionResult(action), undefined);
     if (there) {

@@ -1,7 +1,6 @@
 // `actiond status`: the snapshot as one screen of text, for a terminal, a script or an SSH session.
+import { formatMiB } from "../core";
 import type { StatusSnapshot } from "./snapshot";
-
-const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 export function formatStatus(s: StatusSnapshot): string {
   const c = s.cache;
@@ -14,8 +13,8 @@ export function formatStatus(s: StatusSnapshot): string {
     `actions: ${running.length} running, ${queued.length} queued, ${s.executed} executed since start`,
     ...running.slice(0, 10).map((e) => `  running ${e.action} for ${e.elapsedSeconds.toFixed(1)} s`),
     `cache: ${c.acHits} hits, ${c.acMisses} misses${lookups > 0 ? ` (${Math.round((100 * c.acHits) / lookups)}% hits)` : ""}, ${c.acUpdates} updates; ` +
-      `blobs ${c.blobsStored} stored (${mib(c.bytesStored)}), ${c.blobsRead} read (${mib(c.bytesRead)})`,
-    `store: ${mib(c.storedBytes)} of ${mib(c.maxBytes)} in ${c.storedFiles} files, ${c.evictions} evicted`,
+      `blobs ${c.blobsStored} stored (${formatMiB(c.bytesStored)}), ${c.blobsRead} read (${formatMiB(c.bytesRead)})`,
+    `store: ${formatMiB(c.storedBytes)} of ${formatMiB(c.maxBytes)} in ${c.storedFiles} files, ${c.evictions} evicted`,
   ];
   if (s.phases) lines.push(`phases, ms p50/p95: ${Object.entries(s.phases).map(([k, v]) => `${k.replace(/Ms$/, "")} ${v.p50.toFixed(1)}/${v.p95.toFixed(1)}`).join(", ")}`);
   if (s.upstream) {
