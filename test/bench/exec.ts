@@ -11,11 +11,12 @@
 // Each repetition: `bazel clean`, then a timed build (Bazel's server stays up between builds, so
 // JVM start-up is not counted on either side). actiond starts from an empty --root every time, so
 // nothing is a cache hit. Not a `bun test` file.
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { startServer, tempDir } from "../support/server";
+import { startServer } from "../support/server";
+import { genruleWorkspace } from "./genrule-workspace";
 import { buildAction, execute, executionClient, uploadBlobs } from "../support/actions";
 import { ReapiClient } from "../support/client";
 
@@ -27,35 +28,9 @@ const REPS = Number(values.reps);
 const BAZEL_JOBS = values.jobs!;
 const ACTIOND_JOBS = values["actiond-jobs"] ?? String(availableParallelism());
 const WATCH_MS = values["watch-status"] ? Number(values["watch-status"]) : undefined;
-const BAZEL = Bun.which("bazel");
-if (!BAZEL) throw new Error("bazel is not on PATH (apt-get install bazel-bootstrap)");
-
-const tmp = tempDir("actiond-bench-exec-");
-const ws = join(tmp, "ws");
-mkdirSync(ws);
-writeFileSync(join(ws, "WORKSPACE"), 'workspace(name = "bench")\n');
 const rules = Array.from({ length: GENRULES }, (_, i) => `genrule(name = "g${i}", outs = ["g${i}.txt"], cmd = "echo ${i} > $@")`);
-writeFileSync(join(ws, "BUILD"), rules.join("\n") + "\n");
-
-const startupFlags = [`--output_user_root=${join(tmp, "bazel-root")}`, "--nohome_rc"];
-const env = { ...process.env, HOME: join(tmp, "home") };
 const common = ["--incompatible_strict_action_env", "--noshow_progress", "--color=no", "--curses=no", "--nosandbox_debug", `--jobs=${BAZEL_JOBS}`];
-
-async function bazel(args: string[]): Promise<string> {
-  const proc = Bun.spawn([BAZEL!, ...startupFlags, ...args], { cwd: ws, env, stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`bazel ${args.join(" ")} failed (${code}):\n${out}${err}`);
-  return out + err;
-}
-
-/** Times one clean build; returns wall ms as the client sees it, and Bazel's own summary line. */
-async function timedBuild(flags: string[]): Promise<{ ms: number; summary: string }> {
-  await bazel(["clean"]);
-  const t0 = performance.now();
-  const out = await bazel(["build", "//:all", ...common, ...flags]);
-  const ms = performance.now() - t0;
-  return { ms, summary: /^INFO: \d+ process.*$/m.exec(out)?.[0] ?? "?" };
-}
+const { tmp, bazel, timedBuild } = genruleWorkspace("actiond-bench-exec-", rules, common);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 

@@ -11,44 +11,19 @@
 //
 // Targets: warm through actiond no slower than Bazel straight to bazel-remote; repeat faster.
 // Not a `bun test` file.
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startBazelRemote, type Peer } from "../support/peers";
 import { startServer, tempDir, type ServerProcess } from "../support/server";
+import { genruleWorkspace } from "./genrule-workspace";
 
 const { values } = parseArgs({ options: { genrules: { type: "string", default: "100" }, kib: { type: "string", default: "64" }, reps: { type: "string", default: "3" } } });
 const GENRULES = Number(values.genrules);
 const KIB = Number(values.kib);
 const REPS = Number(values.reps);
-const BAZEL = Bun.which("bazel");
-if (!BAZEL) throw new Error("bazel is not on PATH (apt-get install bazel-bootstrap)");
-
-const tmp = tempDir("actiond-bench-upstream-");
-const ws = join(tmp, "ws");
-mkdirSync(ws);
-writeFileSync(join(ws, "WORKSPACE"), 'workspace(name = "bench")\n');
 // Each output is its number and KIB KiB more: something to move, distinct, the same on every machine.
 const rules = Array.from({ length: GENRULES }, (_, i) => `genrule(name = "g${i}", outs = ["g${i}.txt"], cmd = "(echo ${i}; head -c ${KIB * 1024} /dev/zero | tr '\\\\0' x) > $@")`);
-writeFileSync(join(ws, "BUILD"), rules.join("\n") + "\n");
-
-const startupFlags = [`--output_user_root=${join(tmp, "bazel-root")}`, "--nohome_rc"];
-const env = { ...process.env, HOME: join(tmp, "home") };
 const common = ["--incompatible_strict_action_env", "--noshow_progress", "--color=no", "--curses=no", "--nosandbox_debug", "--jobs=4", "--remote_timeout=60"];
-
-async function bazel(args: string[]): Promise<string> {
-  const proc = Bun.spawn([BAZEL!, ...startupFlags, ...args], { cwd: ws, env, stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`bazel ${args.join(" ")} failed (${code}):\n${out}${err}`);
-  return out + err;
-}
-
-async function timedBuild(flags: string[]): Promise<{ ms: number; summary: string }> {
-  await bazel(["clean"]);
-  const t0 = performance.now();
-  const out = await bazel(["build", "//:all", ...common, ...flags]);
-  return { ms: performance.now() - t0, summary: /^INFO: \d+ process.*$/m.exec(out)?.[0] ?? "?" };
-}
+const { bazel, timedBuild } = genruleWorkspace("actiond-bench-upstream-", rules, common);
 
 const throughActiond = (s: ServerProcess) => [`--remote_executor=grpc://${s.address}`, "--spawn_strategy=remote", "--genrule_strategy=remote", "--remote_local_fallback=false"];
 const straightTo = (p: Peer) => [`--remote_cache=${p.url}`, "--spawn_strategy=linux-sandbox", "--genrule_strategy=linux-sandbox"];
