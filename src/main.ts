@@ -2,7 +2,7 @@
 // actiond: command dispatch only.
 import { SetupError } from "./core";
 import { guestInit, guestWorkerArgs } from "./guest";
-import { doctor, logs, parseFlags, parseServeFlags, parseServeVmFlags, serve, SERVE_HELP, SERVE_VM_HELP, serveVm, status, UsageError, VERSION_HELP, versionText } from "./cli";
+import { doctor, explain, logs, parseFlags, parseServeFlags, parseServeVmFlags, serve, SERVE_HELP, SERVE_VM_HELP, serveVm, status, UsageError, VERSION_HELP, versionText } from "./cli";
 
 const HELP = `Usage: actiond <command> [flags]
 
@@ -14,6 +14,7 @@ Commands:
   serve-vm   the same, in a small Linux VM (QEMU on Linux; macOS's Virtualization.framework: not yet)
   status     what a running actiond is doing (the page: http://127.0.0.1:8980/; /metrics too)
   logs       an action's stdout and stderr, live with -f (actiond logs -f //pkg:target)
+  explain    why a target's actions missed the cache (actiond explain //pkg:target)
   doctor     check what this machine allows, and what to do for what it does not
   version    print the version and the assets this executable carries
   help       show this help
@@ -51,6 +52,8 @@ async function main(argv: string[]): Promise<number> {
       return status(rest);
     case "logs":
       return logs(rest);
+    case "explain":
+      return explain(rest);
     // Inside the VM guest only: started by its /init, and by --guest-init.
     case "--guest-init":
       return guestInit();

@@ -137,3 +137,14 @@ test("`actiond status` says plainly when nothing answers", () => {
   expect(cli.exitCode).toBe(1);
   expect(cli.stderr.toString()).toMatch(/no actiond answers at 127\.0\.0\.1:1/);
 });
+
+test("`actiond explain ACTION`: an action that failed and is asked for again missed because failures are not cached", async () => {
+  const spec = { args: ["/bin/sh", "-c", "echo no > out; exit 3"], outputFiles: ["out"], salt: crypto.randomUUID() };
+  const exec = executionClient(server.address);
+  expect((await run(client, exec, spec)).result?.exitCode).toBe(3);
+  expect((await run(client, exec, spec)).result?.exitCode).toBe(3);
+  const action = await prepareAction(client, spec);
+  const why = Bun.spawnSync([process.execPath, MAIN, "explain", "--address", server.address, action.hash.slice(0, 16)]);
+  expect(why.exitCode).toBe(0);
+  expect(why.stdout.toString()).toMatch(/missed: the same action ran at \S+: it exited 3, and failures are not cached/);
+});

@@ -6,4 +6,5 @@ export { SERVE_HELP, parseServeFlags, serve } from "./serve";
 export { SERVE_VM_HELP, parseServeVmFlags, serveVm } from "./serve-vm";
 export { status } from "./status";
 export { logs } from "./logs";
+export { explain } from "./explain";
 export { VERSION_HELP, versionText } from "./version";

@@ -8,7 +8,7 @@ import type { Digest } from "../gen/build/bazel/remote/execution/v2/remote_execu
 import type { Execution, Executor } from "../exec";
 import type { Lookup, Stats } from "../rpc";
 import { UPSTREAM_COUNTERS, type UpstreamTier } from "../upstream";
-import type { ActionLogs, RecentAction, StatusSnapshot, StatusSource } from "../web";
+import type { ActionLogs, ExplainedAction, RecentAction, StatusSnapshot, StatusSource } from "../web";
 
 /** The status endpoints' view of this server, read from each part's own counters when asked. */
 export function statusSource(root: string, store: DiskStore, executor: Executor, upstream: UpstreamTier | undefined, stats: Stats): StatusSource {
@@ -54,6 +54,7 @@ export function statusSource(root: string, store: DiskStore, executor: Executor,
       };
     },
     logs: (selector) => actionLogs(executor.list(), store, selector),
+    explain: (selector) => explain(executor, selector),
     onAction: (fn) => executor.timings.observe((t) => fn({ ...t })),
   };
 }
@@ -99,10 +100,26 @@ function recentActions(executions: Execution[], lookups: readonly Lookup[]): Rec
       durationMs: e.finishedMs - e.startedMs,
       phases,
       message: ran ? undefined : r.status?.message || r.message,
+      why: e.whyMissed?.summary,
     });
   }
   out.sort((a, b) => b.atMs - a.atMs);
   return out.slice(0, RECENT_SHOWN).map(({ atMs: _, ...rest }) => rest);
+}
+
+/** A target's records; else the execution an action digest (or its start) names, newest first, against its target's record. */
+async function explain(executor: Executor, selector: string): Promise<ExplainedAction[]> {
+  const byTarget = await executor.records(selector);
+  if (byTarget.length > 0 || !/^[0-9a-f]{4,}/.test(selector)) return byTarget;
+  const e = executor
+    .list()
+    .filter((x) => x.whyMissed && (x.action.hash.startsWith(selector) || formatDigest(x.action) === selector))
+    .at(-1);
+  if (!e) return [];
+  const action = formatDigest(e.action);
+  const records = await executor.records(e.requester?.target ?? "");
+  const own = records.find((r) => r.action === action);
+  return [own ?? { target: e.requester?.target ?? "", mnemonic: e.requester?.mnemonic ?? "", output: "", action, atMs: e.startedMs, why: e.whyMissed }];
 }
 
 /** The execution a selector names (a target, or an action digest or its start), running ones first, newest first. */

@@ -7,6 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import { ExecuteResponseSchema, ExecutionStage_Value as Stage, type ExecuteResponse } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Code, StatusError, asStatusError, systemClock, type Clock } from "../core";
 import { digestKey, type BlobDigest } from "../cas";
+import type { MissExplanation } from "./why-missed";
 
 /** How long a finished execution can still be fetched with WaitExecution. */
 export const KEEP_FINISHED_MS = 10 * 60 * 1000;
@@ -41,6 +42,8 @@ export class Execution {
   requester: Requester | undefined;
   /** Where its stdout and stderr are being written while it runs (the files go when it finishes). */
   liveOutput: { stdout: string; stderr: string } | undefined;
+  /** Why it missed the cache, against the last run recorded for its target (set soon after it starts). */
+  whyMissed: MissExplanation | undefined;
 
   constructor(
     readonly name: string,

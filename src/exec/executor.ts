@@ -5,11 +5,13 @@ import { create } from "@bufbuild/protobuf";
 import { ExecuteResponseSchema, type ExecuteResponse } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Code, asStatusError, okStatus, type Logger } from "../core";
 import { formatDigest, type ActionCache, type BlobDigest } from "../cas";
-import type { Execution, Executions } from "./executions";
+import type { ActionRecords } from "./action-records";
+import type { Execution, Executions, Requester } from "./executions";
 import { ignoredPropertiesNotice } from "./platform";
-import { prepareAction, type PrepareContext } from "./prepare";
+import { prepareAction, type PrepareContext, type PreparedAction } from "./prepare";
 import type { ActionRunner } from "./run-action";
 import type { ExecTimings } from "./timings";
+import { explainMiss, recordKey, recordOf, type ActionRecord } from "./why-missed";
 
 export interface ExecuteOptions {
   action: BlobDigest;
@@ -17,6 +19,8 @@ export interface ExecuteOptions {
   skipCacheLookup: boolean;
   /** ExecutionPolicy.priority: lower runs sooner. */
   priority: number;
+  /** Who asks (Bazel's RequestMetadata), when known: shown, and the key of "why did it miss". */
+  requester?: Requester;
 }
 
 export interface Executor {
@@ -31,6 +35,8 @@ export interface Executor {
   list(): Execution[];
   /** Forgets an operation name (the execution goes on); false when it was not known. */
   forget(name: string): boolean;
+  /** The last executed action of each of a target's (mnemonic, output), with why it missed, newest first. */
+  records(target: string): Promise<ActionRecord[]>;
   /** Where executed actions' time went. */
   readonly timings: ExecTimings;
   /** How actions run here, for the status page. */
@@ -54,6 +60,8 @@ export interface LocalExecutorContext extends PrepareContext {
   executions: Executions;
   timings: ExecTimings;
   log: Logger;
+  /** The last executed action per target, to say why the next one missed (absent: not kept). */
+  records?: ActionRecords;
   /** Called at close, after every execution has ended. */
   onClose?: () => Promise<void>;
 }
@@ -72,7 +80,7 @@ export class LocalExecutor implements Executor {
     return this.ctx.worker;
   }
 
-  async execute({ action, skipCacheLookup, priority }: ExecuteOptions): Promise<Execution> {
+  async execute({ action, skipCacheLookup, priority, requester }: ExecuteOptions): Promise<Execution> {
     const { ctx } = this;
     if (!skipCacheLookup) {
       const cached = await ctx.results.get(action);
@@ -91,8 +99,10 @@ export class LocalExecutor implements Executor {
     const notice = ignoredPropertiesNotice(prepared.ignoredProperties, prepared.runtime, this.mentionedProperties);
     if (notice) ctx.log.warn(`action ${formatDigest(action)}: ${notice}`);
     // Identical actions in flight run once, unless the action must not be cached (REAPI: nor merged).
-    const e = ctx.executions.start(action, !doNotCache, (exec) =>
-      ctx.runner
+    const e = ctx.executions.start(action, !doNotCache, (exec) => {
+      exec.requester ??= requester;
+      const recorded = this.record(exec, prepared, skipCacheLookup);
+      return ctx.runner
         .run({
           prepared,
           priority,
@@ -111,8 +121,18 @@ export class LocalExecutor implements Executor {
           const status = asStatusError(err);
           if (status.code === Code.INTERNAL || status.code === Code.RESOURCE_EXHAUSTED) ctx.log.warn(`action ${formatDigest(action)}: ${status.message}`);
           throw err;
-        }),
-    );
+        })
+        .then(
+          (response) => {
+            recorded?.(response.result?.exitCode, response.status?.code ? response.status.message : undefined);
+            return response;
+          },
+          (err) => {
+            recorded?.(undefined, asStatusError(err).message);
+            throw err;
+          },
+        );
+    });
     ctx.log.debug(`Execute ${formatDigest(action)}: ${e.name}`);
     return e;
   }
@@ -129,9 +149,32 @@ export class LocalExecutor implements Executor {
     return this.ctx.executions.forget(name);
   }
 
+  async records(target: string): Promise<ActionRecord[]> {
+    return (await this.ctx.records?.ofTarget(target)) ?? [];
+  }
+
   async close(): Promise<void> {
     await this.ctx.executions.cancelAll();
     await this.ctx.onClose?.();
+  }
+
+  /**
+   * Says why this execution missed (on exec.whyMissed, soon after it starts) against the record of
+   * the last one for its target, and returns what keeps this one as the record once it has ended.
+   */
+  private record(exec: Execution, prepared: PreparedAction, skippedLookup: boolean): ((exitCode: number | undefined, failure: string | undefined) => void) | undefined {
+    const { records, messages, log } = this.ctx;
+    const key = records && recordKey(exec.requester, prepared);
+    if (!records || !key) return undefined;
+    const now = recordOf(key, prepared, exec.startedMs);
+    const why = records
+      .get(key)
+      .then((previous) => explainMiss(messages, previous, now, skippedLookup))
+      .then(
+        (w) => (exec.whyMissed = w),
+        (err) => void log.debug(`why ${now.action} missed: ${(err as Error).message}`),
+      );
+    return (exitCode, failure) => void why.then((w) => records.put({ ...now, exitCode, failure, why: w || undefined }));
   }
 
   /** Exit code 0 results are cached; failures and timeouts never are. One that cannot be (a full disk) is still the caller's result. */

@@ -4,3 +4,4 @@ export type { ExecuteOptions, Executor, WorkerDescription } from "./executor";
 export { MAX_TIMEOUT_MS } from "./prepare";
 export { namespaceSandbox, startLocalExecutor, type BuiltInAssets, type ExecutorDeps, type ExecutorOptions } from "./setup";
 export { ExecTimings, type ActionTiming } from "./timings";
+export type { ActionRecord, Change, MissExplanation } from "./why-missed";

@@ -7,6 +7,7 @@ import { SetupError, errnoCode, type Clock, type Logger } from "../core";
 import type { ActionCache, LocalBlobFiles } from "../cas";
 import { openRuntimes, type RuntimeSet } from "../runtime";
 import { CgroupLimiter, HostProcess, NamespaceSandbox, TreeRemover, describeActionLimits, logActionLimits, probeSandbox, type ActionBounds } from "../sandbox";
+import { ActionRecords } from "./action-records";
 import { Executions } from "./executions";
 import { LocalExecutor } from "./executor";
 import { JobSlots } from "./job-slots";
@@ -109,6 +110,7 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
       executions: new Executions(deps.clock),
       timings,
       log,
+      records: new ActionRecords(join(opts.root, "explain"), log),
       // Runtimes are unmounted only once no action uses them any more.
       onClose: async () => {
         await runtimes.close();

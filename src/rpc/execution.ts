@@ -82,8 +82,8 @@ export function executionService(ctx: ServerContext) {
 
   async function execute(req: ExecuteRequest, call: ServerWritableStream<ExecuteRequest, Operation>): Promise<void> {
     const action = fromWire(resolveFunction(req.digestFunction), req.actionDigest, "action_digest");
-    const e = await executor.execute({ action, skipCacheLookup: req.skipCacheLookup, priority: req.executionPolicy?.priority ?? 0 });
     const requester = requesterOf(call.metadata);
+    const e = await executor.execute({ action, skipCacheLookup: req.skipCacheLookup, priority: req.executionPolicy?.priority ?? 0, requester });
     e.requester ??= requester;
     if (!req.skipCacheLookup) {
       const hit = e.response?.cachedResult === true;

@@ -3,4 +3,5 @@
 export { startStatusWeb, type StatusWeb } from "./server";
 export { statusMetrics, type StatusMetrics } from "./metrics";
 export { formatStatus } from "./status-text";
-export type { ActionLogs, RecentAction, StatusSnapshot, StatusSource } from "./snapshot";
+export { formatExplain } from "./explain-text";
+export type { ActionLogs, ExplainedAction, RecentAction, StatusSnapshot, StatusSource } from "./snapshot";

@@ -44,7 +44,7 @@ export const STATUS_PAGE = `<!doctype html>
 </div>
 <div id="upstream" class="muted"></div>
 <h2>Recent actions</h2>
-<table id="recent"><thead><tr><th>at</th><th>target</th><th>mnemonic</th><th>outcome</th><th>exit</th><th>ms</th><th>phases (ms)</th></tr></thead><tbody></tbody></table>
+<table id="recent"><thead><tr><th>at</th><th>target</th><th>mnemonic</th><th>outcome</th><th>exit</th><th>ms</th><th>phases (ms)</th><th>why it missed</th></tr></thead><tbody></tbody></table>
 <p class="muted">Also: <a href="/api/status">/api/status</a> (JSON), <a href="/metrics">/metrics</a> (Prometheus).</p>
 <script>
 const $ = (id) => document.getElementById(id);
@@ -94,6 +94,7 @@ function draw(s) {
     { text: r.outcome, cls: r.outcome === "failed" ? "bad" : r.outcome === "hit" ? "good" : "" },
     r.exitCode === undefined ? "" : r.exitCode, { text: r.durationMs === undefined ? "" : Math.round(r.durationMs), cls: "num" },
     r.phases ? Object.entries(r.phases).map(([k, v]) => k + " " + Math.round(v)).join(", ") + (r.message ? " — " + r.message : "") : "",
+    { text: r.why || "", cls: "muted" },
   ], { "data-outcome": r.outcome })), "no actions yet");
 }
 async function tick() {

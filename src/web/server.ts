@@ -23,6 +23,7 @@ const INDEX = `actiond status
   /             the status page
   /api/status   what the worker is doing, as JSON (actiond status prints it)
   /api/logs?for=TARGET|ACTION&follow=1   an action's stdout and stderr (actiond logs)
+  /api/explain?for=TARGET|ACTION   why its actions missed the cache (actiond explain)
   /metrics      Prometheus metrics
 `;
 
@@ -51,6 +52,11 @@ export function startStatusWeb(source: StatusSource, log: Logger, root: string, 
         return new Response(logStream(logs, follow), {
           headers: { "content-type": "text/plain; charset=utf-8", "x-action": logs.action, "x-target": encodeURIComponent(logs.target), "cache-control": "no-store" },
         });
+      }
+      case "/api/explain": {
+        const selector = url.searchParams.get("for");
+        if (!selector) return new Response("say which: /api/explain?for=TARGET|ACTION\n", { status: 400 });
+        return Response.json(await source.explain(selector), { headers: { "cache-control": "no-store" } });
       }
       case "/api/status":
         return Response.json(source.snapshot(), { headers: { "cache-control": "no-store" } });

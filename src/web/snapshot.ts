@@ -1,5 +1,6 @@
 // What the status endpoints show: a plain snapshot the serving command assembles from each layer's
 // own counters when asked (so nothing here reaches into the layers).
+import type { ActionRecord } from "../exec";
 export interface StatusSnapshot {
   version: string;
   /** ISO time the server started. */
@@ -51,7 +52,12 @@ export interface RecentAction {
   phases?: Record<string, number>;
   /** Why it failed, when it did not run (a refused action, a sandbox error). */
   message?: string;
+  /** For an execution: why it missed the cache, in one line (the details: /api/explain). */
+  why?: string;
 }
+
+/** An executed action and why it missed (against the run before it), as `actiond explain` prints it. */
+export type ExplainedAction = Pick<ActionRecord, "target" | "mnemonic" | "output" | "action" | "atMs" | "exitCode" | "failure" | "why">;
 
 export interface StatusSource {
   /**
@@ -64,6 +70,11 @@ export interface StatusSource {
    * none: the latest), preferring one that runs; undefined when none matches.
    */
   logs(selector: string | undefined): ActionLogs | undefined;
+  /**
+   * Why actions missed: the records of a target (each mnemonic and output), or of the execution an
+   * action digest (or its start) names; newest first.
+   */
+  explain(selector: string): Promise<ExplainedAction[]>;
   /** Calls fn with each executed action's phase times (ms), for the histograms. */
   onAction(fn: (phases: Record<string, number>) => void): void;
 }
