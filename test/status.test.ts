@@ -148,3 +148,31 @@ test("`actiond explain ACTION`: an action that failed and is asked for again mis
   expect(why.exitCode).toBe(0);
   expect(why.stdout.toString()).toMatch(/missed: the same action ran at \S+: it exited 3, and failures are not cached/);
 });
+
+test("an executing operation names its stdout and stderr streams, and ByteStream Read of them follows the action as it writes", async () => {
+  const spec = { args: ["/bin/sh", "-c", "for i in 1 2 3 4; do echo out $i; echo err $i >&2; sleep 0.5; done"], salt: crypto.randomUUID() };
+  const action = await prepareAction(client, spec);
+  let finished = false;
+  let names: { stdout: string; stderr: string } | undefined;
+  let named!: () => void;
+  const gotNames = new Promise<void>((resolve) => (named = resolve));
+  const executing = execute(executionClient(server.address), { actionDigest: action }, (o) => {
+    if (o.meta.stdoutStreamName && !names) {
+      names = { stdout: o.meta.stdoutStreamName, stderr: o.meta.stderrStreamName };
+      named();
+    }
+  }).finally(() => (finished = true));
+  await gotNames;
+  expect(names!.stdout).toMatch(/^operations\/[0-9a-f-]{36}\/stdout$/);
+  let firstWhileRunning: boolean | undefined;
+  const out = client.read(names!.stdout, 0, 0, () => (firstWhileRunning ??= !finished));
+  const err = client.read(names!.stderr, 4); // from an offset: "err 1\n" without its first four bytes
+  expect(new TextDecoder().decode((await out).data)).toBe("out 1\nout 2\nout 3\nout 4\n");
+  expect(new TextDecoder().decode((await err).data)).toBe("1\nerr 2\nerr 3\nerr 4\n");
+  expect(firstWhileRunning).toBe(true);
+  await executing;
+  // After it ended, the same names still read it whole (from the CAS), and a limit is kept.
+  expect(new TextDecoder().decode((await client.read(names!.stdout, 6, 6)).data)).toBe("out 2\n");
+  const unknown = await client.read("operations/no-such/stdout").catch((e: RpcError) => e);
+  expect((unknown as RpcError).code).toBe(grpc.status.NOT_FOUND);
+}, 30_000);

@@ -3,9 +3,8 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import pkg from "../../package.json" with { type: "json" };
 import { ExecutionStage_Value } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { formatDigest, fromWire, type DiskStore } from "../cas";
-import type { Digest } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import type { Execution, Executor } from "../exec";
+import { formatDigest, type DiskStore } from "../cas";
+import { followOutput, type Execution, type Executor } from "../exec";
 import type { Lookup, Stats } from "../rpc";
 import { UPSTREAM_COUNTERS, type UpstreamTier } from "../upstream";
 import type { ActionLogs, ExplainedAction, RecentAction, StatusSnapshot, StatusSource } from "../web";
@@ -129,27 +128,9 @@ function actionLogs(executions: Execution[], store: DiskStore, selector: string 
   const candidates = executions.filter((e) => matches(e) && (!e.done || e.response?.result !== undefined) && !e.response?.cachedResult);
   const e = candidates.filter((c) => !c.done).at(-1) ?? candidates.at(-1);
   if (!e) return undefined;
-  const blob = async (d: Digest | undefined, raw: Uint8Array | undefined) => {
-    if (raw && raw.length > 0) return raw;
-    if (!d || d.sizeBytes === 0n) return new Uint8Array(0);
-    return (await store.blobs.get(fromWire(e.action.fn, d, "stdout"))) ?? new Uint8Array(0);
-  };
   return {
     action: formatDigest(e.action),
     target: e.requester?.target ?? "",
-    live: () => (e.done ? undefined : e.liveOutput),
-    finished: e.done
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => {
-          const stop = e.watch(() => {
-            if (!e.done) return;
-            stop();
-            resolve();
-          });
-        }),
-    async final() {
-      const r = e.response?.result;
-      return { stdout: await blob(r?.stdoutDigest, r?.stdoutRaw), stderr: await blob(r?.stderrDigest, r?.stderrRaw) };
-    },
+    stream: (follow, signal) => followOutput(e, store.blobs, ["stdout", "stderr"], { follow, signal }),
   };
 }

@@ -42,6 +42,8 @@ export class Execution {
   requester: Requester | undefined;
   /** Where its stdout and stderr are being written while it runs (the files go when it finishes). */
   liveOutput: { stdout: string; stderr: string } | undefined;
+  /** False for one over before it began (a cached result, a refused action): it has no output to follow. */
+  runs = true;
   /** Why it missed the cache, against the last run recorded for its target (set soon after it starts). */
   whyMissed: MissExplanation | undefined;
 
@@ -112,6 +114,7 @@ export class Executions {
   finished(kind: "cached" | "failed", action: BlobDigest, response: ExecuteResponse): Execution {
     const e = new Execution(`operations/${kind}-${randomUUID()}`, action, this.clock);
     e.history.splice(0);
+    e.runs = false;
     e.finish(response);
     this.byName.set(e.name, e);
     this.keep(e);

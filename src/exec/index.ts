@@ -2,6 +2,7 @@
 export { Execution, type Requester } from "./executions";
 export type { ExecuteOptions, Executor, WorkerDescription } from "./executor";
 export { MAX_TIMEOUT_MS } from "./prepare";
+export { followOutput, type OutputStream } from "./output-follow";
 export { namespaceSandbox, startLocalExecutor, type BuiltInAssets, type ExecutorDeps, type ExecutorOptions } from "./setup";
 export { ExecTimings, type ActionTiming } from "./timings";
 export type { ActionRecord, Change, MissExplanation } from "./why-missed";

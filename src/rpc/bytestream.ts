@@ -1,4 +1,5 @@
-// google.bytestream.ByteStream for CAS blobs: Read, Write, QueryWriteStatus, plain and zstd.
+// google.bytestream.ByteStream for CAS blobs: Read, Write, QueryWriteStatus, plain and zstd; and Read
+// of a running action's stdout and stderr by the stream names its operation carries.
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createZstdCompress, createZstdDecompress } from "node:zlib";
@@ -17,9 +18,10 @@ import {
 } from "../gen/google/bytestream/bytestream_pb";
 import { Code, StatusError, WireWriter } from "../core";
 import { formatDigest, type BlobDigest, type BlobWriter } from "../cas";
+import { followOutput } from "../exec";
 import { READ_CHUNK_BYTES, type ServerContext } from "./context";
 import { clientStreaming, send, serverStreaming, unary } from "./grpc-service";
-import { parseReadResource, parseWriteResource, type BlobResource } from "./resource-name";
+import { parseOutputStream, parseReadResource, parseWriteResource, type BlobResource } from "./resource-name";
 
 /** How long an interrupted plain upload stays resumable (QueryWriteStatus + write_offset). */
 const PARTIAL_UPLOAD_TTL_MS = 10 * 60 * 1000;
@@ -48,7 +50,26 @@ export function byteStreamService(ctx: ServerContext) {
     void p.writer.abort();
   }
 
+  /** A running action's stdout or stderr, followed until it ends (then the rest from the CAS). */
+  async function readOutput(req: ReadRequest, call: ServerWritableStream<ReadRequest, ReadResponse>, operation: string, stream: "stdout" | "stderr") {
+    const e = ctx.executor.find(operation);
+    if (!e) throw new StatusError(Code.NOT_FOUND, `no operation named "${operation}" (finished long ago, or from before a restart)`);
+    if (req.readOffset < 0n || req.readLimit < 0n) throw new StatusError(Code.OUT_OF_RANGE, "read_offset and read_limit must not be negative");
+    const stop = new AbortController();
+    call.on("cancelled", () => stop.abort());
+    let left = req.readLimit === 0n ? Infinity : Number(req.readLimit);
+    for await (const chunk of followOutput(e, blobs, [stream], { follow: true, offset: Number(req.readOffset), signal: stop.signal })) {
+      if (call.cancelled) return;
+      const data = chunk.length > left ? chunk.subarray(0, left) : chunk;
+      await send(call, create(ReadResponseSchema, { data }));
+      left -= data.length;
+      if (left <= 0) return;
+    }
+  }
+
   async function read(req: ReadRequest, call: ServerWritableStream<ReadRequest, ReadResponse>) {
+    const output = parseOutputStream(req.resourceName);
+    if (output) return readOutput(req, call, output.operation, output.stream);
     const res = parseReadResource(req.resourceName);
     const d = res.digest;
     if (req.readOffset < 0n || req.readOffset > BigInt(d.size)) {

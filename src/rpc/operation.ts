@@ -12,6 +12,7 @@ import {
 import { OperationSchema, type Operation } from "../gen/google/longrunning/operations_pb";
 import { functionValue, toWire } from "../cas";
 import type { Execution } from "../exec";
+import { outputStreamName } from "./resource-name";
 
 /** The operation at `stage`; done, with `response`, when one is given. */
 export function operationAt(e: Execution, stage: Stage, response?: ExecuteResponse): Operation {
@@ -19,7 +20,13 @@ export function operationAt(e: Execution, stage: Stage, response?: ExecuteRespon
     name: e.name,
     metadata: anyPack(
       ExecuteOperationMetadataSchema,
-      create(ExecuteOperationMetadataSchema, { stage, actionDigest: toWire(e.action), digestFunction: functionValue(e.action.fn) }),
+      create(ExecuteOperationMetadataSchema, {
+        stage,
+        actionDigest: toWire(e.action),
+        digestFunction: functionValue(e.action.fn),
+        // An action that runs here can be followed as it writes (ByteStream Read of these names).
+        ...(e.runs ? { stdoutStreamName: outputStreamName(e.name, "stdout"), stderrStreamName: outputStreamName(e.name, "stderr") } : {}),
+      }),
     ),
     done: response !== undefined,
   });

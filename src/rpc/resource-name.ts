@@ -1,6 +1,7 @@
 // ByteStream resource names for CAS blobs (reapi-facts §7):
 //   read:  {instance/}blobs/{fn/}{hash}/{size}
 //          {instance/}compressed-blobs/{compressor}/{fn/}{hash}/{size}
+//          {instance/}operations/{id}/stdout|stderr  (a running action's output: its stream names)
 //   write: {instance/}uploads/{uuid}/blobs/{fn/}{hash}/{size}{/metadata}
 //          {instance/}uploads/{uuid}/compressed-blobs/{compressor}/{fn/}{hash}/{size}{/metadata}
 import { Code, StatusError } from "../core";
@@ -22,6 +23,17 @@ const FUNCTION_SEGMENTS: Record<string, DigestFunctionName | null> = {
   sha256tree: null,
   gitsha1: null,
 };
+
+/** The stream name of an execution's stdout or stderr (ExecuteOperationMetadata.stdout_stream_name). */
+export function outputStreamName(operation: string, stream: "stdout" | "stderr"): string {
+  return `${operation}/${stream}`;
+}
+
+/** An operation's output stream a read names, or undefined when it names something else. */
+export function parseOutputStream(name: string): { operation: string; stream: "stdout" | "stderr" } | undefined {
+  const m = /(?:^|\/)(operations\/[^/]+)\/(stdout|stderr)$/.exec(name);
+  return m ? { operation: m[1]!, stream: m[2] as "stdout" | "stderr" } : undefined;
+}
 
 export function parseReadResource(name: string): BlobResource {
   const parts = name.split("/");

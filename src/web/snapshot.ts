@@ -83,10 +83,6 @@ export interface StatusSource {
 export interface ActionLogs {
   action: string;
   target: string;
-  /** The files being written while it runs (undefined once it has finished, or before it starts). */
-  live(): { stdout: string; stderr: string } | undefined;
-  /** Resolves when the action has finished. */
-  finished: Promise<void>;
-  /** Its whole stdout and stderr once finished (empty when they are gone from the CAS). */
-  final(): Promise<{ stdout: Uint8Array; stderr: Uint8Array }>;
+  /** Its stdout and stderr from the start: with follow, until it ends (else what there is now). */
+  stream(follow: boolean, signal: AbortSignal): AsyncIterable<Uint8Array>;
 }

@@ -125,12 +125,15 @@ export class ReapiClient {
     return this.write(msgs);
   }
 
-  /** ByteStream.Read; returns the concatenated data and the chunk sizes seen. */
-  async read(resource: string, offset = 0, limit = 0): Promise<{ data: Uint8Array; chunks: number[] }> {
+  /** ByteStream.Read; returns the concatenated data and the chunk sizes seen (onChunk sees each as it comes). */
+  async read(resource: string, offset = 0, limit = 0, onChunk?: (data: Uint8Array) => void): Promise<{ data: Uint8Array; chunks: number[] }> {
     const parts: ReadResponse[] = await new Promise((res, rej) => {
       const out: ReadResponse[] = [];
       const call = this.bs.read(create(ReadRequestSchema, { resourceName: resource, readOffset: BigInt(offset), readLimit: BigInt(limit) }));
-      call.on("data", (m: ReadResponse) => out.push(m));
+      call.on("data", (m: ReadResponse) => {
+        out.push(m);
+        onChunk?.(m.data);
+      });
       call.on("error", (err: grpc.ServiceError) => rej(wrap(err)));
       call.on("end", () => res(out));
     });
