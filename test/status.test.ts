@@ -139,7 +139,7 @@ test("`actiond status` says plainly when nothing answers", () => {
 });
 
 test("`actiond explain ACTION`: an action that failed and is asked for again missed because failures are not cached", async () => {
-  const spec = { args: ["/bin/sh", "-c", "echo no > out; exit 3"], outputFiles: ["out"], salt: crypto.randomUUID() };
+  const spec = { args: ["/bin/sh", "-c", "echo no > out; echo this went wrong >&2; exit 3"], outputFiles: ["out"], salt: crypto.randomUUID() };
   const exec = executionClient(server.address);
   expect((await run(client, exec, spec)).result?.exitCode).toBe(3);
   expect((await run(client, exec, spec)).result?.exitCode).toBe(3);
@@ -147,6 +147,12 @@ test("`actiond explain ACTION`: an action that failed and is asked for again mis
   const why = Bun.spawnSync([process.execPath, MAIN, "explain", "--address", server.address, action.hash.slice(0, 16)]);
   expect(why.exitCode).toBe(0);
   expect(why.stdout.toString()).toMatch(/missed: the same action ran at \S+: it exited 3, and failures are not cached/);
+  // The page's recent actions show the failure with the end of its stderr, and why it ran again.
+  const s = (await (await fetch(`http://${server.address}/api/status`)).json()) as StatusSnapshot;
+  const failed = s.recent.find((r) => r.action.startsWith(action.hash) && r.outcome === "failed");
+  expect(failed?.exitCode).toBe(3);
+  expect(failed?.stderr).toBe("this went wrong\n");
+  expect(failed?.why).toContain("it exited 3");
 });
 
 test("an executing operation names its stdout and stderr streams, and ByteStream Read of them follows the action as it writes", async () => {

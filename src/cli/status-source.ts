@@ -1,5 +1,6 @@
 // What the status endpoints show of `actiond serve`: a snapshot read, when asked, from each
 // part's own counters (the store, the executor, the gRPC edge's stats, the upstream tier).
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import pkg from "../../package.json" with { type: "json" };
 import { ExecutionStage_Value } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
@@ -37,6 +38,9 @@ export function statusSource(root: string, store: DiskStore, executor: Executor,
           elapsedSeconds: ((e.finishedMs ?? now) - e.startedMs) / 1000,
           target: e.requester?.target ?? "",
           mnemonic: e.requester?.mnemonic ?? "",
+          argv0: e.command?.argv0 ?? "",
+          runtime: e.command?.runtime ?? "",
+          tail: !e.done && e.liveOutput ? { stdout: tailOf(e.liveOutput.stdout), stderr: tailOf(e.liveOutput.stderr) } : undefined,
         })),
         recent: lists ? recentActions(known, activity.lookups) : [],
         invocations: activity.invocations.reverse().map((i) => ({ id: i.id, hits: i.hits, misses: i.misses, last: new Date(i.lastMs).toISOString() })),
@@ -59,6 +63,26 @@ export function statusSource(root: string, store: DiskStore, executor: Executor,
 }
 
 const RECENT_SHOWN = 300;
+/** How much of a running action's stdout and stderr the page shows. */
+const TAIL_BYTES = 1024;
+
+/** The last TAIL_BYTES of a file being written (its last lines), empty when it is not there. */
+function tailOf(path: string): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const size = fstatSync(fd).size;
+    const b = Buffer.alloc(Math.min(size, TAIL_BYTES));
+    const n = readSync(fd, b, 0, b.length, size - b.length);
+    const text = b.subarray(0, n).toString("utf8");
+    // From the first whole line, when the start was cut.
+    return size > TAIL_BYTES && text.includes("\n") ? text.slice(text.indexOf("\n") + 1) : text;
+  } catch {
+    return "";
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
 
 /** Lookups and finished executions, newest first; an execution's phases from its ExecutedActionMetadata. */
 function recentActions(executions: Execution[], lookups: readonly Lookup[]): RecentAction[] {
@@ -99,6 +123,7 @@ function recentActions(executions: Execution[], lookups: readonly Lookup[]): Rec
       durationMs: e.finishedMs - e.startedMs,
       phases,
       message: ran ? undefined : r.status?.message || r.message,
+      stderr: e.stderrTail || undefined,
       why: e.whyMissed?.summary,
     });
   }

@@ -42,6 +42,10 @@ export class Execution {
   requester: Requester | undefined;
   /** Where its stdout and stderr are being written while it runs (the files go when it finishes). */
   liveOutput: { stdout: string; stderr: string } | undefined;
+  /** What it runs, for the status page (set when it starts). */
+  command: { argv0: string; runtime: string } | undefined;
+  /** The end of its stderr when it exited non-zero (for the status page). */
+  stderrTail: string | undefined;
   /** False for one over before it began (a cached result, a refused action): it has no output to follow. */
   runs = true;
   /** Why it missed the cache, against the last run recorded for its target (set soon after it starts). */

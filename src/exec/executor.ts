@@ -4,7 +4,7 @@
 import { create } from "@bufbuild/protobuf";
 import { ExecuteResponseSchema, type ExecuteResponse } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Code, asStatusError, okStatus, type Logger } from "../core";
-import { formatDigest, type ActionCache, type BlobDigest } from "../cas";
+import { formatDigest, fromWire, type ActionCache, type BlobDigest } from "../cas";
 import type { ActionRecords } from "./action-records";
 import type { Execution, Executions, Requester } from "./executions";
 import { ignoredPropertiesNotice } from "./platform";
@@ -12,6 +12,9 @@ import { prepareAction, type PrepareContext, type PreparedAction } from "./prepa
 import type { ActionRunner } from "./run-action";
 import type { ExecTimings } from "./timings";
 import { explainMiss, recordKey, recordOf, type ActionRecord } from "./why-missed";
+
+/** How much of a failed action's stderr the status page shows. */
+const STDERR_TAIL_BYTES = 2048;
 
 export interface ExecuteOptions {
   action: BlobDigest;
@@ -101,6 +104,7 @@ export class LocalExecutor implements Executor {
     // Identical actions in flight run once, unless the action must not be cached (REAPI: nor merged).
     const e = ctx.executions.start(action, !doNotCache, (exec) => {
       exec.requester ??= requester;
+      exec.command = { argv0: prepared.command.arguments[0]!, runtime: prepared.runtime.name };
       const recorded = this.record(exec, prepared, skipCacheLookup);
       return ctx.runner
         .run({
@@ -123,8 +127,9 @@ export class LocalExecutor implements Executor {
           throw err;
         })
         .then(
-          (response) => {
+          async (response) => {
             recorded?.(response.result?.exitCode, response.status?.code ? response.status.message : undefined);
+            if (response.result && response.result.exitCode !== 0) exec.stderrTail = await this.stderrTail(action, response);
             return response;
           },
           (err) => {
@@ -175,6 +180,20 @@ export class LocalExecutor implements Executor {
         (err) => void log.debug(`why ${now.action} missed: ${(err as Error).message}`),
       );
     return (exitCode, failure) => void why.then((w) => records.put({ ...now, exitCode, failure, why: w || undefined }));
+  }
+
+  /** The last bytes of a result's stderr, as text (empty when there is none, or it is gone). */
+  private async stderrTail(action: BlobDigest, response: ExecuteResponse): Promise<string> {
+    const r = response.result!;
+    if (r.stderrRaw.length > 0) return Buffer.from(r.stderrRaw.subarray(-STDERR_TAIL_BYTES)).toString("utf8");
+    const d = r.stderrDigest;
+    if (!d || d.sizeBytes === 0n) return "";
+    const size = Number(d.sizeBytes);
+    const reader = await this.ctx.blobs.read(fromWire(action.fn, d, "stderr"), { offset: Math.max(0, size - STDERR_TAIL_BYTES), limit: 0, chunkBytes: STDERR_TAIL_BYTES }).catch(() => undefined);
+    if (!reader) return "";
+    const parts: Uint8Array[] = [];
+    for await (const chunk of reader) parts.push(chunk);
+    return Buffer.concat(parts).toString("utf8");
   }
 
   /** Exit code 0 results are cached; failures and timeouts never are. One that cannot be (a full disk) is still the caller's result. */

@@ -205,7 +205,7 @@ async function treeChanges(messages: MessageCache, fn: DigestFunctionName, befor
 export async function explainMiss(messages: MessageCache, previous: ActionRecord | undefined, now: ActionRecord, skippedLookup: boolean): Promise<MissExplanation> {
   const empty: MissExplanation = { summary: "", inputs: [], inputsChanged: 0, args: [], env: [], platform: [], other: [] };
   if (skippedLookup) empty.other.push({ name: "skip_cache_lookup", after: "true" });
-  if (!previous) return { ...empty, summary: skippedLookup ? "asked to run again (skip_cache_lookup)" : "no earlier run of this target's action is known here" };
+  if (!previous) return { ...empty, summary: skippedLookup ? "asked to run again (skip_cache_lookup)" : "first run here (nothing earlier is recorded for this target, mnemonic and output)" };
   const at = new Date(previous.atMs).toISOString();
   const e: MissExplanation = { ...empty, previous: { action: previous.action, at, exitCode: previous.exitCode, failure: previous.failure } };
   if (previous.action === now.action) {

@@ -19,6 +19,7 @@ export const STATUS_PAGE = `<!doctype html>
   .card { background: #fff; border: 1px solid #e5e5e5; border-radius: 6px; padding: .6em .9em; min-width: 10em; }
   .card b { display: block; font-size: 1.35em; }
   code { font-size: .9em; }
+  td.tail { font: 12px/1.3 ui-monospace, monospace; white-space: pre-wrap; max-width: 40em; color: #333; }
 </style>
 </head>
 <body>
@@ -31,7 +32,7 @@ export const STATUS_PAGE = `<!doctype html>
   <div class="card"><b id="jobs">–</b>jobs at once</div>
   <div class="card"><b id="executed">–</b>executed since start</div>
 </div>
-<table id="running"><thead><tr><th>target</th><th>mnemonic</th><th>action</th><th>for</th></tr></thead><tbody></tbody></table>
+<table id="running"><thead><tr><th>target</th><th>mnemonic</th><th>runs</th><th>runtime</th><th>action</th><th>for</th><th>output, last lines</th></tr></thead><tbody></tbody></table>
 <h2>Cache</h2>
 <div class="cards">
   <div class="card"><b id="hits">–</b>hits since start</div>
@@ -44,7 +45,7 @@ export const STATUS_PAGE = `<!doctype html>
 </div>
 <div id="upstream" class="muted"></div>
 <h2>Recent actions</h2>
-<table id="recent"><thead><tr><th>at</th><th>target</th><th>mnemonic</th><th>outcome</th><th>exit</th><th>ms</th><th>phases (ms)</th><th>why it missed</th></tr></thead><tbody></tbody></table>
+<table id="recent"><thead><tr><th>at</th><th>target</th><th>mnemonic</th><th>outcome</th><th>exit</th><th>ms</th><th>phases (ms)</th><th>why it missed</th><th>stderr (failures)</th></tr></thead><tbody></tbody></table>
 <p class="muted">Also: <a href="/api/status">/api/status</a> (JSON), <a href="/metrics">/metrics</a> (Prometheus).</p>
 <script>
 const $ = (id) => document.getElementById(id);
@@ -76,7 +77,8 @@ function draw(s) {
   text($("queued-count"), s.executions.filter((e) => e.stage === "QUEUED").length);
   text($("jobs"), s.worker.jobs);
   text($("executed"), s.executed);
-  fill($("running"), running.map((e) => row([e.target || "(no target)", e.mnemonic, { text: e.action.slice(0, 16) + "…", cls: "muted" }, { text: e.elapsedSeconds.toFixed(1) + " s", cls: "num" }], { "data-target": e.target })), "nothing running");
+  const tail = (t) => t ? (t.stdout + (t.stderr ? (t.stdout && !t.stdout.endsWith("\\n") ? "\\n" : "") + t.stderr : "")).split("\\n").slice(-6).join("\\n") : "";
+  fill($("running"), running.map((e) => row([e.target || "(no target)", e.mnemonic, { text: e.argv0, cls: "muted" }, e.runtime, { text: e.action.slice(0, 16) + "…", cls: "muted" }, { text: e.elapsedSeconds.toFixed(1) + " s", cls: "num" }, { text: tail(e.tail), cls: "tail" }], { "data-target": e.target })), "nothing running");
   const c = s.cache;
   text($("hits"), c.acHits);
   text($("misses"), c.acMisses);
@@ -95,6 +97,7 @@ function draw(s) {
     r.exitCode === undefined ? "" : r.exitCode, { text: r.durationMs === undefined ? "" : Math.round(r.durationMs), cls: "num" },
     r.phases ? Object.entries(r.phases).map(([k, v]) => k + " " + Math.round(v)).join(", ") + (r.message ? " — " + r.message : "") : "",
     { text: r.why || "", cls: "muted" },
+    { text: r.stderr ? r.stderr.split("\\n").slice(-8).join("\\n") : "", cls: "tail bad" },
   ], { "data-outcome": r.outcome })), "no actions yet");
 }
 async function tick() {

@@ -8,7 +8,19 @@ export interface StatusSnapshot {
   uptimeSeconds: number;
   worker: { root: string; sandbox: string; jobs: number; runtimes: string[] };
   /** Executions known by name: queued, running, or recently finished. */
-  executions: { name: string; action: string; stage: string; elapsedSeconds: number; target: string; mnemonic: string }[];
+  executions: {
+    name: string;
+    action: string;
+    stage: string;
+    elapsedSeconds: number;
+    target: string;
+    mnemonic: string;
+    /** What it runs: its first argument, in which runtime. */
+    argv0: string;
+    runtime: string;
+    /** While it runs: the last lines it wrote to stdout and stderr. */
+    tail?: { stdout: string; stderr: string };
+  }[];
   /** The latest actions asked about, newest first: cache lookups and executions. */
   recent: RecentAction[];
   /** Action cache hits and misses by Bazel invocation (tool_invocation_id), newest first. */
@@ -52,6 +64,8 @@ export interface RecentAction {
   phases?: Record<string, number>;
   /** Why it failed, when it did not run (a refused action, a sandbox error). */
   message?: string;
+  /** The end of its stderr, when it exited non-zero. */
+  stderr?: string;
   /** For an execution: why it missed the cache, in one line (the details: /api/explain). */
   why?: string;
 }

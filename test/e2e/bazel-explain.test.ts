@@ -70,7 +70,7 @@ test.skipIf(SKIP)(
     expect(first).toHaveLength(1);
     expect(first[0]!.mnemonic).toBe("Genrule");
     expect(first[0]!.output).toMatch(/out\.txt$/);
-    expect(first[0]!.why?.summary).toContain("no earlier run");
+    expect(first[0]!.why?.summary).toContain("first run here");
 
     // One input changes: that file, and only it, with its old and new digest.
     writeFileSync(join(w.ws, "in.txt"), "second\n");

@@ -55,17 +55,19 @@ test.skipIf(SKIP)(
     const quick = Array.from({ length: 5 }, (_, i) => `genrule(name = "quick${i}", outs = ["quick${i}.txt"], cmd = "echo ${i} > $@")`);
     const w = new BazelWorkspace(tmp, "ws", {
       WORKSPACE: 'workspace(name = "page")\n',
-      BUILD: [`genrule(name = "slow", outs = ["slow.txt"], cmd = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $$i; sleep 1; done > $@")`, ...quick].join("\n") + "\n",
+      BUILD: [`genrule(name = "slow", outs = ["slow.txt"], cmd = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $$i; echo progress $$i >&2; sleep 1; done > $@")`, ...quick].join("\n") + "\n",
     });
     const flags = ["build", "//...", `--remote_executor=grpc://${server.address}`, "--spawn_strategy=remote", "--genrule_strategy=remote", "--remote_local_fallback=false", ...COMMON_FLAGS];
     const building = w.run(flags, () => `--- server log ---\n${server.log()}`);
 
     let dom = "";
     const deadline = Date.now() + 120_000;
-    while (!/<tr data-target="\/\/:slow">/.test(dom)) {
+    // Running, with what it runs and the last lines it wrote to stderr.
+    while (!/<tr data-target="\/\/:slow">.*?<td class="tail">[^<]*progress \d+/s.test(dom)) {
       if (Date.now() > deadline) throw new Error(`the page never showed //:slow running:\n${dom}`);
       dom = await pageDom();
     }
+    expect(dom).toMatch(/<tr data-target="\/\/:slow"><td>\/\/:slow<\/td><td>Genrule<\/td><td class="muted">\/bin\/bash<\/td><td>\w+/);
     expect(number(dom, "running-count")).toBeGreaterThanOrEqual(1);
     await screenshot("status-page.png");
 
