@@ -8,7 +8,7 @@
 // ctime). A file that fails the check is removed and extracted again.
 import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, type Stats } from "node:fs";
 import { join } from "node:path";
-import { hashFile, writeFileAtomically, type Logger } from "../core";
+import { hashFile, startProgress, writeFileAtomically, type Logger } from "../core";
 import { MANIFEST_FILE, parseManifest, type AssetEntry, type AssetRole, type PayloadManifest } from "./manifest";
 
 export interface EmbeddedPayload {
@@ -47,23 +47,36 @@ export async function extractAssets(payload: EmbeddedPayload, root: string, log:
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   removeStaleTemporaries(dir);
   const result: ExtractedAssets = { byRole: new Map(), digests: new Map(), extracted: 0, reused: 0, ms: 0 };
+  const missing: { asset: AssetEntry; path: string }[] = [];
   for (const asset of payload.manifest.assets) {
     if (roles && !roles.includes(asset.role)) continue;
     const path = join(dir, `${asset.name}-${asset.sha256}`);
-    if (await isIntact(path, asset, log)) {
-      result.reused++;
-    } else {
-      const blob = payload.files.get(asset.file);
-      if (!blob) throw new Error(`this actiond executable is incomplete: the asset ${asset.file} is missing from it; download it again`);
-      const t = performance.now();
-      await extract(asset, blob, dir, path);
-      log.info(`extracted ${asset.name} (${(asset.size / 2 ** 20).toFixed(1)} MiB) to ${path} in ${(performance.now() - t).toFixed(0)} ms`);
-      result.extracted++;
-    }
+    if (await isIntact(path, asset, log)) result.reused++;
+    else missing.push({ asset, path });
     result.byRole.set(asset.role, [...(result.byRole.get(asset.role) ?? []), path]);
     result.digests.set(path, asset.sha256);
   }
+  // The first start of an executable unpacks a few hundred MiB: say how it goes.
+  const total = missing.reduce((n, m) => n + m.asset.size, 0);
+  const progress = missing.length > 0 ? startProgress(`extracting ${missing.length} of this executable's files to ${dir}`, total, log, { unit: "MiB" }) : undefined;
+  let done = 0;
+  try {
+    for (const { asset, path } of missing) {
+      const blob = payload.files.get(asset.file);
+      if (!blob) throw new Error(`this actiond executable is incomplete: the asset ${asset.file} is missing from it; download it again`);
+      progress?.update(done, asset.name);
+      const t = performance.now();
+      await extract(asset, blob, dir, path);
+      done += asset.size;
+      progress?.update(done, asset.name);
+      log.debug(`extracted ${asset.name} (${(asset.size / 2 ** 20).toFixed(1)} MiB) to ${path} in ${(performance.now() - t).toFixed(0)} ms`);
+      result.extracted++;
+    }
+  } finally {
+    progress?.end();
+  }
   result.ms = performance.now() - started;
+  if (missing.length > 0) log.info(`extracted ${missing.map((m) => m.asset.name).join(", ")} (${(total / 2 ** 20).toFixed(1)} MiB) to ${dir} in ${result.ms.toFixed(0)} ms`);
   return result;
 }
 

@@ -37,3 +37,24 @@ export function parseGuestCmdline(cmdline: string): Omit<GuestBoot, "off"> {
   if (link !== "vsock" && link !== "serial") throw new Error(`actiond.link=${link}: expected vsock or serial`);
   return { port, link };
 }
+
+/** What serve-vm's host tells of its guest (/api/vm): the status page shows it, even while the guest boots. */
+export interface VmState {
+  state: "booting" | "ready" | "rebooting" | "stopping";
+  /** Since when (ISO time). */
+  since: string;
+  how: string;
+  cpus: number;
+  memoryMib: number;
+  /** Boots so far, and how many of them after the guest stopped on its own. */
+  boots: number;
+  restarts: number;
+  /** Seconds the latest boot took to answer, once it has. */
+  readySeconds?: number;
+  /** Connections waiting for it to come up. */
+  waiting: number;
+  console: string;
+  /** The console log's last lines. */
+  consoleTail: string[];
+}
+

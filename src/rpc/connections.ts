@@ -4,7 +4,7 @@
 // GOAWAY; a gRPC client reconnects on its next call).
 import type { Duplex } from "node:stream";
 import type { Socket } from "node:net";
-import type { Logger } from "../core";
+import { isLoopback, readFirstBytes, speaks, type Logger } from "../core";
 import { shimConnection, type WindowSettingsShim } from "./h2-window-shim";
 
 export interface ConnectionLimits {
@@ -57,17 +57,6 @@ export interface ConnectionHandlers {
   http?(socket: Socket, first: Buffer): void;
 }
 
-const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-/** Enough of the first bytes to tell the HTTP/2 preface from an HTTP/1.1 request line. */
-const SNIFF_BYTES = 4;
-/** A client that connects and says nothing for this long is not one. */
-const SNIFF_TIMEOUT_MS = 10_000;
-
-function isLoopback(address: string | undefined): boolean {
-  // A Unix socket has no address: it is this machine.
-  return address === undefined || address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
-}
-
 export class Connections {
   private readonly open = new Map<Socket, Connection>();
   private lastRefusalLogMs = -Infinity;
@@ -101,13 +90,14 @@ export class Connections {
     this.open.set(socket, entry);
     socket.once("close", () => this.open.delete(socket));
     socket.on("error", () => {});
-    sniff(socket, (first) => {
-      if (PREFACE.subarray(0, SNIFF_BYTES).equals(first.subarray(0, SNIFF_BYTES))) {
+    readFirstBytes(socket, (first) => {
+      const kind = speaks(first);
+      if (kind === "h2") {
         const { conn, shim } = shimConnection(socket, (why) => this.log.warn(`closed the connection from ${peer}: ${why}`), first);
         entry.shim = shim;
         socket.on("data", () => (entry.lastHeardMs = Date.now()));
         handlers.h2(conn);
-      } else if (handlers.http && isLoopback(socket.remoteAddress) && /^[A-Z]{3,7} /.test(first.toString("latin1", 0, 8))) {
+      } else if (handlers.http && kind === "http1" && isLoopback(socket.remoteAddress)) {
         // Not a gRPC client: it no longer counts against --max-connections.
         this.open.delete(socket);
         handlers.http(socket, first);
@@ -144,21 +134,4 @@ export class Connections {
     this.lastRefusalLogMs = now;
     this.log.warn(`refused a connection: ${why.replace(/^actiond: /, "")}`);
   }
-}
-
-/** Reads a connection's first few bytes (paused after, for whoever takes it); closes it if none come in time. */
-function sniff(socket: Socket, decide: (first: Buffer) => void): void {
-  let got: Buffer = Buffer.alloc(0);
-  const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
-  timer.unref();
-  const onData = (chunk: Buffer) => {
-    got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
-    if (got.length < SNIFF_BYTES) return;
-    socket.off("data", onData);
-    socket.pause();
-    clearTimeout(timer);
-    decide(got);
-  };
-  socket.on("data", onData);
-  socket.once("close", () => clearTimeout(timer));
 }

@@ -1,9 +1,9 @@
 // Making a runtime SquashFS image available as a host directory, by the first way that works here:
 // the kernel's squashfs (root), squashfuse (FUSE, any user), or unpacking it once with unsquashfs.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, realpathSync, renameSync, rmdirSync, rmSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { which } from "bun";
-import { hashFile, mountAt, processAlive, type Logger } from "../core";
+import { hashFile, mountAt, processAlive, startProgress, type Logger } from "../core";
 
 export type MountMethod = "kernel" | "squashfuse" | "extract";
 export const MOUNT_METHODS: readonly MountMethod[] = ["kernel", "squashfuse", "extract"];
@@ -133,7 +133,12 @@ const extract: Attempt = async (image, sha, { stateDir, log }) => {
   mkdirSync(base, { recursive: true });
   removeDeadTemps(base);
   const tmp = join(base, `.tmp-${sha.slice(0, 16)}-${process.pid}-${crypto.randomUUID().slice(0, 8)}`);
-  const failed = await tryRun(["unsquashfs", "-no-progress", "-quiet", "-no-xattrs", "-d", tmp, image]);
+  // unsquashfs draws its own bar on stdout ("[===|] 120/477  25%"): its percentage feeds ours.
+  const progress = startProgress(`unpacking the runtime image ${basename(image)}`, 100, log, { unit: "percent" });
+  const failed = await tryRun(["unsquashfs", "-no-xattrs", "-d", tmp, image], (out) => {
+    const pct = [...out.matchAll(/(\d+)%/g)].at(-1)?.[1];
+    if (pct !== undefined) progress.update(Number(pct));
+  }).finally(() => progress.end());
   if (failed) {
     rmSync(tmp, { recursive: true, force: true });
     return failed;
@@ -173,15 +178,20 @@ function readable(dir: string): boolean {
   }
 }
 
-/** Undefined when the command succeeded, else its first line of complaint. */
-async function tryRun(cmd: string[]): Promise<string | undefined> {
+/** Undefined when the command succeeded, else its first line of complaint; onStdout sees its output as it comes. */
+async function tryRun(cmd: string[], onStdout?: (text: string) => void): Promise<string | undefined> {
   let proc;
   try {
-    proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+    proc = Bun.spawn(cmd, { stdin: "ignore", stdout: onStdout ? "pipe" : "ignore", stderr: "pipe" });
   } catch (err) {
     return `${cmd[0]}: ${(err as Error).message}`;
   }
-  const [err, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+  const reading = (async () => {
+    if (!onStdout || !(proc.stdout instanceof ReadableStream)) return;
+    const decoder = new TextDecoder();
+    for await (const chunk of proc.stdout) onStdout(decoder.decode(chunk, { stream: true }));
+  })();
+  const [err, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited, reading]);
   if (code === 0) return undefined;
   return `${cmd[0]} exited ${code}: ${err.trim().split("\n")[0] ?? ""}`;
 }
