@@ -4,6 +4,7 @@ import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { GUEST_GRPC_PORT, SetupError, createLogger, hostArchName } from "../core";
 import { answersCapabilities } from "../rpc";
+import { startVmFront } from "../web";
 import { ensureCasImage, guestFiles, hypervisorDriver, HYPERVISORS, runVmHost, type GuestConfig } from "../vmhost";
 import { flagsHelp, oneOf, optional, parseFlags, positiveInteger, UsageError, value, type FlagValues } from "./flags";
 import { listenFlag, logLevelFlag, rootFlag } from "./shared-flags";
@@ -67,5 +68,16 @@ export async function serveVm(opts: ServeVmOptions): Promise<void> {
     guestPort: GUEST_GRPC_PORT,
   };
   ensureCasImage(guest.casImage, opts["cas-image-size-mib"], log);
-  await runVmHost({ listen, root: opts.root, driver, guest, startTimeoutMs: opts["start-timeout-ms"], log, answers: answersCapabilities, stop });
+  await runVmHost({
+    listen,
+    root: opts.root,
+    driver,
+    guest,
+    startTimeoutMs: opts["start-timeout-ms"],
+    log,
+    answers: answersCapabilities,
+    stop,
+    // The page on the same port: the host's view of the guest beside the guest's own.
+    front: (view) => startVmFront(view, opts.root, log),
+  });
 }

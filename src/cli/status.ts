@@ -1,7 +1,7 @@
 // `actiond status`: what a running server is doing, in the terminal (one screen), from its
 // /api/status on the gRPC port; --json prints the snapshot itself, for scripts.
-import { SetupError } from "../core";
-import { formatStatus, type StatusSnapshot } from "../web";
+import { SetupError, type VmState } from "../core";
+import { formatStatus, formatVm, type StatusSnapshot } from "../web";
 import { flagsHelp, parseFlags, toggle, value } from "./flags";
 
 const STATUS_FLAGS = {
@@ -23,15 +23,20 @@ export async function status(argv: string[]): Promise<number> {
     process.stdout.write(STATUS_HELP);
     return 0;
   }
-  const url = `http://${opts.address}/api/status`;
-  let snapshot: StatusSnapshot;
+  const base = `http://${opts.address}`;
+  // Under serve-vm the host answers /api/vm, also while the guest boots (then /api/status cannot).
+  const vm = await fetch(`${base}/api/vm`, { signal: AbortSignal.timeout(10_000) })
+    .then(async (r) => (r.ok ? ((await r.json()) as VmState) : undefined))
+    .catch(() => undefined);
+  let snapshot: StatusSnapshot | undefined;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    snapshot = (await res.json()) as StatusSnapshot;
+    const res = await fetch(`${base}/api/status`, { signal: AbortSignal.timeout(10_000) });
+    if (res.ok) snapshot = (await res.json()) as StatusSnapshot;
+    else if (!vm) throw new Error(`HTTP ${res.status}`);
   } catch (err) {
-    throw new SetupError(`no actiond answers at ${opts.address} (${url}: ${(err as Error).message}); is it running? (--address)`);
+    throw new SetupError(`no actiond answers at ${opts.address} (${base}/api/status: ${(err as Error).message}); is it running? (--address)`);
   }
-  process.stdout.write(opts.json ? `${JSON.stringify(snapshot, null, 2)}\n` : formatStatus(snapshot));
+  if (opts.json) process.stdout.write(`${JSON.stringify(vm ? { vm, status: snapshot } : snapshot, null, 2)}\n`);
+  else process.stdout.write((vm ? formatVm(vm) : "") + (snapshot ? formatStatus(snapshot) : ""));
   return 0;
 }

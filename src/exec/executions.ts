@@ -51,6 +51,10 @@ export class Execution {
   /** Why it missed the cache, against the last run recorded for its target (set soon after it starts). */
   whyMissed: MissExplanation | undefined;
 
+  private markEnded!: () => void;
+  /** Resolves once it has finished; waiting on it does not keep it alive (watching does). */
+  readonly ended = new Promise<void>((resolve) => (this.markEnded = resolve));
+
   constructor(
     readonly name: string,
     readonly action: BlobDigest,
@@ -95,6 +99,7 @@ export class Execution {
     this.finishedMs = this.clock.now();
     this.response = response;
     this.setStage(Stage.COMPLETED);
+    this.markEnded();
   }
 
   private notify(): void {

@@ -4,10 +4,14 @@
 // `actiond logs` (/api/logs) and REAPI's stdout_stream_name / stderr_stream_name (ByteStream Read).
 import { open } from "node:fs/promises";
 import type { Digest } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { Code, StatusError } from "../core";
 import { fromWire, type BlobStore } from "../cas";
 import type { Execution } from "./executions";
 
 const FOLLOW_EVERY_MS = 250;
+/** Streams following running actions at once, in this process (each reads a file four times a second). */
+export const MAX_FOLLOWERS = 256;
+let following = 0;
 const CHUNK = 64 * 1024;
 
 export type OutputStream = "stdout" | "stderr";
@@ -37,22 +41,29 @@ async function readFrom(path: string, offset: number): Promise<Uint8Array> {
   }
 }
 
-/** Resolves when e has finished (or at once if it has). */
-export function finished(e: Execution): Promise<void> {
-  if (e.done) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const stop = e.watch(() => {
-      if (!e.done) return;
-      stop();
-      resolve();
-    });
-  });
+/**
+ * The named streams of e, in the order their bytes appear (each stream's bytes in order). Throws
+ * RESOURCE_EXHAUSTED at once when MAX_FOLLOWERS already follow running actions.
+ */
+export function followOutput(e: Execution, blobs: BlobStore, streams: readonly OutputStream[], opts: FollowOptions): AsyncGenerator<Uint8Array> {
+  const follows = opts.follow && !e.done;
+  if (follows && following >= MAX_FOLLOWERS) {
+    throw new StatusError(Code.RESOURCE_EXHAUSTED, `${following} streams already follow running actions here (at most ${MAX_FOLLOWERS}); try again once some have ended`);
+  }
+  return (async function* () {
+    if (follows) following++;
+    try {
+      yield* follow(e, blobs, streams, opts);
+    } finally {
+      if (follows) following--;
+    }
+  })();
 }
 
-/** The named streams of e, in the order their bytes appear (each stream's bytes in order). */
-export async function* followOutput(e: Execution, blobs: BlobStore, streams: readonly OutputStream[], opts: FollowOptions): AsyncGenerator<Uint8Array> {
+async function* follow(e: Execution, blobs: BlobStore, streams: readonly OutputStream[], opts: FollowOptions): AsyncGenerator<Uint8Array> {
   const sent = streams.map(() => opts.offset ?? 0);
-  const done = finished(e);
+  // Not a watcher: a reader of its output does not keep an action alive that nobody waits for.
+  const done = e.ended;
   const stopped = new Promise<void>((resolve) => opts.signal?.addEventListener("abort", () => resolve(), { once: true }));
   while (!e.done && !opts.signal?.aborted) {
     const live = e.liveOutput;

@@ -5,9 +5,9 @@
 // serve-vm and a build started at once is the common case); only a guest that does not come up turns
 // them away, with UNAVAILABLE saying why. A stop signal shuts the guest down cleanly, so its CAS
 // disk needs no repair next time.
-import { readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
-import { controlPort, SetupError, SHUTDOWN_COMMAND, Teardown, type Logger } from "../core";
+import { controlPort, isLoopback, readFirstBytes, SetupError, SHUTDOWN_COMMAND, speaks, startProgress, Teardown, type Logger, type VmState } from "../core";
 import type { GuestConfig, HypervisorDriver, RunningGuest } from "./driver";
 import { refuseCalls } from "./refusal";
 
@@ -24,6 +24,23 @@ export interface VmHostOptions {
   answers: (address: string, timeoutMs: number) => Promise<boolean>;
   /** Resolves (with the signal's name) when serve-vm is asked to stop. */
   stop: Promise<string>;
+  /**
+   * The status page's host side, given how to see the guest: it takes each HTTP/1.1 connection from
+   * this machine (the guest's own page and API behind it, the guest's state beside them).
+   */
+  front?: (view: VmView) => VmFront;
+}
+
+export interface VmView {
+  state(): VmState;
+  /** An address on this machine that reaches the guest's port directly (while it runs). */
+  guestAddress: string;
+  ready(): boolean;
+}
+
+export interface VmFront {
+  take(socket: Socket, first: Buffer): void;
+  close(): void;
 }
 
 /** How long to wait for a guest to take the shutdown request, and then to stop. */
@@ -50,13 +67,31 @@ export async function runVmHost(opts: VmHostOptions): Promise<void> {
     guest!.link.join(client, cfg.guestPort);
     client.resume();
   };
+  const vm = { state: "booting" as VmState["state"], sinceMs: Date.now(), boots: 0, restarts: 0, readySeconds: undefined as number | undefined };
+  const setState = (state: VmState["state"]) => {
+    vm.state = state;
+    vm.sinceMs = Date.now();
+  };
+  let front: VmFront | undefined;
+  // The first bytes tell a gRPC client (to the guest, or waiting for it) from a browser (the host's front).
   const listener = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (client) => {
+    if (stopping) return void client.destroy();
+    client.on("error", () => {});
+    readFirstBytes(client, (first) => {
+      const kind = speaks(first);
+      if (kind === "http1" && front && isLoopback(client.remoteAddress)) return front.take(client, first);
+      if (kind !== "h2") return void client.destroy();
+      client.unshift(first);
+      grpcClient(client);
+    });
+  });
+  const grpcClient = (client: Socket) => {
     if (stopping) return void client.destroy();
     if (ready && guest?.running()) return join(client);
     if (waiting.size >= MAX_WAITING) return void refuseCalls(client, `the VM guest is still booting and ${MAX_WAITING} connections already wait for it; try again shortly`);
     waiting.add(client);
     client.once("close", () => waiting.delete(client));
-  });
+  };
   const onReady = () => {
     ready = true;
     for (const client of waiting) join(client);
@@ -89,6 +124,24 @@ export async function runVmHost(opts: VmHostOptions): Promise<void> {
   const port = (listener.address() as { port: number }).port;
   const address = `${opts.listen.host.includes(":") ? `[${opts.listen.host}]` : opts.listen.host}:${port}`;
   const probeAddress = `127.0.0.1:${(probeListener.address() as { port: number }).port}`;
+  front = opts.front?.({
+    guestAddress: probeAddress,
+    ready: () => ready && !!guest?.running(),
+    state: () => ({
+      state: vm.state,
+      since: new Date(vm.sinceMs).toISOString(),
+      how: guest?.how ?? "",
+      cpus: cfg.cpus,
+      memoryMib: cfg.memoryMib,
+      boots: vm.boots,
+      restarts: vm.restarts,
+      readySeconds: vm.readySeconds,
+      waiting: waiting.size,
+      console: guest?.console ?? "",
+      consoleTail: guest ? consoleTail(guest.console, 20).split("\n") : [],
+    }),
+  });
+  teardown.defer("the status page's front", () => front?.close());
   log.info(`listening on ${address}; connections wait while the guest boots`);
 
   const stopped = opts.stop.then(() => undefined);
@@ -100,9 +153,14 @@ export async function runVmHost(opts: VmHostOptions): Promise<void> {
     const started = performance.now();
     const g = await driver.boot(cfg);
     guest = g;
+    vm.boots++;
+    vm.readySeconds = undefined;
     if (g.warning) log.warn(g.warning);
     log.info(`guest booting (${g.how}, ${cfg.cpus} CPUs, ${cfg.memoryMib} MiB); console: ${g.console}`);
-    const answered = await Promise.race([untilAnswering(probeAddress, opts, g), stopped]);
+    // A first boot formats the CAS disk and takes a while under emulation: say what it is doing.
+    const progress = startProgress(`booting the VM guest (${g.how})`, undefined, log);
+    const step = () => progress.update(0, guestStep(g.console));
+    const answered = await Promise.race([untilAnswering(probeAddress, opts, g, step), stopped]).finally(() => progress.end());
     if (answered === undefined) return undefined;
     if (!answered) {
       const why = g.running() ? `did not answer within ${opts.startTimeoutMs} ms (--start-timeout-ms)` : `stopped while booting (${g.failure() ?? "no reason given"})`;
@@ -110,7 +168,9 @@ export async function runVmHost(opts: VmHostOptions): Promise<void> {
       bootFailure = `the VM guest ${why}; its console: ${g.console}`;
       throw new SetupError(`the guest ${why}; the last of its console (${g.console}):\n${consoleTail(g.console)}`);
     }
-    log.info(`guest ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    vm.readySeconds = (performance.now() - started) / 1000;
+    log.info(`guest ready in ${vm.readySeconds.toFixed(1)} s`);
+    setState("ready");
     onReady();
     return g;
   };
@@ -132,6 +192,8 @@ export async function runVmHost(opts: VmHostOptions): Promise<void> {
         const code = await current.exited;
         if (stopping) return;
         ready = false;
+        vm.restarts++;
+        setState("rebooting");
         for (const s of sockets) s.destroy();
         log.warn(`the guest stopped (exit ${code}); booting it again. Its console: ${current.console}\n${consoleTail(current.console)}`);
         try {
@@ -148,6 +210,7 @@ export async function runVmHost(opts: VmHostOptions): Promise<void> {
 
   const signal = await opts.stop;
   stopping = true;
+  setState("stopping");
   log.info(`${signal}: shutting the guest down`);
   // A second signal: do not wait for the guest any longer.
   for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => guest?.kill());
@@ -156,9 +219,10 @@ export async function runVmHost(opts: VmHostOptions): Promise<void> {
 }
 
 /** Calls the guest's worker through our own listener until it answers, the guest stops, or time is up. */
-async function untilAnswering(address: string, opts: VmHostOptions, g: RunningGuest): Promise<boolean> {
+async function untilAnswering(address: string, opts: VmHostOptions, g: RunningGuest, onPoll: () => void): Promise<boolean> {
   const deadline = Date.now() + opts.startTimeoutMs;
   while (Date.now() < deadline && g.running()) {
+    onPoll();
     if (await opts.answers(address, 5000)) return true;
     await Bun.sleep(READY_POLL_MS);
   }
@@ -181,10 +245,36 @@ async function shutDownGuest(g: RunningGuest, guestPort: number, log: Logger): P
   await g.exited;
 }
 
-function consoleTail(path: string): string {
+/** What a booting guest is doing, from its console: its init's latest line, else the kernel's start. */
+function guestStep(consoleLog: string): string {
+  let text = "";
   try {
-    return readFileSync(path, "utf8").trimEnd().split("\n").slice(-15).join("\n");
+    text = readTail(consoleLog, 16 * 1024);
+  } catch {
+    return "starting";
+  }
+  const said = [...text.matchAll(/actiond guest: ([^\r\n]*)/g)].at(-1)?.[1];
+  return said ? said.slice(0, 100) : text.length > 0 ? "the kernel is starting" : "starting";
+}
+
+function consoleTail(path: string, lines = 15): string {
+  try {
+    // The console log only grows while the guest runs: its end is enough.
+    const text = readTail(path, 64 * 1024);
+    return text.trimEnd().split("\n").slice(-lines).join("\n");
   } catch {
     return "(no console log)";
+  }
+}
+
+function readTail(path: string, bytes: number): string {
+  const fd = openSync(path, "r");
+  try {
+    const size = fstatSync(fd).size;
+    const b = Buffer.alloc(Math.min(size, bytes));
+    readSync(fd, b, 0, b.length, size - b.length);
+    return b.toString("utf8");
+  } finally {
+    closeSync(fd);
   }
 }

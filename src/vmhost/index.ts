@@ -6,7 +6,7 @@ import { vzDriver } from "./vz";
 
 export type { GuestConfig, GuestLink, HypervisorDriver, RunningGuest } from "./driver";
 export { ensureCasImage, guestFiles, type GuestFiles } from "./guest-files";
-export { runVmHost, type VmHostOptions } from "./host";
+export { runVmHost, type VmFront, type VmHostOptions, type VmView } from "./host";
 export { hostQemu, kvmOpenError, type Accel } from "./qemu";
 export { SerialMux } from "./serial-mux";
 

@@ -10,8 +10,9 @@ export function logStream(logs: ActionLogs, follow: boolean): ReadableStream<Uin
       if (done) controller.close();
       else controller.enqueue(value);
     },
-    cancel() {
+    async cancel() {
       stop.abort();
+      await chunks.return?.(undefined);
     },
   });
 }

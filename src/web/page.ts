@@ -19,12 +19,25 @@ export const STATUS_PAGE = `<!doctype html>
   .card { background: #fff; border: 1px solid #e5e5e5; border-radius: 6px; padding: .6em .9em; min-width: 10em; }
   .card b { display: block; font-size: 1.35em; }
   code { font-size: .9em; }
+  pre.console { font: 12px/1.3 ui-monospace, monospace; background: #fff; border: 1px solid #e5e5e5; padding: .5em; max-height: 16em; overflow: auto; white-space: pre-wrap; }
   td.tail { font: 12px/1.3 ui-monospace, monospace; white-space: pre-wrap; max-width: 40em; color: #333; }
 </style>
 </head>
 <body>
 <h1>actiond <span id="version" class="muted"></span></h1>
 <div id="worker" class="muted">connecting…</div>
+<div id="vm" hidden>
+<h2>VM guest</h2>
+<div class="cards">
+  <div class="card"><b id="vm-state">–</b>state</div>
+  <div class="card"><b id="vm-boots">–</b>boots</div>
+  <div class="card"><b id="vm-restarts">–</b>restarts</div>
+  <div class="card"><b id="vm-ready">–</b>boot to ready</div>
+  <div class="card"><b id="vm-waiting">–</b>connections waiting</div>
+</div>
+<div id="vm-how" class="muted"></div>
+<pre id="vm-console" class="console"></pre>
+</div>
 <h2>Now</h2>
 <div class="cards">
   <div class="card"><b id="running-count">–</b>running</div>
@@ -100,10 +113,26 @@ function draw(s) {
     { text: r.stderr ? r.stderr.split("\\n").slice(-8).join("\\n") : "", cls: "tail bad" },
   ], { "data-outcome": r.outcome })), "no actions yet");
 }
+function drawVm(v) {
+  $("vm").hidden = false;
+  text($("vm-state"), v.state);
+  text($("vm-boots"), v.boots);
+  text($("vm-restarts"), v.restarts);
+  text($("vm-ready"), v.readySeconds === undefined ? "–" : v.readySeconds.toFixed(1) + " s");
+  text($("vm-waiting"), v.waiting);
+  text($("vm-how"), (v.how || "starting") + " · " + v.cpus + " CPUs · " + v.memoryMib + " MiB · " + v.state + " since " + new Date(v.since).toLocaleTimeString() + " · console " + v.console);
+  text($("vm-console"), v.consoleTail.join("\\n"));
+}
 async function tick() {
+  // Under serve-vm the host answers /api/vm (elsewhere it is not there), even while the guest boots.
+  try {
+    const vm = await fetch("/api/vm", { cache: "no-store" });
+    if (vm.ok) drawVm(await vm.json());
+  } catch {}
   try {
     const res = await fetch("/api/status", { cache: "no-store" });
-    draw(await res.json());
+    const body = await res.json();
+    if (res.ok) draw(body); else text($("worker"), body.error || "HTTP " + res.status);
   } catch (err) {
     text($("worker"), "not answering: " + err);
   }
@@ -114,3 +143,10 @@ tick();
 </body>
 </html>
 `;
+
+/** The page, with a policy that lets only its own script and styles run. */
+export function pageResponse(): Response {
+  return new Response(STATUS_PAGE, {
+    headers: { "content-type": "text/html; charset=utf-8", "content-security-policy": "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'" },
+  });
+}

@@ -1,14 +1,12 @@
 // The status endpoints' HTTP server: Bun's own, on a private Unix socket. The gRPC listener hands
 // it each HTTP/1.1 connection from this machine (take()), so the page and the metrics share the
 // port Bazel uses; --status-listen adds an address of their own.
-import { connect, type Socket } from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import type { Socket } from "node:net";
 import type { Logger } from "../core";
 import { statusMetrics } from "./metrics";
-import { STATUS_PAGE } from "./page";
+import { pageResponse } from "./page";
 import { logStream } from "./logs";
+import { privateHttp } from "./private-http";
 import type { StatusSource } from "./snapshot";
 
 export interface StatusWeb {
@@ -27,15 +25,6 @@ const INDEX = `actiond status
   /metrics      Prometheus metrics
 `;
 
-/** A private folder for the socket: under the system's temporary folder, else under `fallback` (the root). */
-function privateDir(fallback: string): string {
-  try {
-    return mkdtempSync(join(tmpdir(), "actiond-status-"));
-  } catch {
-    return mkdtempSync(join(fallback, "status-"));
-  }
-}
-
 export function startStatusWeb(source: StatusSource, log: Logger, root: string, listen?: { host: string; port: number }): StatusWeb {
   const metrics = statusMetrics(source);
   const fetch = async (req: Request): Promise<Response> => {
@@ -49,7 +38,13 @@ export function startStatusWeb(source: StatusSource, log: Logger, root: string, 
         const logs = source.logs(url.searchParams.get("for") || undefined);
         if (!logs) return new Response(`no action matches ${url.searchParams.get("for") ?? "(any)"}\n`, { status: 404 });
         const follow = url.searchParams.get("follow") === "1";
-        return new Response(logStream(logs, follow), {
+        let body: ReadableStream<Uint8Array>;
+        try {
+          body = logStream(logs, follow);
+        } catch (err) {
+          return new Response(`${(err as Error).message}\n`, { status: 429 });
+        }
+        return new Response(body, {
           headers: { "content-type": "text/plain; charset=utf-8", "x-action": logs.action, "x-target": encodeURIComponent(logs.target), "cache-control": "no-store" },
         });
       }
@@ -61,46 +56,20 @@ export function startStatusWeb(source: StatusSource, log: Logger, root: string, 
       case "/api/status":
         return Response.json(source.snapshot(), { headers: { "cache-control": "no-store" } });
       case "/":
-        return new Response(STATUS_PAGE, { headers: { "content-type": "text/html; charset=utf-8", "content-security-policy": "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'" } });
+        return pageResponse();
       default:
         return new Response(`no ${pathname} here\n${INDEX}`, { status: 404 });
     }
   };
-  const dir = privateDir(root);
-  const path = join(dir, "http.sock");
-  let local: ReturnType<typeof Bun.serve> | undefined;
-  try {
-    // A followed action may be quiet for longer than Bun's idle limit (at most 255 s per request):
-    // none on this server. Bun takes idleTimeout for a Unix socket too; its types do not say so.
-    local = Bun.serve({ unix: path, fetch, idleTimeout: 0 } as unknown as Parameters<typeof Bun.serve>[0]);
-  } catch (err) {
-    // Not worth failing the server for: gRPC goes on, the page is not there.
-    log.info(`the status endpoints are not served on the gRPC port: ${(err as Error).message}`);
-  }
+  const local = privateHttp(fetch, root, log);
   const own = listen ? Bun.serve({ hostname: listen.host, port: listen.port, fetch }) : undefined;
   if (own) log.info(`status page on http://${listen!.host.includes(":") ? `[${listen!.host}]` : listen!.host}:${own.port ?? listen!.port}/`);
   return {
-    take(socket, first) {
-      if (!local) return void socket.destroy();
-      const inner = connect(path);
-      inner.write(first);
-      socket.pipe(inner);
-      inner.pipe(socket);
-      socket.resume();
-      const close = () => {
-        socket.destroy();
-        inner.destroy();
-      };
-      socket.on("error", close);
-      inner.on("error", close);
-      socket.on("close", close);
-      inner.on("close", close);
-    },
+    take: (socket, first) => local.take(socket, first),
     listening: own && listen ? { host: listen.host, port: own.port ?? listen.port } : undefined,
     close() {
-      local?.stop(true);
+      local.close();
       own?.stop(true);
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

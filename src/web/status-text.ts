@@ -1,5 +1,5 @@
 // `actiond status`: the snapshot as one screen of text, for a terminal, a script or an SSH session.
-import { formatMiB } from "../core";
+import { formatMiB, type VmState } from "../core";
 import type { StatusSnapshot } from "./snapshot";
 
 export function formatStatus(s: StatusSnapshot): string {
@@ -21,5 +21,15 @@ export function formatStatus(s: StatusSnapshot): string {
     const u = s.upstream.counts;
     lines.push(`upstream ${s.upstream.address}: ${s.upstream.up ? "up" : "DOWN"}, ${u.resultHits ?? 0} hits, ${u.blobsFetched ?? 0} blobs fetched, ${s.upstream.queued} pushes queued, ${u.corrupt ?? 0} corrupt`);
   }
+  return lines.join("\n") + "\n";
+}
+
+/** serve-vm's guest, as its host tells it; the console's last lines while it is not ready. */
+export function formatVm(v: VmState): string {
+  const lines = [
+    `vm guest: ${v.state} since ${v.since}, ${v.how || "starting"}, ${v.cpus} CPUs, ${v.memoryMib} MiB; ${v.boots} boots, ${v.restarts} restarts` +
+      `${v.readySeconds === undefined ? "" : `, ready in ${v.readySeconds.toFixed(1)} s`}${v.waiting > 0 ? `; ${v.waiting} connections waiting` : ""}`,
+  ];
+  if (v.state !== "ready") lines.push(`its console (${v.console}), last lines:`, ...v.consoleTail.map((l) => `  ${l}`));
   return lines.join("\n") + "\n";
 }

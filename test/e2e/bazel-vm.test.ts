@@ -9,7 +9,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { REPO, startServer, tempDir, type ServerProcess } from "../support/server";
+import { MAIN, REPO, startServer, tempDir, type ServerProcess } from "../support/server";
+import type { VmState } from "../../src/core";
+import type { StatusSnapshot } from "../../src/web";
 import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel } from "./bazel";
 import { expectRemoteEqualsLocal } from "./scenarios";
 import { ReapiClient, grpc } from "../support/client";
@@ -55,6 +57,17 @@ afterAll(async () => {
 
 test.skipIf(SKIP)("a build started while the guest boots waits for it; every action runs in the guest: outputs equal a local build's, and uname -r is the guest kernel's", async () => {
   expect(server!.log()).not.toContain("guest ready in");
+  // The status page works while the guest boots: the host tells the guest's state and console.
+  const base = `http://${server!.address}`;
+  const booting = (await (await fetch(`${base}/api/vm`)).json()) as VmState;
+  expect(booting).toMatchObject({ state: "booting", restarts: 0, cpus: expect.any(Number) });
+  expect(booting.boots).toBeLessThanOrEqual(1);
+  const page = await fetch(`${base}/`);
+  expect(page.status).toBe(200);
+  expect(await page.text()).toContain('id="vm-console"');
+  const early = await fetch(`${base}/api/status`);
+  expect(early.status).toBe(503);
+  expect(((await early.json()) as { error: string }).error).toMatch(/^the VM guest is booting/);
   // A machine whose /dev/kvm opens but cannot run QEMU's guest (like these VMs) says so once.
   await expectRemoteEqualsLocal(tmp, server!, /QEMU could not use KVM here/);
   const w = new BazelWorkspace(tmp);
@@ -62,6 +75,16 @@ test.skipIf(SKIP)("a build started while the guest boots waits for it; every act
   const release = readFileSync(join(w.ws, "bazel-bin/where/kernel.txt"), "utf8").trim();
   expect(release).toBe(readFileSync(RELEASE_FILE, "utf8").trim());
   expect(release).not.toBe(Bun.spawnSync(["uname", "-r"]).stdout.toString().trim());
+  // Once it is up: its state, and the guest's own status behind the same port.
+  const up = (await (await fetch(`${base}/api/vm`)).json()) as VmState;
+  expect(up).toMatchObject({ state: "ready", boots: 1, restarts: 0 });
+  expect(up.readySeconds).toBeGreaterThan(0);
+  expect(up.consoleTail.length).toBeGreaterThan(0);
+  const status = (await (await fetch(`${base}/api/status`)).json()) as StatusSnapshot;
+  expect(status.executed).toBeGreaterThan(0);
+  const cli = Bun.spawnSync([process.execPath, MAIN, "status", "--address", server!.address]);
+  expect(cli.exitCode).toBe(0);
+  expect(cli.stdout.toString()).toMatch(/^vm guest: ready since \S+, QEMU[^\n]*; 1 boots, 0 restarts, ready in [\d.]+ s\nactiond /);
 }, 900_000);
 
 /** A C program the action compiles with the guest runtime's gcc: `forks` forks until it cannot (at
@@ -145,6 +168,7 @@ test.skipIf(SKIP)("a guest that dies is booted again, and a call made meanwhile 
   const caps = await client.unary(client.caps, "getCapabilities", GetCapabilitiesRequestSchema, {});
   expect(caps.executionCapabilities?.execEnabled).toBe(true);
   expect(readyLines()).toBe(before + 1);
+  expect((await (await fetch(`http://${server!.address}/api/vm`)).json()) as VmState).toMatchObject({ state: "ready", boots: 2, restarts: 1 });
   client.close();
 }, 900_000);
 

@@ -4,6 +4,7 @@
 // that would escape the execroot).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
+import { connect, type Socket } from "node:net";
 import { zstdCompressSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
@@ -18,7 +19,7 @@ import {
   type Digest,
 } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { WriteRequestSchema } from "../../src/gen/google/bytestream/bytestream_pb";
-import { execute, executionClient, run, uploadBlobs } from "../support/actions";
+import { execute, executionClient, prepareAction, run, uploadBlobs } from "../support/actions";
 import { ReapiClient, grpc, sha256 } from "../support/client";
 import { randomBytes, rejects, rssMiB, waitUntil } from "../support/helpers";
 import { openCall, ping, rawConnect, settingsFrame, within, type RawConnection } from "../support/raw-h2";
@@ -131,6 +132,70 @@ describe("connections", () => {
     expect(await within(greedy.closed, 10_000)).toBe(true);
     expect((await capabilities(c)).cacheCapabilities).toBeDefined();
   });
+});
+
+describe("the status endpoints", () => {
+  test("past 256 HTTP/1.1 connections at once (say, `actiond logs -f` followers), a new one is told why and closed; gRPC goes on", async () => {
+    const action = await prepareAction(c, { args: ["/bin/sh", "-c", "echo started; sleep 60"], salt: crypto.randomUUID() });
+    let stop = () => {};
+    let known!: () => void;
+    const started = new Promise<void>((resolve) => (known = resolve));
+    const running = execute(exec, { actionDigest: action }, (_, call) => {
+      stop = () => call.cancel();
+      known();
+    });
+    await started;
+    const held: Socket[] = [];
+    try {
+      const following = Array.from({ length: 256 }, () => {
+        const s = connect(server.port, "127.0.0.1");
+        s.on("error", () => {});
+        held.push(s);
+        s.write(`GET /api/logs?for=${action.hash}&follow=1 HTTP/1.1\r\nhost: x\r\n\r\n`);
+        return new Promise<string>((resolve) => s.once("data", (d: Buffer) => resolve(d.toString("latin1", 0, 15))));
+      });
+      expect(new Set(await Promise.all(following))).toEqual(new Set(["HTTP/1.1 200 OK"]));
+      const res = await fetch(`http://${server.address}/api/status`, { keepalive: false });
+      expect(res.status).toBe(503);
+      expect(await res.text()).toStartWith("actiond: 256 status connections are open already");
+      expect((await c.unary(c.caps, "getCapabilities", GetCapabilitiesRequestSchema, {})).cacheCapabilities).toBeDefined();
+    } finally {
+      held.forEach((s) => s.destroy());
+      stop();
+      await running;
+    }
+    expect(await waitUntil(async () => (await fetch(`http://${server.address}/api/status`, { keepalive: false })).status === 200, 10_000)).toBe(true);
+  }, 60_000);
+
+  test("past 256 streams following running actions, one more is RESOURCE_EXHAUSTED, and the others go on", async () => {
+    const names: string[] = [];
+    const cancel = new AbortController();
+    const running = execute(exec, { actionDigest: await prepareAction(c, { args: ["/bin/sh", "-c", "echo started; sleep 60"], salt: crypto.randomUUID() }) }, (o, call) => {
+      if (o.meta.stdoutStreamName && names.length === 0) names.push(o.meta.stdoutStreamName);
+      cancel.signal.addEventListener("abort", () => call.cancel());
+    });
+    expect(await waitUntil(() => names.length > 0, 20_000)).toBe(true);
+    // Three clients: each connection takes at most 128 calls at once.
+    const readers = [0, 1, 2].map(() => new ReapiClient(server.address, { ownConnection: true }));
+    const firstBytes: Promise<void>[] = [];
+    const reads: Promise<unknown>[] = [];
+    try {
+      for (let i = 0; i < 256; i++) {
+        let got!: () => void;
+        firstBytes.push(new Promise<void>((r) => (got = r)));
+        reads.push(readers[i % 3]!.read(names[0]!, 0, 0, () => got()).catch((e) => e));
+      }
+      await Promise.all(firstBytes);
+      const over = await rejects(readers[2]!.read(names[0]!));
+      expect(over.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(over.details).toMatch(/^256 streams already follow running actions here \(at most 256\)/);
+    } finally {
+      cancel.abort();
+      await running;
+      await Promise.all(reads);
+      readers.forEach((r) => r.close());
+    }
+  }, 60_000);
 });
 
 describe("storage", () => {

@@ -14,11 +14,13 @@ import { grpcServiceDefinition } from "../../src/rpc";
 
 type Client = grpc.Client & Record<string, any>;
 
-function makeClient(service: DescService, address: string): Client {
+function makeClient(service: DescService, address: string, ownConnection = false): Client {
   const Ctor = grpc.makeGenericClientConstructor(grpcServiceDefinition(service), service.name);
   return new Ctor(address, grpc.credentials.createInsecure(), {
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
     "grpc.max_send_message_length": 64 * 1024 * 1024,
+    // grpc-js shares one connection among clients of the same address unless told otherwise.
+    ...(ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {}),
   }) as Client;
 }
 
@@ -65,11 +67,15 @@ export class ReapiClient {
   readonly caps: Client;
   readonly bs: Client;
 
-  constructor(readonly address: string) {
-    this.cas = makeClient(ContentAddressableStorage, address);
-    this.ac = makeClient(ActionCache, address);
-    this.caps = makeClient(Capabilities, address);
-    this.bs = makeClient(ByteStream, address);
+  /** ownConnection: a connection of its own, not the one other clients of the address share. */
+  constructor(
+    readonly address: string,
+    opts: { ownConnection?: boolean } = {},
+  ) {
+    this.cas = makeClient(ContentAddressableStorage, address, opts.ownConnection);
+    this.ac = makeClient(ActionCache, address, opts.ownConnection);
+    this.caps = makeClient(Capabilities, address, opts.ownConnection);
+    this.bs = makeClient(ByteStream, address, opts.ownConnection);
   }
 
   close() {

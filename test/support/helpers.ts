@@ -5,8 +5,8 @@ import { ReapiClient, RpcError } from "./client";
 import { startServer, type ServerProcess } from "./server";
 
 /** Waits, up to ms, for something an event on the server makes true (a file gone, a log line); its last answer. */
-export async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(20)) if (check()) return true;
+export async function waitUntil(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(20)) if (await check()) return true;
   return check();
 }
 
