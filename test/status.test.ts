@@ -79,13 +79,23 @@ test("an executed action shows in the phase histograms, in /api/status and in `a
   const status = (await (await fetch(`http://${server.address}/api/status`)).json()) as StatusSnapshot;
   expect(status.executed).toBeGreaterThanOrEqual(1);
   expect(status.worker.jobs).toBeGreaterThan(0);
-  expect(status.executions.some((e) => e.stage === "COMPLETED")).toBe(true);
+  expect(status.worker.cgroups).toMatch(/^(available|not available: .+)$/);
+  expect(status.worker.limits.length).toBeGreaterThan(0);
+  expect(status.executions.some((e) => e.stage === "COMPLETED" && e.argv0 === "/bin/sh" && e.runtime !== "")).toBe(true);
+  // Its phases are the runner's own: queue, execroot, sandbox start, run, outputs.
+  const mine = status.recent.find((r) => r.outcome === "executed");
+  expect(Object.keys(mine?.phases ?? {})).toEqual(["queue", "execroot", "sandbox start", "run", "outputs"]);
 
   const cli = Bun.spawnSync([process.execPath, MAIN, "status", "--address", server.address]);
   expect(cli.exitCode).toBe(0);
   expect(cli.stdout.toString()).toMatch(/actions: 0 running, 0 queued, \d+ executed since start/);
   const json = Bun.spawnSync([process.execPath, MAIN, "status", "--address", server.address, "--json"]);
   expect(JSON.parse(json.stdout.toString()).executed).toBe(status.executed);
+
+  // An action that runs past its timeout is counted as failed, by its code.
+  const late = await run(client, executionClient(server.address), { args: ["/bin/sh", "-c", "sleep 5"], timeoutSeconds: 1, salt: crypto.randomUUID() });
+  expect(late.response.status?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+  expect(value(await metrics(), "actiond_actions_failed_total", { code: "DEADLINE_EXCEEDED" }) - value(after, "actiond_actions_failed_total", { code: "DEADLINE_EXCEEDED" })).toBe(1);
 });
 
 test("--status-listen serves the same endpoints on an address of their own", async () => {

@@ -45,6 +45,7 @@ export function statusSource(root: string, store: DiskStore, executor: Executor,
         recent: lists ? recentActions(known, activity.lookups) : [],
         invocations: activity.invocations.reverse().map((i) => ({ id: i.id, hits: i.hits, misses: i.misses, last: new Date(i.lastMs).toISOString() })),
         executed: executor.timings.count,
+        failures: { ...executor.failures },
         phases: executor.timings.percentiles(),
         cache: { ...counts, storedBytes: usage.bytes, maxBytes: usage.maxBytes, storedFiles: usage.files, evictions: usage.evictions },
         calls,
@@ -106,12 +107,17 @@ function recentActions(executions: Execution[], lookups: readonly Lookup[]): Rec
     const m = r.result?.executionMetadata;
     const ran = r.result !== undefined && (r.status?.code ?? 0) === 0;
     const phases: Record<string, number> = {};
-    for (const [name, v] of [
-      ["queue", span(m?.queuedTimestamp, m?.workerStartTimestamp)],
-      ["inputs", span(m?.inputFetchStartTimestamp, m?.inputFetchCompletedTimestamp)],
-      ["run", span(m?.executionStartTimestamp, m?.executionCompletedTimestamp)],
-      ["outputs", span(m?.outputUploadStartTimestamp, m?.outputUploadCompletedTimestamp)],
-    ] as const) if (v !== undefined) phases[name] = v;
+    const t = e.timing;
+    // The runner's own breakdown when it ran; else what its ExecutedActionMetadata says.
+    const measured: [string, number | undefined][] = t
+      ? [["queue", t.queueMs], ["execroot", t.execrootMs], ["sandbox start", t.sandboxStartMs], ["run", t.runMs], ["outputs", t.outputMs]]
+      : [
+          ["queue", span(m?.queuedTimestamp, m?.workerStartTimestamp)],
+          ["inputs", span(m?.inputFetchStartTimestamp, m?.inputFetchCompletedTimestamp)],
+          ["run", span(m?.executionStartTimestamp, m?.executionCompletedTimestamp)],
+          ["outputs", span(m?.outputUploadStartTimestamp, m?.outputUploadCompletedTimestamp)],
+        ];
+    for (const [name, v] of measured) if (v !== undefined) phases[name] = v;
     out.push({
       atMs: e.finishedMs,
       at: new Date(e.finishedMs).toISOString(),

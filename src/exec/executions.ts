@@ -7,6 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import { ExecuteResponseSchema, ExecutionStage_Value as Stage, type ExecuteResponse } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Code, StatusError, asStatusError, systemClock, type Clock } from "../core";
 import { digestKey, type BlobDigest } from "../cas";
+import type { ActionTiming } from "./timings";
 import type { MissExplanation } from "./why-missed";
 
 /** How long a finished execution can still be fetched with WaitExecution. */
@@ -44,6 +45,8 @@ export class Execution {
   liveOutput: { stdout: string; stderr: string } | undefined;
   /** What it runs, for the status page (set when it starts). */
   command: { argv0: string; runtime: string } | undefined;
+  /** Where its time went (ms by phase), once it ran. */
+  timing: ActionTiming | undefined;
   /** The end of its stderr when it exited non-zero (for the status page). */
   stderrTail: string | undefined;
   /** False for one over before it began (a cached result, a refused action): it has no output to follow. */

@@ -44,6 +44,8 @@ export interface Executor {
   readonly timings: ExecTimings;
   /** How actions run here, for the status page. */
   readonly worker: WorkerDescription;
+  /** Executed actions that did not end with a result, by gRPC code (INTERNAL: the sandbox failed). */
+  readonly failures: Readonly<Record<string, number>>;
   /** Cancels what runs and releases what the executor holds. */
   close(): Promise<void>;
 }
@@ -54,6 +56,11 @@ export interface WorkerDescription {
   jobs: number;
   /** Each runtime as "name (libc)". */
   runtimes: string[];
+  /** Whether cgroup limits can be applied to actions ("available", or why not). */
+  cgroups: string;
+  /** What bounds every action, and what cannot be bounded here (as the log says at start). */
+  limits: string[];
+  unbounded: string[];
 }
 
 export interface LocalExecutorContext extends PrepareContext {
@@ -72,6 +79,7 @@ export interface LocalExecutorContext extends PrepareContext {
 export class LocalExecutor implements Executor {
   /** Ignored platform properties already named to the user (once each). */
   private readonly mentionedProperties = new Set<string>();
+  readonly failures: Record<string, number> = {};
 
   constructor(private readonly ctx: LocalExecutorContext) {}
 
@@ -113,6 +121,7 @@ export class LocalExecutor implements Executor {
           signal: exec.signal,
           onStage: (stage) => exec.setStage(stage),
           onOutputFiles: (files) => (exec.liveOutput = files),
+          onTiming: (t) => (exec.timing = t),
           onResult: (response) => (doNotCache ? Promise.resolve() : this.cache(action, response)),
         })
         .then((response) => {
@@ -128,11 +137,13 @@ export class LocalExecutor implements Executor {
         })
         .then(
           async (response) => {
+            if (response.status?.code) this.countFailure(response.status.code);
             recorded?.(response.result?.exitCode, response.status?.code ? response.status.message : undefined);
             if (response.result && response.result.exitCode !== 0) exec.stderrTail = await this.stderrTail(action, response);
             return response;
           },
           (err) => {
+            this.countFailure(asStatusError(err).code);
             recorded?.(undefined, asStatusError(err).message);
             throw err;
           },
@@ -180,6 +191,11 @@ export class LocalExecutor implements Executor {
         (err) => void log.debug(`why ${now.action} missed: ${(err as Error).message}`),
       );
     return (exitCode, failure) => void why.then((w) => records.put({ ...now, exitCode, failure, why: w || undefined }));
+  }
+
+  private countFailure(code: Code): void {
+    const name = Code[code] ?? String(code);
+    this.failures[name] = (this.failures[name] ?? 0) + 1;
   }
 
   /** The last bytes of a result's stderr, as text (empty when there is none, or it is gone). */

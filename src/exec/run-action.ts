@@ -20,7 +20,7 @@ import { ExecrootPaths, buildExecroot } from "./execroot";
 import type { JobSlots } from "./job-slots";
 import { OutputCollector } from "./outputs";
 import type { PreparedAction } from "./prepare";
-import type { ExecTimings } from "./timings";
+import type { ActionTiming, ExecTimings } from "./timings";
 
 const WORKER_NAME = `actiond@${hostname()}`;
 
@@ -47,6 +47,8 @@ export interface RunRequest {
   priority: number;
   signal: AbortSignal;
   onStage: (stage: Stage) => void;
+  /** Called with where its time went, once it ran. */
+  onTiming?: (t: ActionTiming) => void;
   /** Called with the finished response while its outputs are still pinned: where the executor caches it. */
   onResult: (response: ExecuteResponse) => Promise<void>;
   /** Called with the files the action's stdout and stderr go to while it runs (live logs). */
@@ -129,7 +131,9 @@ export class ActionRunner {
       if (!run.timedOut) await collector.collect(p.outputs, result);
       meta.outputUploadCompletedTimestamp = timestampNow();
       const outputMs = performance.now() - t2;
-      ctx.timings.add({ queueMs, execrootMs, sandboxStartMs: run.readyAt - run.startedAt, runMs: run.endedAt - run.readyAt, outputMs });
+      const timing = { queueMs, execrootMs, sandboxStartMs: run.readyAt - run.startedAt, runMs: run.endedAt - run.readyAt, outputMs };
+      ctx.timings.add(timing);
+      req.onTiming?.(timing);
 
       meta.workerCompletedTimestamp = timestampNow();
       const response = create(ExecuteResponseSchema, { result, cachedResult: false, status: okStatus() });

@@ -9,7 +9,7 @@ import { openRuntimes, type RuntimeSet } from "../runtime";
 import { CgroupLimiter, HostProcess, NamespaceSandbox, TreeRemover, describeActionLimits, logActionLimits, probeSandbox, type ActionBounds } from "../sandbox";
 import { ActionRecords } from "./action-records";
 import { Executions } from "./executions";
-import { LocalExecutor } from "./executor";
+import { LocalExecutor, type WorkerDescription } from "./executor";
 import { JobSlots } from "./job-slots";
 import { MessageCache } from "./message-cache";
 import { ActionRunner } from "./run-action";
@@ -81,7 +81,8 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
     else log.warn("--sandbox=none: actions run directly on this machine, as this user, with no isolation (they could even change the CAS files they get as inputs)");
 
     const cgroups = CgroupLimiter.setUp(log, opts.actionBounds);
-    if (sandbox instanceof NamespaceSandbox) logActionLimits(log, describeActionLimits(opts.actionBounds, { cgroupsUnavailable: cgroups.unavailableReason, privileged }));
+    const limits = sandbox instanceof NamespaceSandbox ? describeActionLimits(opts.actionBounds, { cgroupsUnavailable: cgroups.unavailableReason, privileged }) : undefined;
+    if (limits) logActionLimits(log, limits);
     const timings = new ExecTimings();
     const runner = new ActionRunner({
       files: deps.files,
@@ -96,7 +97,14 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
       maxOutputBytes: opts.maxOutputBytes,
       remover,
     });
-    const worker = { sandbox: `${sandbox.kind}${sandbox.needsOverlay ? " (rootless)" : ""}`, jobs: opts.jobs, runtimes: runtimes.runtimes.map((r) => `${r.name} (${r.libc})`) };
+    const worker: WorkerDescription = {
+      sandbox: `${sandbox.kind}${sandbox.needsOverlay ? " (rootless)" : ""}`,
+      jobs: opts.jobs,
+      runtimes: runtimes.runtimes.map((r) => `${r.name} (${r.libc})`),
+      cgroups: cgroups.unavailableReason === undefined ? "available" : `not available: ${cgroups.unavailableReason}`,
+      limits: limits?.applies ?? ["none: --sandbox=none"],
+      unbounded: limits?.unbounded ?? [],
+    };
     log.info(`executing up to ${opts.jobs} actions at once, sandbox ${worker.sandbox}, runtimes: ${worker.runtimes.join(", ")}`);
     return new LocalExecutor({
       worker,

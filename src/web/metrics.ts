@@ -47,6 +47,16 @@ export function statusMetrics(source: StatusSource): StatusMetrics {
   gauge("actiond_store_max_bytes", "The store's budget (--max-cas-size).", () => snap.cache.maxBytes);
   gauge("actiond_store_files", "Files the store holds.", () => snap.cache.storedFiles);
   counter("actiond_actions_executed_total", "Actions executed.", () => snap.executed);
+  new Counter({
+    name: "actiond_actions_failed_total",
+    help: "Executions that did not end with a result, by gRPC code (INTERNAL: the sandbox failed; DEADLINE_EXCEEDED: timed out; CANCELLED).",
+    labelNames: ["code"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [code, n] of Object.entries(snap.failures)) this.inc({ code }, n);
+    },
+  });
   gauge("actiond_jobs", "Actions that may run at once (--jobs).", () => snap.worker.jobs);
   new Gauge({
     name: "actiond_executions",

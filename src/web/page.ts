@@ -84,7 +84,8 @@ function fill(table, rows, empty) {
 }
 function draw(s) {
   text($("version"), s.version + ", up " + Math.round(s.uptimeSeconds) + " s");
-  text($("worker"), "sandbox " + s.worker.sandbox + " · runtimes " + (s.worker.runtimes.join(", ") || "none") + " · root " + s.worker.root);
+  text($("worker"), "sandbox " + s.worker.sandbox + " · runtimes " + (s.worker.runtimes.join(", ") || "none") + " · cgroup limits " + s.worker.cgroups + " · root " + s.worker.root);
+  $("worker").title = "bounded: " + s.worker.limits.join("; ") + (s.worker.unbounded.length ? "\\nnot bounded here: " + s.worker.unbounded.join("; ") : "");
   const running = s.executions.filter((e) => e.stage === "EXECUTING");
   text($("running-count"), running.length);
   text($("queued-count"), s.executions.filter((e) => e.stage === "QUEUED").length);

@@ -6,7 +6,7 @@ export interface StatusSnapshot {
   /** ISO time the server started. */
   startedAt: string;
   uptimeSeconds: number;
-  worker: { root: string; sandbox: string; jobs: number; runtimes: string[] };
+  worker: { root: string; sandbox: string; jobs: number; runtimes: string[]; cgroups: string; limits: string[]; unbounded: string[] };
   /** Executions known by name: queued, running, or recently finished. */
   executions: {
     name: string;
@@ -29,6 +29,8 @@ export interface StatusSnapshot {
   executionsByStage: Record<string, number>;
   /** Actions executed since start. */
   executed: number;
+  /** Executions that did not end with a result, by gRPC code (INTERNAL: the sandbox failed; DEADLINE_EXCEEDED: the timeout). */
+  failures: Record<string, number>;
   /** p50/p95 (ms) of each phase over recent actions, when any ran. */
   phases?: Record<string, { p50: number; p95: number }>;
   cache: {
@@ -59,7 +61,7 @@ export interface RecentAction {
   /** hit, miss (a lookup); executed, failed (an execution: failed when it did not run or exited non-zero). */
   outcome: "hit" | "miss" | "executed" | "failed";
   exitCode?: number;
-  /** Milliseconds, for executions: in all, and by phase (queue, inputs, run, outputs). */
+  /** Milliseconds, for executions: in all, and by phase (queue, execroot, sandbox start, run, outputs). */
   durationMs?: number;
   phases?: Record<string, number>;
   /** Why it failed, when it did not run (a refused action, a sandbox error). */

@@ -9,7 +9,7 @@ export function formatStatus(s: StatusSnapshot): string {
   const queued = s.executions.filter((e) => e.stage === "QUEUED");
   const lines = [
     `actiond ${s.version}, up ${Math.round(s.uptimeSeconds)} s (since ${s.startedAt}), root ${s.worker.root}`,
-    `worker: sandbox ${s.worker.sandbox}, ${s.worker.jobs} jobs, runtimes ${s.worker.runtimes.join(", ") || "none"}`,
+    `worker: sandbox ${s.worker.sandbox}, ${s.worker.jobs} jobs, runtimes ${s.worker.runtimes.join(", ") || "none"}, cgroup limits ${s.worker.cgroups}`,
     `actions: ${running.length} running, ${queued.length} queued, ${s.executed} executed since start`,
     ...running.slice(0, 10).map((e) => `  running ${e.action} for ${e.elapsedSeconds.toFixed(1)} s`),
     `cache: ${c.acHits} hits, ${c.acMisses} misses${lookups > 0 ? ` (${Math.round((100 * c.acHits) / lookups)}% hits)` : ""}, ${c.acUpdates} updates; ` +
