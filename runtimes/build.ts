@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { MANIFEST_FILE, type RuntimeManifest } from "../src/runtime";
 import { checkoutAssetPath } from "../src/assets";
 import { extractDeb, fetchDebs, resolvePackages, type Deb } from "./recipe/apt";
-import { archNamed, hashFile, hostArchName, type Arch } from "../src/core";
+import { archNamed, createLogger, hashFile, hostArchName, startProgress, type Arch } from "../src/core";
 import { checkRoot } from "./recipe/check";
 import { withLock } from "./recipe/lock";
 import { readProfile } from "./recipe/profile";
@@ -30,6 +30,8 @@ interface BuildRecord {
 }
 
 const say = (msg: string) => console.log(`runtime: ${msg}`);
+/** Progress lines go where `say` writes when there is no terminal to draw on. */
+const progressLog = { ...createLogger("info"), info: (msg: string) => console.log(msg) };
 const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
 async function main(): Promise<void> {
@@ -60,7 +62,8 @@ async function main(): Promise<void> {
       return;
     }
     say(old ? "inputs changed or image missing: rebuilding" : "no previous build: building");
-    const fetched = await fetchDebs(debs, arch, debsDir);
+    const downloading = startProgress("runtime: fetching packages", undefined, progressLog);
+    const fetched = await fetchDebs(debs, arch, debsDir).finally(() => downloading.end());
     say(`debs: ${fetched} downloaded, ${debs.length - fetched} from the cache ${relative(process.cwd(), debsDir)}`);
 
     // Holding the lock, any staging directory left here is from a build that was killed.
@@ -85,7 +88,12 @@ async function main(): Promise<void> {
 async function assembleRoot(staging: string, profile: string, arch: Arch, debs: Deb[], debsDir: string): Promise<RuntimeManifest> {
   const unpacked = join(staging, "pkgs"), root = join(staging, "root");
   mkdirSync(root, { mode: 0o755 });
-  await eachLimited(debs, availableParallelism(), (d) => extractDeb(join(debsDir, d.file), join(unpacked, d.name)));
+  const unpacking = startProgress("runtime: unpacking packages", debs.length, progressLog);
+  let done = 0;
+  await eachLimited(debs, availableParallelism(), async (d) => {
+    await extractDeb(join(debsDir, d.file), join(unpacked, d.name));
+    unpacking.update(++done, d.name);
+  }).finally(() => unpacking.end());
   const owners = new Map<string, string>();
   const stats: MergeStats = { files: 0, pruned: 0 };
   for (const d of debs) mergePackage(join(unpacked, d.name), d.name, root, arch, owners, stats);

@@ -40,7 +40,7 @@ export function startProgress(label: string, total: number | undefined, log: Log
     return `${label}  [${"=".repeat(filled)}${" ".repeat(BAR - filled)}] ${String(Math.floor(f * 100)).padStart(3)}%${amounts}${step ? `  ${step}` : ""}`;
   };
   const draw = () => {
-    const width = Math.max(20, (out.columns ?? 80) - 1);
+    const width = Math.max(20, (out.columns || 80) - 1);
     out.write(`\r\x1b[2K${line().slice(0, width)}`);
     lastDraw = Date.now();
   };
