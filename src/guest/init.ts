@@ -5,7 +5,7 @@
 // worker again whenever it dies. The host asks for a clean shutdown on the
 // control port (the gRPC port + 1): "shutdown\n". Then the worker stops, the disks are unmounted,
 // and /init powers the VM off, so the CAS disk needs no fsck next time.
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statfsSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statfsSync, writeFileSync } from "node:fs";
 import type { Subprocess } from "bun";
 import { controlPort, createLogger, MUX_PORT_NAME, parseGuestCmdline, SHUTDOWN_COMMAND } from "../core";
 import { localAssets } from "../assets";
@@ -19,6 +19,13 @@ const say = (msg: string) => process.stderr.write(`actiond guest: ${msg}\n`);
 export async function guestInit(): Promise<number> {
   const started = performance.now();
   const opts = parseGuestCmdline(readFileSync("/proc/cmdline", "utf8"));
+  // The kernel makes a fallback tunnel device (sit0) in every new network namespace; an action's
+  // namespace must hold only lo. 1: fallback tunnels only in the guest's own namespace.
+  try {
+    writeFileSync("/proc/sys/net/core/fb_tunnels_only_for_init_net", "1");
+  } catch (err) {
+    say(`cannot keep tunnel devices out of actions' network namespaces: ${(err as Error).message}`);
+  }
   const disks = listDisks();
   const plan = planDisks(disks);
   if (plan.cas.format) {

@@ -137,6 +137,19 @@ test.skipIf(SKIP)("cgroup limits an action asks for take effect in the guest, wh
   }
 }, 900_000);
 
+test.skipIf(SKIP)("an action in the guest has a network namespace holding only lo (no sit0 tunnel device)", async () => {
+  const client = new ReapiClient(server!.address);
+  const exec = executionClient(server!.address);
+  try {
+    const r = await run(client, exec, { args: ["sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"], salt: `${Math.random()}` });
+    expect(r.result?.exitCode).toBe(0);
+    expect(await stdout(client, r.result)).toBe("lo\n");
+  } finally {
+    exec.close();
+    client.close();
+  }
+}, 120_000);
+
 test.skipIf(SKIP)("a clean shutdown, a second boot, and the CAS disk still holds the earlier results", async () => {
   expect(await server!.stop()).toBe(0);
   const console1 = readFileSync(join(root, "vm/console.log"), "utf8");
