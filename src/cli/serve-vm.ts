@@ -22,6 +22,7 @@ export const SERVE_VM_FLAGS = {
   "memory-mib": value("N", "guest memory", { default: "2048", parse: positiveInteger }),
   cpus: value("N", "guest CPUs; the default is this machine's number, up to 4", { default: () => String(Math.min(4, navigator.hardwareConcurrency || 1)), parse: positiveInteger }),
   "start-timeout-ms": value("N", "how long the guest may take to answer its first call", { default: "120000", parse: positiveInteger }),
+  arch: value("ARCH", "the guest's architecture, x86_64 or aarch64; another than this machine's runs in QEMU's software emulation", { default: () => hostArchName(), parse: oneOf(["x86_64", "aarch64"] as const) }),
   hypervisor: value("NAME", "qemu (Linux) or vz (macOS)", { default: process.platform === "darwin" ? "vz" : "qemu", parse: oneOf(HYPERVISORS) }),
   accel: value("KIND", "QEMU: kvm, tcg (software emulation), or auto: KVM when it works", { default: "auto", parse: oneOf(["auto", "kvm", "tcg"] as const) }),
   "log-level": logLevelFlag,
@@ -53,15 +54,16 @@ export async function serveVm(opts: ServeVmOptions): Promise<void> {
   const listen = opts.listen as { host: string; port: number };
   // A driver that cannot run here says so before anything starts (vz needs macOS and its shim).
   if (opts.hypervisor === "vz" && process.platform !== "darwin") throw new SetupError(hypervisorDriver("vz", { accel: opts.accel }).unavailable()!);
+  if (opts.hypervisor === "vz" && opts.arch !== hostArchName()) throw new SetupError(`--hypervisor vz runs guests of this Mac's architecture only (${hostArchName()}), not ${opts.arch}`);
   const stateDir = join(opts.root, "vm");
   mkdirSync(stateDir, { recursive: true });
-  const { vzShim, ...files } = await guestFiles({ kernel: opts.kernel, initramfs: opts.initramfs, runtimeImage: opts["runtime-image"] }, opts.root, log);
-  const driver = hypervisorDriver(opts.hypervisor, { accel: opts.accel, vzShim });
+  const { vzShim, ...files } = await guestFiles({ kernel: opts.kernel, initramfs: opts.initramfs, runtimeImage: opts["runtime-image"] }, opts.root, log, opts.arch);
+  const driver = hypervisorDriver(opts.hypervisor, { accel: opts.accel, vzShim, arch: opts.arch });
   const unavailable = driver.unavailable();
   if (unavailable) throw new SetupError(unavailable);
   const guest: GuestConfig = {
     ...files,
-    casImage: opts["cas-image"] ?? join(stateDir, `cas-${hostArchName()}.img`),
+    casImage: opts["cas-image"] ?? join(stateDir, `cas-${opts.arch}.img`),
     memoryMib: opts["memory-mib"],
     cpus: opts.cpus,
     stateDir,

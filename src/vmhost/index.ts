@@ -1,5 +1,6 @@
 // vmhost/: serve-vm's host half. The hypervisor drivers (QEMU, Virtualization.framework) behind one
 // interface, chosen by name, and the host's orchestration: listener, proxy, boots, shutdown.
+import type { ArchName } from "../core";
 import type { HypervisorDriver } from "./driver";
 import { qemuDriver, type Accel } from "./qemu";
 import { vzDriver } from "./vz";
@@ -13,10 +14,10 @@ export { SerialMux } from "./serial-mux";
 export const HYPERVISORS = ["qemu", "vz"] as const;
 export type HypervisorName = (typeof HYPERVISORS)[number];
 
-/** The driver named `name`, with what it needs: QEMU's accelerator choice, VZ's shim. */
-export function hypervisorDriver(name: HypervisorName, opts: { accel: Accel; vzShim?: string }): HypervisorDriver {
+/** The driver named `name`, with what it needs: QEMU's accelerator choice and guest architecture, VZ's shim. */
+export function hypervisorDriver(name: HypervisorName, opts: { accel: Accel; vzShim?: string; arch?: ArchName }): HypervisorDriver {
   const drivers: Record<HypervisorName, () => HypervisorDriver> = {
-    qemu: () => qemuDriver(opts.accel),
+    qemu: () => qemuDriver(opts.accel, opts.arch),
     vz: () => vzDriver(opts.vzShim),
   };
   return drivers[name]();

@@ -16,14 +16,18 @@ export function hostQemu(): Arch["qemu"] {
   return archNamed(hostArchName()).qemu;
 }
 
-export function qemuDriver(accel: Accel): HypervisorDriver {
+/** QEMU for a guest of `arch`: another architecture than this machine's only in software emulation. */
+export function qemuDriver(accel: Accel, arch: string = hostArchName()): HypervisorDriver {
+  const qemu = archNamed(arch).qemu;
+  const foreign = arch !== hostArchName();
   return {
     name: "qemu",
     unavailable: () => {
-      const qemu = hostQemu();
-      return which(qemu.binary) ? undefined : `serve-vm needs QEMU here: ${qemu.binary} is not on PATH (apt-get install ${qemu.debianPackage})`;
+      if (!which(qemu.binary)) return `serve-vm needs QEMU here: ${qemu.binary} is not on PATH (apt-get install ${qemu.debianPackage})`;
+      if (foreign && accel === "kvm") return `--accel kvm cannot run an ${arch} guest on this ${hostArchName()} machine (--accel tcg or auto emulates it)`;
+      return undefined;
     },
-    boot: (cfg) => bootGuest(cfg, accel),
+    boot: (cfg) => bootGuest(cfg, foreign ? "tcg" : accel, arch),
   };
 }
 
@@ -37,8 +41,8 @@ export function kvmOpenError(): NodeJS.ErrnoException | undefined {
   }
 }
 
-function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", muxSocket: string, consoleLog: string): string[] {
-  const qemu = hostQemu();
+function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", arch: string, muxSocket: string, consoleLog: string): string[] {
+  const qemu = archNamed(arch).qemu;
   return [
     "-machine", `${qemu.machine},accel=${accel}`,
     "-cpu", accel === "kvm" ? "host" : "max",
@@ -62,29 +66,30 @@ function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", muxSocket: string, con
 
 /** Starts QEMU and connects to the guest's multiplexed port: with KVM when /dev/kvm opens and QEMU
  * can use it (a nested or partial KVM may refuse the CPU), else in software emulation. */
-async function bootGuest(cfg: GuestConfig, accel: Accel): Promise<RunningGuest> {
+async function bootGuest(cfg: GuestConfig, accel: Accel, arch: string): Promise<RunningGuest> {
   // The previous boot's console stays beside the new one.
   const consoleLog = join(cfg.stateDir, "console.log");
   if (existsSync(consoleLog)) renameSync(consoleLog, `${consoleLog}.1`);
-  if (accel !== "auto") return start(cfg, accel);
-  if (kvmOpenError()) return start(cfg, "tcg");
+  if (accel !== "auto") return start(cfg, accel, arch);
+  if (kvmOpenError()) return start(cfg, "tcg", arch);
   try {
-    return await start(cfg, "kvm");
+    return await start(cfg, "kvm", arch);
   } catch (err) {
     const kvmFailure = (err as Error).message.split("\n")[0];
-    return { ...(await start(cfg, "tcg")), warning: `QEMU could not use KVM here (${kvmFailure}); the guest runs in software emulation, much slower` };
+    return { ...(await start(cfg, "tcg", arch)), warning: `QEMU could not use KVM here (${kvmFailure}); the guest runs in software emulation, much slower` };
   }
 }
 
-async function start(cfg: GuestConfig, accel: "kvm" | "tcg"): Promise<RunningGuest> {
-  const qemu = which(hostQemu().binary) ?? hostQemu().binary;
+async function start(cfg: GuestConfig, accel: "kvm" | "tcg", arch: string): Promise<RunningGuest> {
+  const binary = archNamed(arch).qemu.binary;
+  const qemu = which(binary) ?? binary;
   const muxSocket = join(cfg.stateDir, "mux.sock");
   const consoleLog = join(cfg.stateDir, "console.log");
   // Each attempt's console starts empty: the KVM check reads it.
   rmSync(consoleLog, { force: true });
   // QEMU's own messages go to a file: nobody reads a pipe once the guest runs.
   const qemuLog = join(cfg.stateDir, "qemu.log");
-  const proc = Bun.spawn([qemu, ...qemuArgs(cfg, accel, muxSocket, consoleLog)], { stdin: "ignore", stdout: "ignore", stderr: Bun.file(qemuLog) });
+  const proc = Bun.spawn([qemu, ...qemuArgs(cfg, accel, arch, muxSocket, consoleLog)], { stdin: "ignore", stdout: "ignore", stderr: Bun.file(qemuLog) });
   const lastError = () => readFileSync(qemuLog, "utf8").trim().split("\n").at(-1) || undefined;
   const exited = proc.exited;
   let port: Socket | undefined;
@@ -109,7 +114,7 @@ async function start(cfg: GuestConfig, accel: "kvm" | "tcg"): Promise<RunningGue
   return {
     link: { join: (client, p) => mux.join(client, p), request: (p, text) => mux.request(p, text) },
     console: consoleLog,
-    how: accel === "kvm" ? "QEMU, KVM" : "QEMU, software emulation",
+    how: `QEMU, ${accel === "kvm" ? "KVM" : "software emulation"}${arch === hostArchName() ? "" : `, ${arch}`}`,
     exited,
     kill: () => proc.kill("SIGKILL"),
     running: () => proc.exitCode === null,
