@@ -63,5 +63,10 @@ describe("guest disks", () => {
     expect(parseGuestCmdline(guestKernelCmdline("hvc0", { off: "poweroff", port: 8980, link: "vsock" }))).toEqual({ port: 8980, link: "vsock" });
     expect(() => parseGuestCmdline("actiond.link=carrier-pigeon")).toThrow("actiond.link=carrier-pigeon: expected vsock or serial");
     expect(() => parseGuestCmdline("actiond.port=x")).toThrow("actiond.port=x is not a port");
+    // The host's clock, for a guest without a real-time clock.
+    const timed = guestKernelCmdline("hvc0", { off: "poweroff", port: 8980, link: "vsock", time: 1_796_000_000.7 });
+    expect(timed).toEndWith(" actiond.time=1796000000");
+    expect(parseGuestCmdline(timed)).toEqual({ port: 8980, link: "vsock", time: 1_796_000_000 });
+    expect(() => parseGuestCmdline("actiond.time=soon")).toThrow("actiond.time=soon is not a time (Unix seconds)");
   });
 });

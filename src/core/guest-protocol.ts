@@ -17,11 +17,14 @@ export interface GuestBoot {
   link: "vsock" | "serial";
   /** How the guest's /init ends the VM: a reboot (QEMU with -no-reboot exits on it; needs no ACPI) or a power-off. */
   off: "reboot" | "poweroff";
+  /** The host's clock at boot (Unix seconds), for a guest with no real-time clock (arm64: QEMU's virt, VZ). */
+  time?: number;
 }
 
 /** The kernel command line for a guest, with the console device the hypervisor provides. */
 export function guestKernelCmdline(console: string, boot: GuestBoot): string {
-  return `console=${console} init=/init panic=-1 actiond.off=${boot.off} actiond.port=${boot.port} actiond.link=${boot.link}`;
+  const time = boot.time === undefined ? "" : ` actiond.time=${Math.floor(boot.time)}`;
+  return `console=${console} init=/init panic=-1 actiond.off=${boot.off} actiond.port=${boot.port} actiond.link=${boot.link}${time}`;
 }
 
 /** Reads what guestKernelCmdline wrote (actiond.off is read by shim/guest-init.c, the guest's /init). */
@@ -35,7 +38,9 @@ export function parseGuestCmdline(cmdline: string): Omit<GuestBoot, "off"> {
   if (!Number.isInteger(port) || port <= 0 || port > 0xffffffff) throw new Error(`actiond.port=${words.get("actiond.port")} is not a port`);
   const link = words.get("actiond.link") ?? "vsock";
   if (link !== "vsock" && link !== "serial") throw new Error(`actiond.link=${link}: expected vsock or serial`);
-  return { port, link };
+  const time = words.has("actiond.time") ? Number(words.get("actiond.time")) : undefined;
+  if (time !== undefined && !(Number.isInteger(time) && time > 0)) throw new Error(`actiond.time=${words.get("actiond.time")} is not a time (Unix seconds)`);
+  return time === undefined ? { port, link } : { port, link, time };
 }
 
 /** What serve-vm's host tells of its guest (/api/vm): the status page shows it, even while the guest boots. */

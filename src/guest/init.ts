@@ -10,7 +10,10 @@ import type { Subprocess } from "bun";
 import { controlPort, createLogger, MUX_PORT_NAME, parseGuestCmdline, SHUTDOWN_COMMAND } from "../core";
 import { localAssets } from "../assets";
 import { guestMounts, HEAD_BYTES, identifyDisk, planDisks, type Disk } from "./disks";
-import { mount, unmount } from "./syscalls";
+import { mount, setClock, unmount } from "./syscalls";
+
+/** A clock before this has not been set (2020-01-01). */
+const CLOCK_PLAUSIBLE_MS = Date.UTC(2020, 0, 1);
 
 const WORKER_SOCKET = "/run/actiond.sock";
 const CONTROL_SOCKET = "/run/actiond-control.sock";
@@ -19,6 +22,18 @@ const say = (msg: string) => process.stderr.write(`actiond guest: ${msg}\n`);
 export async function guestInit(): Promise<number> {
   const started = performance.now();
   const opts = parseGuestCmdline(readFileSync("/proc/cmdline", "utf8"));
+  // Without a real-time clock (arm64 under QEMU's virt or VZ) the guest would think it is 1970:
+  // every log line, result timestamp and the store's recency (file mtimes) would be wrong. The
+  // host's clock at boot plus the time since the kernel started is close enough.
+  if (opts.time !== undefined && Date.now() < CLOCK_PLAUSIBLE_MS) {
+    const uptimeMs = Number(readFileSync("/proc/uptime", "utf8").split(" ")[0]) * 1000;
+    try {
+      setClock(opts.time * 1000 + uptimeMs);
+      say(`no real-time clock: the clock is set from the host's (${new Date().toISOString()})`);
+    } catch (err) {
+      say(`cannot set the clock: ${(err as Error).message}`);
+    }
+  }
   // The kernel makes a fallback tunnel device (sit0) in every new network namespace; an action's
   // namespace must hold only lo. 1: fallback tunnels only in the guest's own namespace.
   try {

@@ -1,4 +1,4 @@
-// mount(2) and umount2(2) for the VM guest's init, through bun:ffi (Node has neither). The guest
+// mount(2), umount2(2) and clock_settime(2) for the VM guest's init, through bun:ffi (Node has none of them). The guest
 // runs actiond on glibc, which the initramfs carries.
 import { dlopen, FFIType, read } from "bun:ffi";
 import type { Mount } from "./disks";
@@ -10,6 +10,7 @@ function open() {
   return dlopen("libc.so.6", {
     mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
     umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+    clock_settime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
     strerror: { args: [FFIType.i32], returns: FFIType.cstring },
     __errno_location: { args: [], returns: FFIType.ptr },
   });
@@ -35,4 +36,15 @@ export function unmount(target: string): boolean {
   if (c.symbols.umount2(cstr(target), 0) === 0) return true;
   if (c.symbols.umount2(cstr(target), MNT_DETACH) !== 0) throw failure(`umount ${target}`);
   return false;
+}
+
+const CLOCK_REALTIME = 0;
+
+/** Sets the wall clock to `ms` since the epoch (struct timespec: 64-bit seconds and nanoseconds). */
+export function setClock(ms: number): void {
+  const c = (libc ??= open());
+  const ts = Buffer.alloc(16);
+  ts.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), 0);
+  ts.writeBigInt64LE(BigInt(Math.floor(ms % 1000) * 1_000_000), 8);
+  if (c.symbols.clock_settime(CLOCK_REALTIME, ts) !== 0) throw failure("clock_settime");
 }

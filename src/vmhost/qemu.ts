@@ -53,7 +53,7 @@ function qemuArgs(cfg: GuestConfig, accel: "kvm" | "tcg", arch: string, muxSocke
     "-no-reboot",
     "-kernel", cfg.kernel,
     "-initrd", cfg.initramfs,
-    "-append", guestKernelCmdline(qemu.console, { off: "reboot", port: cfg.guestPort, link: "serial" }),
+    "-append", guestKernelCmdline(qemu.console, { off: "reboot", port: cfg.guestPort, link: "serial", time: Date.now() / 1000 }),
     "-serial", `file:${consoleLog}`,
     "-drive", `file=${cfg.casImage},if=virtio,format=raw,cache=writeback,discard=unmap`,
     "-drive", `file=${cfg.runtimeImage},if=virtio,format=raw,readonly=on`,

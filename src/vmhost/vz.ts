@@ -45,7 +45,7 @@ async function bootVzGuest(cfg: GuestConfig, dylib: string): Promise<RunningGues
   const vz = load(dylib).symbols;
   const err = Buffer.alloc(ERR_BYTES);
   const consoleLog = join(cfg.stateDir, "console.log");
-  const cmdline = guestKernelCmdline("hvc0", { off: "poweroff", port: cfg.guestPort, link: "vsock" });
+  const cmdline = guestKernelCmdline("hvc0", { off: "poweroff", port: cfg.guestPort, link: "vsock", time: Date.now() / 1000 });
   const vm = vz.actiond_vz_start(
     cstr(cfg.kernel), cstr(cfg.initramfs), cstr(cmdline), cstr(cfg.casImage), cstr(cfg.runtimeImage), cstr(consoleLog),
     BigInt(cfg.memoryMib) * 2n ** 20n, cfg.cpus, err, ERR_BYTES,

@@ -1,18 +1,22 @@
-// Benchmark: actions inside the VM guest (serve-vm, QEMU) against the same actions on the host
-// (serve), in one run: N trivial actions (echo into an output) sent by our client, 2 at once,
-// several repetitions alternating, medians; plus the guest's boot time to ready.
+// Benchmark: actions inside the VM guests (serve-vm, QEMU; the x86_64 guest and, when built, the
+// arm64 one in software emulation) against the same actions on the host (serve), in one run: N
+// trivial actions (echo into an output) sent by our client, 2 at once, several repetitions
+// alternating host and guest, medians; plus each guest's boot time to ready.
 //
-//   npm run build -- --vm && bun test/bench/vm.ts [--actions 50] [--reps 3] [--accel auto|kvm|tcg]
+//   npm run build -- --all --vm && bun test/bench/vm.ts [--actions 50] [--reps 3] [--accel auto|kvm|tcg] [--arch x86_64,aarch64]
 //
 // Each repetition uses fresh action digests (a salt), so nothing is a cache hit. Not a `bun test` file.
-import { rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { buildAction, execute, executionClient, uploadBlobs } from "../support/actions";
 import { ReapiClient } from "../support/client";
-import { startServer, tempDir, type ServerProcess } from "../support/server";
+import { REPO, startServer, tempDir, type ServerProcess } from "../support/server";
 
-const { values } = parseArgs({ options: { actions: { type: "string", default: "50" }, reps: { type: "string", default: "3" }, accel: { type: "string" } } });
+const { values } = parseArgs({ options: { actions: { type: "string", default: "50" }, reps: { type: "string", default: "3" }, accel: { type: "string" }, arch: { type: "string" } } });
+// Both guests when both are built (npm run build -- --all --vm), else this machine's.
+const built = (arch: string) => existsSync(join(REPO, "build/vm", `kernel-${arch}`));
+const ARCHES = values.arch ? values.arch.split(",") : ["x86_64", "aarch64"].filter(built);
 const N = Number(values.actions);
 const REPS = Number(values.reps);
 const AT_ONCE = 2;
@@ -46,30 +50,43 @@ async function run(server: ServerProcess, salt: string): Promise<number> {
 }
 
 const tmp = tempDir("actiond-bench-vm-");
-const t0 = performance.now();
-const vm = await startServer({ root: join(tmp, "vm"), subcommand: "serve-vm", args: ["--hypervisor", "qemu", "--cas-image-size-mib", "4096", "--cpus", "2", ...(values.accel ? ["--accel", values.accel] : [])], startTimeoutMs: 300_000 });
-const bootWall = performance.now() - t0;
-const bootGuest = /guest ready in ([\d.]+) s/.exec(vm.log())?.[1];
 const host = await startServer({ root: join(tmp, "host"), args: ["--jobs", "2"] });
-const onHost: number[] = [];
-const inGuest: number[] = [];
 await run(host, "warm-host");
-await run(vm, "warm-vm");
-for (let rep = 0; rep < REPS; rep++) {
-  onHost.push(await run(host, `host-${rep}`));
-  inGuest.push(await run(vm, `vm-${rep}`));
-  console.log(`rep ${rep + 1}: host ${(onHost[rep]! / N).toFixed(1)} ms/action, guest ${(inGuest[rep]! / N).toFixed(1)} ms/action`);
+const rows: string[] = [];
+const boots: string[] = [];
+let onHostAll: number[] = [];
+// One guest at a time (two emulated guests would share these CPUs), each against the host, alternating.
+for (const arch of ARCHES) {
+  const t0 = performance.now();
+  const vm = await startServer({
+    root: join(tmp, `vm-${arch}`),
+    subcommand: "serve-vm",
+    args: ["--hypervisor", "qemu", "--arch", arch, "--cas-image-size-mib", "4096", "--cpus", "2", ...(values.accel ? ["--accel", values.accel] : [])],
+    startTimeoutMs: 300_000,
+  });
+  const bootWall = performance.now() - t0;
+  const bootGuest = /guest ready in ([\d.]+) s/.exec(vm.log())?.[1];
+  const onHost: number[] = [];
+  const inGuest: number[] = [];
+  await run(vm, `warm-vm-${arch}`);
+  for (let rep = 0; rep < REPS; rep++) {
+    onHost.push(await run(host, `host-${arch}-${rep}`));
+    inGuest.push(await run(vm, `vm-${arch}-${rep}`));
+    console.log(`${arch} rep ${rep + 1}: host ${(onHost[rep]! / N).toFixed(1)} ms/action, guest ${(inGuest[rep]! / N).toFixed(1)} ms/action`);
+  }
+  await vm.stop();
+  const accel = /QEMU, ([^,]+)/.exec(vm.log())?.[1] ?? "?";
+  onHostAll = onHostAll.concat(onHost);
+  rows.push(`| serve-vm, ${arch} guest (QEMU ${accel}) | ${(median(inGuest) / 1000).toFixed(2)} s | ${(median(inGuest) / N).toFixed(1)} ms | ${(median(inGuest) / median(onHost)).toFixed(1)}× the host in the same reps |`);
+  boots.push(`${arch} guest boot to ready: ${bootGuest} s (serve-vm start to serving: ${(bootWall / 1000).toFixed(1)} s, blank CAS disk)`);
 }
 const breakdown = (s: ServerProcess) => /executed \d+ actions; ms p50\/p95: (.*)$/m.exec(s.log())?.[1] ?? "?";
 await host.stop();
-await vm.stop();
-const accel = /QEMU, ([^,]+),/.exec(vm.log())?.[1] ?? "?";
 console.log("");
-console.log(`| ${N} trivial actions, ${AT_ONCE} at once (medians of ${REPS}) | wall | per action |`);
-console.log("|---|---|---|");
-console.log(`| serve (host sandbox) | ${(median(onHost) / 1000).toFixed(2)} s | ${(median(onHost) / N).toFixed(1)} ms |`);
-console.log(`| serve-vm (guest, QEMU ${accel}) | ${(median(inGuest) / 1000).toFixed(2)} s | ${(median(inGuest) / N).toFixed(1)} ms |`);
-console.log(`| ratio guest / host | ${(median(inGuest) / median(onHost)).toFixed(2)} | |`);
-console.log(`guest boot to ready: ${bootGuest} s (serve-vm start to serving: ${(bootWall / 1000).toFixed(1)} s)`);
+console.log(`| ${N} trivial actions, ${AT_ONCE} at once (medians of ${REPS}) | wall | per action | |`);
+console.log("|---|---|---|---|");
+console.log(`| serve (host sandbox) | ${(median(onHostAll) / 1000).toFixed(2)} s | ${(median(onHostAll) / N).toFixed(1)} ms | |`);
+for (const r of rows) console.log(r);
+for (const b of boots) console.log(b);
 console.log(`host per-phase p50/p95 ms: ${breakdown(host)}`);
 rmSync(tmp, { recursive: true, force: true });

@@ -71,6 +71,12 @@ test.skipIf(SKIP)("a build started as serve-vm --arch aarch64 starts runs every 
 
   const vm = (await (await fetch(`http://${server!.address}/api/vm`)).json()) as VmState;
   expect(vm).toMatchObject({ state: "ready", how: "QEMU, software emulation, aarch64" });
+  // The arm64 guest has no real-time clock: it takes the host's at boot, so its log is dated today.
+  const guestLog = readFileSync(join(tmp, "root/vm/console.log"), "utf8");
+  expect(guestLog).toContain("actiond guest: no real-time clock: the clock is set from the host's");
+  const stamps = [...guestLog.matchAll(/^(\d{4})-\d\d-\d\dT\S+ INFO /gm)].map((m) => Number(m[1]));
+  expect(stamps.length).toBeGreaterThan(0);
+  expect(stamps.every((year) => year === new Date().getUTCFullYear())).toBe(true);
   const unexpected = server!.log().split("\n").filter((l) => / (WARN|ERROR) /.test(l));
   expect(unexpected).toEqual([]);
 }, 900_000);

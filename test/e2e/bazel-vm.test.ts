@@ -15,7 +15,7 @@ import type { StatusSnapshot } from "../../src/web";
 import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel } from "./bazel";
 import { expectRemoteEqualsLocal } from "./scenarios";
 import { ReapiClient, grpc } from "../support/client";
-import { rejects } from "../support/helpers";
+import { rejects, waitUntil } from "../support/helpers";
 import { executionClient, run, stdout } from "../support/actions";
 import { GetCapabilitiesRequestSchema } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 
@@ -183,6 +183,25 @@ test.skipIf(SKIP)("a guest that dies is booted again, and a call made meanwhile 
   expect(readyLines()).toBe(before + 1);
   expect((await (await fetch(`http://${server!.address}/api/vm`)).json()) as VmState).toMatchObject({ state: "ready", boots: 2, restarts: 1 });
   client.close();
+}, 900_000);
+
+test.skipIf(SKIP)("a guest killed in the middle of a Bazel build is booted again, and the build still succeeds", async () => {
+  const rules = Array.from({ length: 8 }, (_, i) => `genrule(name = "s${i}", outs = ["s${i}.txt"], cmd = "sleep 2; echo ${i} > $@")`);
+  const w = new BazelWorkspace(tmp, "ws-crash", { WORKSPACE: 'workspace(name = "crash")\n', BUILD: `${rules.join("\n")}\n` });
+  const restartsBefore = ((await (await fetch(`http://${server!.address}/api/vm`)).json()) as VmState).restarts;
+  const building = w.run(["build", "//...", `--remote_executor=grpc://${server!.address}`, "--spawn_strategy=remote", "--genrule_strategy=remote", "--remote_local_fallback=false", ...COMMON_FLAGS], () => `--- server log ---\n${server!.log()}`);
+  // Once an action runs in the guest, the guest dies under it.
+  const running = async () => {
+    const res = await fetch(`http://${server!.address}/api/status`).catch(() => undefined);
+    return !!res?.ok && ((await res.json()) as StatusSnapshot).executions.some((e) => e.stage === "EXECUTING");
+  };
+  expect(await waitUntil(running, 120_000)).toBe(true);
+  const qemu = Bun.spawnSync(["pgrep", "-P", String(server!.proc.pid), "qemu-system"]).stdout.toString().trim().split("\n")[0];
+  process.kill(Number(qemu), "SIGKILL");
+  const summary = processSummary(await building);
+  expect(summary.kinds["remote"]).toBe(8);
+  for (let i = 0; i < 8; i++) expect(readFileSync(join(w.ws, `bazel-bin/s${i}.txt`), "utf8")).toBe(`${i}\n`);
+  expect(((await (await fetch(`http://${server!.address}/api/vm`)).json()) as VmState).restarts).toBe(restartsBefore + 1);
 }, 900_000);
 
 test.skipIf(SKIP)("a guest that does not come up turns waiting calls away with UNAVAILABLE saying why", async () => {
