@@ -34,7 +34,7 @@ const startVm = (until: "ready" | "listening" = "ready") =>
   startServer({
     root,
     subcommand: "serve-vm",
-    args: ["--hypervisor", "qemu", "--cas-image-size-mib", "4096", "--log-level", "debug"],
+    args: ["--hypervisor", "qemu", "--cas-image-size-mib", "4096", "--cpus", "2", "--log-level", "debug"],
     startTimeoutMs: 300_000,
     readyPattern: until === "listening" ? /listening on [^\s]+:(\d+); connections wait/ : undefined,
   });
@@ -137,13 +137,13 @@ test.skipIf(SKIP)("cgroup limits an action asks for take effect in the guest, wh
   }
 }, 900_000);
 
-test.skipIf(SKIP)("an action in the guest has a network namespace holding only lo (no sit0 tunnel device)", async () => {
+test.skipIf(SKIP)("an action in the guest sees the CPUs --cpus gave it, and a network namespace holding only lo (no sit0)", async () => {
   const client = new ReapiClient(server!.address);
   const exec = executionClient(server!.address);
   try {
-    const r = await run(client, exec, { args: ["sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"], salt: `${Math.random()}` });
+    const r = await run(client, exec, { args: ["sh", "-c", "nproc; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"], salt: `${Math.random()}` });
     expect(r.result?.exitCode).toBe(0);
-    expect(await stdout(client, r.result)).toBe("lo\n");
+    expect(await stdout(client, r.result)).toBe("2\nlo\n");
   } finally {
     exec.close();
     client.close();
