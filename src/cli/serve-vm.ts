@@ -25,6 +25,10 @@ export const SERVE_VM_FLAGS = {
   arch: value("ARCH", "the guest's architecture, x86_64 or aarch64; another than this machine's runs in QEMU's software emulation", { default: () => hostArchName(), parse: oneOf(["x86_64", "aarch64"] as const) }),
   hypervisor: value("NAME", "qemu (Linux) or vz (macOS)", { default: process.platform === "darwin" ? "vz" : "qemu", parse: oneOf(HYPERVISORS) }),
   accel: value("KIND", "QEMU: kvm, tcg (software emulation), or auto: KVM when it works", { default: "auto", parse: oneOf(["auto", "kvm", "tcg"] as const) }),
+  "vm-transport": value("KIND", "QEMU: how the host's streams reach the guest: vsock (virtio-vsock through vhost-device-vsock, as on a Mac), serial (a multiplexed virtio-serial port), or auto: vsock when vhost-device-vsock is on PATH", {
+    default: "auto",
+    parse: oneOf(["auto", "vsock", "serial"] as const),
+  }),
   "log-level": logLevelFlag,
 };
 
@@ -58,7 +62,7 @@ export async function serveVm(opts: ServeVmOptions): Promise<void> {
   const stateDir = join(opts.root, "vm");
   mkdirSync(stateDir, { recursive: true });
   const { vzShim, ...files } = await guestFiles({ kernel: opts.kernel, initramfs: opts.initramfs, runtimeImage: opts["runtime-image"] }, opts.root, log, opts.arch);
-  const driver = hypervisorDriver(opts.hypervisor, { accel: opts.accel, vzShim, arch: opts.arch });
+  const driver = hypervisorDriver(opts.hypervisor, { accel: opts.accel, vzShim, arch: opts.arch, transport: opts["vm-transport"] });
   const unavailable = driver.unavailable();
   if (unavailable) throw new SetupError(unavailable);
   const guest: GuestConfig = {

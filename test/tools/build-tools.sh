@@ -3,6 +3,7 @@
 #   remotetool    (remote-apis-sdks' CLI)  go.mod in this folder
 #   bazel-remote  (a team cache)           bazel-remote/go.mod
 #   bb_storage    (Buildbarn's storage)    bb-storage/go.mod
+#   vhost-device-vsock (rust-vmm)          VHOST_DEVICE_VSOCK below, from crates.io with its own Cargo.lock
 # Pinned modules rather than `go install ...@version`, which fails on the proxy. GOSUMDB is off
 # because the checksum database does not know some of these versions: each go.sum is the pin.
 set -euo pipefail
@@ -46,5 +47,17 @@ else
     grep -rlE 'func Register[A-Za-z]+Server\(s \*grpc\.Server,' vendor | xargs sed -i -E 's/func (Register[A-Za-z]+Server)\(s \*grpc\.Server,/func \1(s grpc.ServiceRegistrar,/'
     go build -mod=vendor -o "$out" github.com/buildbarn/bb-storage/cmd/bb_storage
   )
+  echo "built $out"
+fi
+
+# vhost-device-vsock: QEMU's virtio-vsock device through vhost-user, which the VM suites' vsock
+# transport needs (no /dev/vhost-vsock on these machines). --locked builds it with the Cargo.lock
+# it was published with.
+VHOST_DEVICE_VSOCK=0.3.0
+out="$bin/vhost-device-vsock"
+if [[ -x "$out" ]] && "$out" --version | grep -qF "$VHOST_DEVICE_VSOCK"; then
+  echo "vhost-device-vsock is up to date: $out"
+else
+  cargo install --quiet --locked --version "$VHOST_DEVICE_VSOCK" --root "$repo/.tools" vhost-device-vsock
   echo "built $out"
 fi
