@@ -1,9 +1,12 @@
 /* The guest end of the serial multiplexer: many streams over one virtio-serial port, for QEMU hosts
  * without /dev/vhost-vsock. The host (src/vmhost/serial-mux.ts) opens a stream to a guest port; we
- * connect it to the Unix socket mapped to that port and copy bytes both ways.
+ * connect it to the Unix socket mapped to that port and copy bytes both ways. The other way round,
+ * a connection to one of our dial sockets becomes a stream we open to a host port (the host's
+ * services: its downloads, its relay to an upstream cache).
  *
  * Frame, both directions: type (1 byte) | stream id (4, big-endian) | length (4, big-endian) | payload
- *   OPEN  host->guest  payload: port (4, big-endian)
+ *   OPEN  both         payload: port (4, big-endian). Ids of streams the guest opens have the top
+ *                      bit set, so the two sides never pick the same one.
  *   DATA  both         payload: bytes
  *   EOF   both         no more bytes from the sender on this stream (a half-close)
  *   CLOSE both         the stream is gone (connect failed, error, or both sides done)
@@ -42,6 +45,9 @@ struct stream {
 
 static struct stream streams[MAX_STREAMS];
 static int serial_fd;
+/* The next id for a stream we open (the top bit marks ours). */
+static uint32_t next_guest_id;
+enum { GUEST_ID_BIT = 0x80000000u };
 
 static void put32(unsigned char *p, uint32_t v) {
   p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = v;
@@ -119,13 +125,17 @@ static void drop_all(void) {
     if (streams[i].fd >= 0) drop(&streams[i], false);
 }
 
+static struct stream *free_slot(void) {
+  for (int i = 0; i < MAX_STREAMS; i++)
+    if (streams[i].fd < 0) return &streams[i];
+  return NULL;
+}
+
 static void open_stream(uint32_t id, uint32_t port, const struct port_map *maps, int nmaps) {
   const char *path = NULL;
   for (int i = 0; i < nmaps; i++)
     if (maps[i].port == port) path = maps[i].path;
-  struct stream *slot = NULL;
-  for (int i = 0; i < MAX_STREAMS && !slot; i++)
-    if (streams[i].fd < 0) slot = &streams[i];
+  struct stream *slot = free_slot();
   int fd = -1;
   if (path && slot) {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
@@ -146,6 +156,33 @@ static void open_stream(uint32_t id, uint32_t port, const struct port_map *maps,
   *slot = (struct stream){.id = id, .fd = fd, .reading = true, .host_sending = true, .out = NULL};
 }
 
+/* A connection to a dial socket: a stream to the host's port (the host closes it if nothing serves there). */
+static void dial_host(int listener, uint32_t port) {
+  int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+  if (fd < 0) return; /* EAGAIN, a connection already gone, or out of descriptors: the next poll tries again */
+  struct stream *slot = free_slot();
+  if (!slot) {
+    fprintf(stderr, "actiond-vsock-relay: a connection to host port %u: too many streams\n", port);
+    close(fd);
+    return;
+  }
+  uint32_t id = GUEST_ID_BIT | (next_guest_id++ & ~GUEST_ID_BIT);
+  *slot = (struct stream){.id = id, .fd = fd, .reading = true, .host_sending = true, .out = NULL};
+  unsigned char payload[4];
+  put32(payload, port);
+  send_frame(FRAME_OPEN, id, payload, 4);
+}
+
+static int listen_unix(const char *path) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a.sun_path) die("--dial: path too long: %s", path);
+  strcpy(a.sun_path, path);
+  unlink(path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0) die_with_error("listen on %s", path);
+  return fd;
+}
+
 /* Handles every whole frame at the start of buf; returns how many bytes it used. */
 static size_t handle_frames(unsigned char *buf, size_t len, const struct port_map *maps, int nmaps) {
   size_t used = 0;
@@ -157,7 +194,7 @@ static size_t handle_frames(unsigned char *buf, size_t len, const struct port_ma
     struct stream *s = find(id);
     switch (f[0]) {
       case FRAME_OPEN:
-        if (n == 4 && !s) open_stream(id, get32(f + HEADER), maps, nmaps);
+        if (n == 4 && !s && !(id & GUEST_ID_BIT)) open_stream(id, get32(f + HEADER), maps, nmaps);
         else send_frame(FRAME_CLOSE, id, NULL, 0); /* a malformed or repeated OPEN: refuse it */
         break;
       case FRAME_DATA:
@@ -206,22 +243,27 @@ static int open_port(const char *device) {
   return fd;
 }
 
-__attribute__((noreturn)) void run_serial_mux(const char *device, const struct port_map *maps, int nmaps) {
+__attribute__((noreturn)) void run_serial_mux(const char *device, const struct port_map *maps, int nmaps, const struct port_map *dials, int ndials) {
   serial_fd = open_port(device);
   for (int i = 0; i < MAX_STREAMS; i++) streams[i].fd = -1;
+  int listeners[16];
+  if (ndials > 16) die("at most 16 --dial");
+  for (int i = 0; i < ndials; i++) listeners[i] = listen_unix(dials[i].path);
   size_t cap = HEADER + MAX_FRAME, have = 0;
   unsigned char *in = xmalloc(cap);
   unsigned char *chunk = xmalloc(CHUNK);
   fprintf(stderr, "actiond-vsock-relay: ready on %s\n", device);
   for (;;) {
-    struct pollfd fds[1 + MAX_STREAMS];
+    /* The serial port, each stream, then the dial sockets. */
+    struct pollfd fds[1 + MAX_STREAMS + 16];
     fds[0] = (struct pollfd){.fd = serial_fd, .events = POLLIN};
     for (int i = 0; i < MAX_STREAMS; i++) {
       struct stream *s = &streams[i];
       short events = (s->reading ? POLLIN : 0) | (s->out_len > 0 ? POLLOUT : 0);
       fds[1 + i] = (struct pollfd){.fd = s->fd >= 0 && events ? s->fd : -1, .events = events};
     }
-    if (poll(fds, 1 + MAX_STREAMS, -1) < 0) {
+    for (int i = 0; i < ndials; i++) fds[1 + MAX_STREAMS + i] = (struct pollfd){.fd = listeners[i], .events = POLLIN};
+    if (poll(fds, 1 + MAX_STREAMS + ndials, -1) < 0) {
       if (errno == EINTR) continue;
       die_with_error("poll");
     }
@@ -242,6 +284,8 @@ __attribute__((noreturn)) void run_serial_mux(const char *device, const struct p
         have -= used;
       }
     }
+    for (int i = 0; i < ndials; i++)
+      if (fds[1 + MAX_STREAMS + i].revents & POLLIN) dial_host(listeners[i], dials[i].port);
     for (int i = 0; i < MAX_STREAMS; i++) {
       struct stream *s = &streams[i];
       /* The frames above may have closed this slot, or reused it (even its fd number) for a new

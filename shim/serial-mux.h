@@ -9,7 +9,9 @@ struct port_map {
   const char *path;
 };
 
-/* Serves streams from the host on `device` (a virtio-serial port) until an error; never returns. */
-__attribute__((noreturn)) void run_serial_mux(const char *device, const struct port_map *maps, int nmaps);
+/* Serves streams from the host on `device` (a virtio-serial port), each joined to the socket its
+ * port maps to; and opens a stream to host port `port` for each connection to a dial's `path`.
+ * Runs until an error; never returns. */
+__attribute__((noreturn)) void run_serial_mux(const char *device, const struct port_map *maps, int nmaps, const struct port_map *dials, int ndials);
 
 #endif

@@ -4,9 +4,13 @@
  *   actiond-vsock-relay --vsock-port PORT --unix PATH
  *       (in the guest) accept vsock connections on PORT from any CID; join each to the Unix socket
  *       PATH, where the guest worker listens.
- *   actiond-vsock-relay --serial DEVICE --map PORT=PATH [--map PORT=PATH ...]
+ *   actiond-vsock-relay --dial PATH=PORT
+ *       (in the guest) the other way: accept connections on the Unix socket PATH; join each to
+ *       vsock port PORT of the host (its services: downloads, the relay to an upstream cache).
+ *   actiond-vsock-relay --serial DEVICE --map PORT=PATH [--map PORT=PATH ...] [--dial PATH=PORT ...]
  *       (in a QEMU guest without vsock) streams multiplexed over a virtio-serial port, each joined
- *       to the Unix socket mapped to its port (serial-mux.c).
+ *       to the Unix socket mapped to its port (serial-mux.c), and streams to host ports for
+ *       connections to each dial's PATH.
  *
  * One child process per connection copies bytes both ways and passes half-closes on, so a gRPC
  * stream ends exactly as it would on a direct socket. Children die with the relay. */
@@ -32,8 +36,10 @@
 
 static const char USAGE[] =
     "Usage: actiond-vsock-relay --vsock-port PORT --unix PATH\n"
-    "       actiond-vsock-relay --serial DEVICE --map PORT=PATH [--map PORT=PATH ...]\n"
+    "       actiond-vsock-relay --dial PATH=PORT\n"
+    "       actiond-vsock-relay --serial DEVICE --map PORT=PATH [--map PORT=PATH ...] [--dial PATH=PORT ...]\n"
     "  with --vsock-port: accept vsock connections on PORT, join each to the Unix socket PATH\n"
+    "  with --dial:       accept connections on the Unix socket PATH, join each to the host's vsock PORT\n"
     "  with --serial:     streams multiplexed over a virtio-serial port, each to the socket mapped to its port\n";
 
 static unsigned parse_number(const char *flag, const char *text) {
@@ -108,11 +114,39 @@ static void relay(int a, int b) {
   }
 }
 
+/* Where each accepted connection goes: the guest worker's Unix socket, or a vsock port of the host. */
+struct target {
+  struct sockaddr_un unix_addr;
+  struct sockaddr_vm vsock_addr;
+  bool to_vsock;
+};
+
+static int connect_target(const struct target *t) {
+  int fd = socket(t->to_vsock ? AF_VSOCK : AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  const struct sockaddr *a = t->to_vsock ? (const struct sockaddr *)&t->vsock_addr : (const struct sockaddr *)&t->unix_addr;
+  socklen_t len = t->to_vsock ? sizeof t->vsock_addr : sizeof t->unix_addr;
+  if (connect(fd, a, len) < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* "PORT=PATH" (--map) or "PATH=PORT" (--dial, split at the last '='). */
+static struct port_map parse_pair(const char *flag, const char *value, bool port_first) {
+  const char *eq = port_first ? strchr(value, '=') : strrchr(value, '=');
+  if (!eq) die("%s: expected %s: %s", flag, port_first ? "PORT=PATH" : "PATH=PORT", value);
+  char *head = xstrdup(value);
+  head[eq - value] = '\0';
+  return port_first ? (struct port_map){.port = parse_number(flag, head), .path = eq + 1} : (struct port_map){.port = parse_number(flag, eq + 1), .path = head};
+}
+
 int main(int argc, char **argv) {
   const char *unix_path = NULL, *serial = NULL;
   long long port = -1;
-  struct port_map maps[16];
-  int nmaps = 0;
+  struct port_map maps[16], dials[16];
+  int nmaps = 0, ndials = 0;
   for (int i = 1; i < argc; i++) {
     const char *flag = argv[i];
     if (strcmp(flag, "--help") == 0) {
@@ -125,23 +159,33 @@ int main(int argc, char **argv) {
     else if (strcmp(flag, "--unix") == 0) unix_path = value;
     else if (strcmp(flag, "--serial") == 0) serial = value;
     else if (strcmp(flag, "--map") == 0) {
-      const char *eq = strchr(value, '=');
-      if (!eq || nmaps == 16) die("--map: expected PORT=PATH (at most 16): %s", value);
-      char *port_text = xstrdup(value);
-      port_text[eq - value] = '\0';
-      maps[nmaps++] = (struct port_map){.port = parse_number(flag, port_text), .path = eq + 1};
+      if (nmaps == 16) die("--map: at most 16");
+      maps[nmaps++] = parse_pair(flag, value, true);
+    } else if (strcmp(flag, "--dial") == 0) {
+      if (ndials == 16) die("--dial: at most 16");
+      dials[ndials++] = parse_pair(flag, value, false);
     } else die("unknown flag %s\n%s", flag, USAGE);
   }
   if (serial) {
     if (nmaps == 0) die("--serial needs at least one --map PORT=PATH\n%s", USAGE);
     signal(SIGPIPE, SIG_IGN);
-    run_serial_mux(serial, maps, nmaps);
+    run_serial_mux(serial, maps, nmaps, dials, ndials);
   }
-  if (port < 0 || !unix_path) die("--vsock-port and --unix are required\n%s", USAGE);
-
-  struct sockaddr_un unix_addr = unix_address(unix_path);
-  struct sockaddr_vm vsock_addr = {.svm_family = AF_VSOCK, .svm_port = (unsigned)port, .svm_cid = VMADDR_CID_ANY};
-  int listener = listen_on(AF_VSOCK, &vsock_addr, sizeof vsock_addr, "the vsock port");
+  struct target target = {0};
+  int listener;
+  if (ndials == 1 && port < 0 && !unix_path) {
+    /* The guest's side of a host service: Unix connections out to the host (CID 2). */
+    struct sockaddr_un dial_addr = unix_address(dials[0].path);
+    unlink(dials[0].path);
+    listener = listen_on(AF_UNIX, &dial_addr, sizeof dial_addr, dials[0].path);
+    target.to_vsock = true;
+    target.vsock_addr = (struct sockaddr_vm){.svm_family = AF_VSOCK, .svm_port = dials[0].port, .svm_cid = VMADDR_CID_HOST};
+  } else {
+    if (port < 0 || !unix_path || ndials) die("--vsock-port and --unix, or one --dial alone, are required\n%s", USAGE);
+    target.unix_addr = unix_address(unix_path);
+    struct sockaddr_vm vsock_addr = {.svm_family = AF_VSOCK, .svm_port = (unsigned)port, .svm_cid = VMADDR_CID_ANY};
+    listener = listen_on(AF_VSOCK, &vsock_addr, sizeof vsock_addr, "the vsock port");
+  }
   /* Children are never waited for: let the kernel reap them. */
   struct sigaction ignore = {.sa_handler = SIG_IGN, .sa_flags = SA_NOCLDWAIT};
   sigaction(SIGCHLD, &ignore, NULL);
@@ -164,9 +208,8 @@ int main(int argc, char **argv) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() == 1) _exit(0); /* the relay died before the line above took effect */
       close(listener);
-      int peer = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (peer < 0) die_with_error("socket");
-      if (connect(peer, (struct sockaddr *)&unix_addr, sizeof unix_addr) < 0) die_with_error("connect to %s", unix_path);
+      int peer = connect_target(&target);
+      if (peer < 0) die_with_error("connect to %s", target.to_vsock ? "the host" : unix_path);
       relay(accepted, peer);
       _exit(0);
     }

@@ -4,6 +4,8 @@
  * command line), with the CAS disk read-write, the runtime image read-only, a virtio console writing
  * to a log file, an entropy device and one virtio socket device; and it relays each connection made
  * to a Unix socket to a vsock port of the guest, so TypeScript only sees Unix sockets, as with QEMU.
+ * The other way, each connection the guest makes to a host vsock port it is told of is joined to a
+ * Unix socket on the host (the host's services: downloads, the relay to an upstream cache).
  *
  * Plain C calling the Objective-C runtime: libobjc and the framework are opened with dlopen, so the
  * library links against libSystem only and zig can cross-compile it. Every Virtualization.framework
@@ -35,6 +37,9 @@ static SEL (*sel)(const char *);
 static void *msg_send; /* objc_msgSend, cast per call */
 static void *(*pool_push)(void);
 static void (*pool_pop)(void *);
+static Class (*allocate_class)(Class, const char *, size_t);
+static void (*register_class)(Class);
+static bool (*add_method)(Class, SEL, void *, const char *);
 
 /* objc_msgSend with the signature each call needs. */
 #define SEND(ret, ...) ((ret(*)(id, SEL, ##__VA_ARGS__))msg_send)
@@ -69,7 +74,10 @@ static bool load_runtime(char *err, size_t errlen) {
   pool_push = (void *(*)(void))dlsym(objc, "objc_autoreleasePoolPush");
   pool_pop = (void (*)(void *))dlsym(objc, "objc_autoreleasePoolPop");
   msg_send = dlsym(objc, "objc_msgSend");
-  return get_class && sel && pool_push && pool_pop && msg_send;
+  allocate_class = (Class(*)(Class, const char *, size_t))dlsym(objc, "objc_allocateClassPair");
+  register_class = (void (*)(Class))dlsym(objc, "objc_registerClassPair");
+  add_method = (bool (*)(Class, SEL, void *, const char *))dlsym(objc, "class_addMethod");
+  return get_class && sel && pool_push && pool_pop && msg_send && allocate_class && register_class && add_method;
 }
 
 static id new_of(const char *class_name) {
@@ -347,5 +355,100 @@ int actiond_vz_relay(void *handle, uint32_t port, const char *path, char *err, s
     return -1;
   }
   pthread_detach(t);
+  return 0;
+}
+
+/* ---- the guest's connections to host ports ---- */
+
+/* What each listened-to host port reaches: one VM per process, so one table. */
+static struct {
+  uint32_t port;
+  char path[104];
+} host_ports[16];
+static int nhost_ports;
+static pthread_mutex_t host_ports_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct outgoing {
+  int guest;
+  char path[104];
+};
+
+/* In its own thread: connect the Unix socket, then copy both ways. */
+static void *join_host_socket(void *arg) {
+  struct outgoing o = *(struct outgoing *)arg;
+  free(arg);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  strcpy(a.sun_path, o.path);
+  int host = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (host < 0 || connect(host, (struct sockaddr *)&a, sizeof a) != 0) {
+    if (host >= 0) close(host);
+    close(o.guest);
+    return NULL;
+  }
+  own_socket(host);
+  struct pair *p = malloc(sizeof *p);
+  *p = (struct pair){o.guest, host};
+  return copy_both_ways(p);
+}
+
+/* VZVirtioSocketListenerDelegate's listener:shouldAcceptNewConnection:fromSocketDevice:. */
+static bool should_accept(id self, SEL cmd, id listener, id connection, id device) {
+  (void)self, (void)cmd, (void)listener, (void)device;
+  uint32_t port = SEND(uint32_t)(connection, sel("destinationPort"));
+  struct outgoing *o = calloc(1, sizeof *o);
+  pthread_mutex_lock(&host_ports_lock);
+  for (int i = 0; i < nhost_ports; i++)
+    if (host_ports[i].port == port) strcpy(o->path, host_ports[i].path);
+  pthread_mutex_unlock(&host_ports_lock);
+  /* The connection closes its descriptor when released: keep a duplicate. */
+  o->guest = o->path[0] ? dup(SEND(int)(connection, sel("fileDescriptor"))) : -1;
+  pthread_t t;
+  if (o->guest < 0) {
+    free(o);
+    return false;
+  }
+  own_socket(o->guest);
+  if (pthread_create(&t, NULL, join_host_socket, o) != 0) {
+    close(o->guest);
+    free(o);
+    return false;
+  }
+  pthread_detach(t);
+  return true;
+}
+
+/* The delegate class, made once at run time (plain C has no @interface). */
+static Class listener_delegate;
+static void make_delegate_class(void) {
+  listener_delegate = allocate_class(get_class("NSObject"), "ActiondVsockListenerDelegate", 0);
+  add_method(listener_delegate, sel("listener:shouldAcceptNewConnection:fromSocketDevice:"), (void *)should_accept, "B@:@@@");
+  register_class(listener_delegate);
+}
+
+/* Joins every connection the guest makes to host vsock `port` to the Unix socket `path`.
+ * Returns 0, or -1 with the reason in err. */
+int actiond_vz_listen(void *handle, uint32_t port, const char *path, char *err, size_t errlen) {
+  struct vm *vm = handle;
+  if (strlen(path) >= sizeof host_ports[0].path || nhost_ports == 16) {
+    snprintf(err, errlen, "%s: path too long, or too many host ports", path);
+    return -1;
+  }
+  pthread_mutex_lock(&host_ports_lock);
+  host_ports[nhost_ports].port = port;
+  strcpy(host_ports[nhost_ports].path, path);
+  nhost_ports++;
+  pthread_mutex_unlock(&host_ports_lock);
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, make_delegate_class);
+  Class cls = listener_delegate;
+  dispatch_sync(vm->queue, ^{
+    /* Both live as long as the VM: the listener holds its delegate weakly, so neither is released. */
+    id delegate = SEND(id)(SEND(id)(cls, sel("alloc")), sel("init"));
+    id listener = new_of("VZVirtioSocketListener");
+    SEND(void, id)(listener, sel("setDelegate:"), delegate);
+    id devices = SEND(id)(vm->machine, sel("socketDevices"));
+    id device = SEND(id, unsigned long)(devices, sel("objectAtIndex:"), 0);
+    SEND(void, id, uint32_t)(device, sel("setSocketListener:forPort:"), listener, port);
+  });
   return 0;
 }

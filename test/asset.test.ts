@@ -8,6 +8,9 @@ import { BadRequestSchema } from "../src/gen/google/rpc/error_details_pb";
 import { ReapiClient, grpc, serviceClient, sha256 } from "./support/client";
 import { randomBytes, rejects } from "./support/helpers";
 import { startServer, tempDir, type ServerProcess } from "./support/server";
+import { join } from "node:path";
+import { createLogger } from "../src/core";
+import { directDownload, serveDownloads } from "../src/fetch";
 
 const sri = (data: Uint8Array) => `sha256-${new Bun.CryptoHasher("sha256").update(data).digest("base64")}`;
 
@@ -156,7 +159,7 @@ describe("PushBlob", () => {
   });
 });
 
-describe("--asset-downloads off (as in serve-vm's guest, which has no network)", () => {
+describe("--asset-downloads off", () => {
   test("what is not known is UNAVAILABLE saying why, and the origin never hears of it", async () => {
     const own = await startServer({ args: ["--asset-downloads", "off"] });
     const fetch = serviceClient(Fetch, own.address);
@@ -167,6 +170,55 @@ describe("--asset-downloads off (as in serve-vm's guest, which has no network)",
       expect(got.status.message).toContain("downloads from origin are off");
       expect(requests.length).toBe(before);
     } finally {
+      fetch.close();
+      expect(await own.stop()).toBe(0);
+    }
+  });
+});
+
+describe("--asset-downloads unix:PATH (serve-vm's guest: the host's download service fetches, the guest checks and stores)", () => {
+  test("downloads go through the service with their headers; the checksum is still checked by the server; failures say whose they are", async () => {
+    const dir = tempDir("actiond-downloads-");
+    const socket = join(dir, "downloads.sock");
+    let service = serveDownloads(socket, createLogger("warn"), directDownload, "downloads are off on this host");
+    const own = await startServer({ args: ["--asset-downloads", `unix:${socket}`] });
+    const fetch = serviceClient(Fetch, own.address);
+    const call = (uris: string[], qualifiers: { name: string; value: string }[] = []) => fetch.call("fetchBlob", FetchBlobRequestSchema, { uris, qualifiers });
+    try {
+      const before = requests.length;
+      const got = await call([`${base}/archive.tar.gz`], [{ name: "checksum.sri", value: sri(payload) }, { name: "bazel.canonical_id", value: "through-the-host" }]);
+      expect(got.status.code).toBe(0);
+      expect(got.blobDigest).toMatchObject({ hash: sha256(payload).hash, sizeBytes: BigInt(payload.length) });
+      expect(requests.slice(before).map((r) => r.path)).toEqual(["/archive.tar.gz"]);
+      const uri = `${base}/private`;
+      const auth = await call([uri], [{ name: "bazel.auth_headers", value: JSON.stringify({ [uri]: { Authorization: "Bearer sesame" } }) }]);
+      expect(auth.status.code).toBe(0);
+      expect(requests.at(-1)).toEqual({ path: "/private", auth: "Bearer sesame" });
+      // The service passes bytes on; the server checks them.
+      const wrong = sri(new TextEncoder().encode("something else"));
+      const bad = await call([`${base}/mirror/archive.tar.gz`], [{ name: "checksum.sri", value: wrong }]);
+      expect(bad.status.code).toBe(grpc.status.ABORTED);
+      expect(bad.status.message).toContain(wrong);
+      const missing = await call([`${base}/nothing`]);
+      expect(missing.status.code).toBe(grpc.status.NOT_FOUND);
+      expect(missing.status.message).toContain("HTTP 404");
+      // The host could not reach the origin: its reason, under the URI.
+      const unreachable = await call(["http://127.0.0.1:9/gone.tgz"]);
+      expect(unreachable.status.code).toBe(grpc.status.UNAVAILABLE);
+      expect(unreachable.status.message).toStartWith("http://127.0.0.1:9/gone.tgz: ");
+      // The host downloads nothing (serve-vm --asset-downloads off), or is not there at all.
+      service.stop();
+      service = serveDownloads(socket, createLogger("warn"), undefined, "downloads are off on this host");
+      const refused = await call([`${base}/archive.tar.gz?off`]);
+      expect(refused.status.code).toBe(grpc.status.UNAVAILABLE);
+      expect(refused.status.message).toContain("downloads are off on this host");
+      service.stop();
+      const gone = await call([`${base}/archive.tar.gz?gone`]);
+      expect(gone.status.code).toBe(grpc.status.UNAVAILABLE);
+      expect(gone.status.message).toContain("the VM host's download service did not answer");
+      expect(requests.filter((r) => r.path === "/archive.tar.gz").length).toBe(requests.slice(0, before).filter((r) => r.path === "/archive.tar.gz").length + 1);
+    } finally {
+      service.stop();
       fetch.close();
       expect(await own.stop()).toBe(0);
     }

@@ -2,6 +2,7 @@
 // (src/vmhost/serial-mux.ts) and the guest end (actiond-vsock-relay --serial), joined here by a Unix
 // socket standing in for the virtio-serial port. Streams must carry bytes both ways, intact and
 // concurrently, pass half-closes on, and a real gRPC client must reach a real server through them.
+// The guest opens streams too (--dial): a connection to its dial socket reaches the host's service.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createServer, connect, type Server, type Socket } from "node:net";
 import { join } from "node:path";
@@ -51,8 +52,19 @@ beforeAll(async () => {
   const port = createServer();
   const relayConnected = new Promise<Socket>((resolve) => port.once("connection", resolve));
   await listenOn(port, join(dir, "port.sock"));
-  relay = Bun.spawn([RELAY, "--serial", join(dir, "port.sock"), "--map", `7000=${join(dir, "echo.sock")}`, "--map", `7002=${join(dir, "actiond.sock")}`, "--map", `7003=${join(dir, "early.sock")}`], { stdout: "ignore", stderr: "inherit" });
-  mux = new SerialMux(await relayConnected);
+  // Host side: a service the guest dials (it answers in upper case, after the guest's half-close).
+  const service = createServer({ allowHalfOpen: true }, (s) => {
+    const got: Buffer[] = [];
+    s.on("data", (d: Buffer) => got.push(d));
+    s.on("end", () => s.end(Buffer.concat(got).toString().toUpperCase()));
+  });
+  await listenOn(service, join(dir, "host-service.sock"));
+  relay = Bun.spawn(
+    [RELAY, "--serial", join(dir, "port.sock"), "--map", `7000=${join(dir, "echo.sock")}`, "--map", `7002=${join(dir, "actiond.sock")}`, "--map", `7003=${join(dir, "early.sock")}`,
+      "--dial", `${join(dir, "dial.sock")}=8990`, "--dial", `${join(dir, "dial-nothing.sock")}=8991`],
+    { stdout: "ignore", stderr: "inherit" },
+  );
+  mux = new SerialMux(await relayConnected, [{ port: 8990, path: join(dir, "host-service.sock") }]);
   for (let i = 0; i < 100 && !(await Bun.file(join(dir, "actiond.sock")).exists()); i++) await Bun.sleep(100);
 });
 
@@ -64,10 +76,11 @@ afterAll(async () => {
 });
 
 /** Sends `data`, half-closes, and collects everything that comes back until the stream ends. */
-function roundTrip(port: number, data: Uint8Array): Promise<{ back: Buffer; closedEarly: boolean }> {
+function roundTrip(to: number | string, data: Uint8Array): Promise<{ back: Buffer; closedEarly: boolean }> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
-    const s = connect({ port, host: "127.0.0.1", allowHalfOpen: true }, () => s.end(data));
+    const where = typeof to === "number" ? { port: to, host: "127.0.0.1" } : { path: to };
+    const s = connect({ ...where, allowHalfOpen: true }, () => s.end(data));
     s.on("data", (d: Buffer) => chunks.push(d));
     s.on("end", () => resolve({ back: Buffer.concat(chunks), closedEarly: false }));
     s.on("close", () => resolve({ back: Buffer.concat(chunks), closedEarly: true }));
@@ -112,6 +125,19 @@ describe("serial multiplexer", () => {
     expect(sha256(back.data).hash).toBe(hash);
     client.close();
     // Every stream the client opened is gone once it hung up.
+    for (let i = 0; i < 50 && mux.openStreams > 0; i++) await Bun.sleep(50);
+    expect(mux.openStreams).toBe(0);
+  }, 60_000);
+
+  test("a connection the guest makes to its dial socket reaches the host's service for that port; one to a port nothing serves is closed", async () => {
+    const answers = await Promise.all(["first", "second", "third"].map((w) => roundTrip(join(dir, "dial.sock"), new TextEncoder().encode(w))));
+    expect(answers.map((a) => a.back.toString())).toEqual(["FIRST", "SECOND", "THIRD"]);
+    const big = randomBytes(3 * 1024 * 1024).map((b) => 97 + (b % 26));
+    const back = await roundTrip(join(dir, "dial.sock"), big);
+    expect(back.back.toString()).toBe(Buffer.from(big).toString().toUpperCase());
+    expect((await roundTrip(join(dir, "dial-nothing.sock"), new TextEncoder().encode("anyone?"))).back.length).toBe(0);
+    // And the host's own streams still work.
+    expect((await roundTrip(await front(7000), new TextEncoder().encode("still here"))).back.toString()).toBe("still here");
     for (let i = 0; i < 50 && mux.openStreams > 0; i++) await Bun.sleep(50);
     expect(mux.openStreams).toBe(0);
   }, 60_000);

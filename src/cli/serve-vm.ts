@@ -2,12 +2,13 @@
 // options; vmhost/ does the rest (the hypervisor driver, the listener, the guest's boots).
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { GUEST_GRPC_PORT, SetupError, createLogger, hostArchName } from "../core";
-import { answersCapabilities } from "../rpc";
+import { directDownload, serveDownloads } from "../fetch";
+import { GUEST_GRPC_PORT, GUEST_UPSTREAM_SOCKET, HOST_CONFIG_PORT, HOST_DOWNLOADS_PORT, HOST_UPSTREAM_PORT, SetupError, type Logger, createLogger, hostArchName } from "../core";
+import { answersCapabilities, parseUpstreamUrl, startRelay, upstreamAuthority, type Relay } from "../rpc";
 import { startVmFront } from "../web";
-import { ensureCasImage, guestFiles, hypervisorDriver, HYPERVISORS, runVmHost, type GuestConfig } from "../vmhost";
+import { ensureCasImage, guestFiles, hypervisorDriver, HYPERVISORS, runVmHost, serveWorkerConfig, type GuestConfig } from "../vmhost";
 import { flagsHelp, oneOf, optional, parseFlags, positiveInteger, UsageError, value, type FlagValues } from "./flags";
-import { listenFlag, logLevelFlag, rootFlag } from "./shared-flags";
+import { listenFlag, logLevelFlag, rootFlag, UPSTREAM_FLAGS } from "./shared-flags";
 
 const file = (text: string) => resolve(text);
 
@@ -29,6 +30,8 @@ export const SERVE_VM_FLAGS = {
     default: "auto",
     parse: oneOf(["auto", "vsock", "serial"] as const),
   }),
+  "asset-downloads": value("KIND", "origin: the guest's Remote Asset API downloads what it does not know, through this host (the guest has no network); off: it serves only what it knows or was pushed", { default: "origin", parse: oneOf(["origin", "off"] as const) }),
+  ...UPSTREAM_FLAGS,
   "log-level": logLevelFlag,
 };
 
@@ -72,18 +75,52 @@ export async function serveVm(opts: ServeVmOptions): Promise<void> {
     cpus: opts.cpus,
     stateDir,
     guestPort: GUEST_GRPC_PORT,
+    hostPorts: [
+      { port: HOST_DOWNLOADS_PORT, path: join(stateDir, "downloads.sock") },
+      { port: HOST_CONFIG_PORT, path: join(stateDir, "worker-config.sock") },
+    ],
   };
   ensureCasImage(guest.casImage, opts["cas-image-size-mib"], log);
-  await runVmHost({
-    listen,
-    root: opts.root,
-    driver,
-    guest,
-    startTimeoutMs: opts["start-timeout-ms"],
-    log,
-    answers: answersCapabilities,
-    stop,
-    // The page on the same port: the host's view of the guest beside the guest's own.
-    front: (view) => startVmFront(view, opts.root, log),
-  });
+  // The guest has no network: its downloads are made here, and checked and stored there; its
+  // connection to a team's cache goes through a relay here (TLS too).
+  const downloads = serveDownloads(guest.hostPorts[0]!.path, log, opts["asset-downloads"] === "origin" ? directDownload : undefined, "serve-vm runs with --asset-downloads off");
+  const upstream = opts.upstream ? await upstreamForGuest(opts, opts.upstream, log) : undefined;
+  if (upstream) guest.hostPorts.push({ port: HOST_UPSTREAM_PORT, path: upstream.relay.target.slice("unix:".length) });
+  // The guest's worker logs (to the guest's console) at the host's level.
+  const config = await serveWorkerConfig(guest.hostPorts[1]!.path, { args: [...(upstream?.args ?? []), "--log-level", opts["log-level"]] });
+  try {
+    await runVmHost({
+      listen,
+      root: opts.root,
+      driver,
+      guest,
+      startTimeoutMs: opts["start-timeout-ms"],
+      log,
+      answers: answersCapabilities,
+      stop,
+      // The page on the same port: the host's view of the guest beside the guest's own.
+      front: (view) => startVmFront(view, opts.root, log),
+    });
+  } finally {
+    config.close();
+    upstream?.relay.close();
+    downloads.stop();
+  }
+}
+
+/** The relay to the upstream, on this host, and the worker's flags that reach it from the guest. */
+async function upstreamForGuest(opts: ServeVmOptions, url: string, log: Logger): Promise<{ relay: Relay; args: string[] }> {
+  const to = parseUpstreamUrl(url);
+  if ("socket" in to) throw new SetupError(`serve-vm --upstream takes grpc:// or grpcs://, not ${url}`);
+  const relay = await startRelay({ ...to, caFile: opts["upstream-ca"] }, log);
+  const args = [
+    "--upstream", `unix:${GUEST_UPSTREAM_SOCKET}?authority=${upstreamAuthority(to)}`,
+    ...opts["upstream-header"].flatMap(([name, value]) => ["--upstream-header", `${name}=${value}`]),
+    ...(opts["upstream-instance"] ? ["--upstream-instance", opts["upstream-instance"]] : []),
+    "--upstream-timeout", String(opts["upstream-timeout"] / 1000),
+    "--upstream-write", opts["upstream-write"],
+    "--upstream-queue", String(opts["upstream-queue"]),
+  ];
+  log.info(`upstream ${url}: the guest reads through it and pushes ${opts["upstream-write"] === "all" ? "results and uploads" : opts["upstream-write"]} to it, through this host`);
+  return { relay, args };
 }

@@ -7,7 +7,7 @@ import { SetupError, Teardown, createLogger, isPrivileged, systemClock, type Log
 import { CompleteResults, openDiskStore, type DiskStore } from "../cas";
 import { localAssets } from "../assets";
 import { MAX_TIMEOUT_MS, startLocalExecutor } from "../exec";
-import { Fetcher } from "../fetch";
+import { directDownload, downloadThrough, Fetcher } from "../fetch";
 import { CallTracker, DEFAULT_CONNECTION_LIMITS, DEFAULT_MAX_BATCH_BYTES, Stats, UpstreamClient, listenText, startServer, type ServerContext } from "../rpc";
 import { startUpstreamTier, type UpstreamTier } from "../upstream";
 import { startStatusWeb } from "../web";
@@ -40,7 +40,13 @@ export const SERVE_FLAGS = {
   "runtime-image": list("FILE", "a runtime SquashFS for actions' userland; the first is the default, the platform property libc picks another", (text) => resolve(text)),
   "runtime-root": list("DIR", "a runtime already unpacked in a directory", (text) => resolve(text)),
   "keep-failed": toggle("keep the work folder of failed actions under ROOT/exec, for debugging"),
-  "asset-downloads": value("KIND", "origin: the Remote Asset API downloads what it does not know; off: it serves only what it knows or was pushed", { default: "origin", parse: oneOf(["origin", "off"] as const) }),
+  "asset-downloads": value("KIND", "origin: the Remote Asset API downloads what it does not know; off: it serves only what it knows or was pushed; unix:PATH: it downloads through the download service at PATH (serve-vm's guest: the host downloads)", {
+    default: "origin",
+    parse: (text, where) => {
+      if (text === "origin" || text === "off" || /^unix:\/./.test(text)) return text;
+      throw new UsageError(`${where} "${text}": expected origin, off or unix:/PATH`);
+    },
+  }),
   "strict-platform": toggle("refuse actions with platform properties actiond does not know (by default they are accepted, ignored and named once)"),
   "max-connections": value("N", "client connections at once; past it one with no call in progress is closed, or the new one is refused", { default: String(DEFAULT_CONNECTION_LIMITS.maxConnections), parse: positiveInteger }),
   "idle-timeout": value("SECS", "close a client connection that has had no call in progress for this long (clients reconnect)", {
@@ -127,7 +133,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
     throw err;
   });
   teardown.defer("the executor", () => executor.close());
-  const fetcher = new Fetcher(store.blobs, opts.root, log, systemClock, opts["asset-downloads"] === "origin");
+  const downloads = opts["asset-downloads"];
+  const origin = downloads === "origin" ? directDownload : downloads === "off" ? undefined : downloadThrough(downloads.slice("unix:".length), "the VM host's download service");
+  const fetcher = new Fetcher(store.blobs, opts.root, log, systemClock, origin);
   const stats = new Stats();
   const web = startStatusWeb(statusSource(opts.root, store, executor, upstream, stats), log, opts.root, opts["status-listen"]);
   teardown.defer("the status endpoints", () => web.close());

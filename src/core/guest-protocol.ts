@@ -5,6 +5,22 @@
 /** The guest's gRPC port (vsock, or a stream of the serial multiplexer); its control port is the next. */
 export const GUEST_GRPC_PORT = 8980;
 export const controlPort = (grpcPort: number) => grpcPort + 1;
+/**
+ * The host's services, as ports the guest connects to (vsock ports of the host, CID 2, or streams the
+ * guest opens over the serial multiplexer): downloads for the Remote Asset API; the worker's flags
+ * (a WorkerConfig, as one JSON text, then the end); and the relay to a team's cache (--upstream).
+ */
+export const HOST_DOWNLOADS_PORT = 8990;
+export const HOST_CONFIG_PORT = 8991;
+export const HOST_UPSTREAM_PORT = 8992;
+/** Where the guest's worker reaches the host's relay to the upstream: `--upstream unix:` this. */
+export const GUEST_UPSTREAM_SOCKET = "/run/actiond-upstream.sock";
+
+/** What the host asks of the guest's worker beyond its defaults: flags not fit for the kernel command
+ * line, which every process in the guest (actions too) can read: an upstream's tokens. */
+export interface WorkerConfig {
+  args: string[];
+}
 /** The name serve-vm gives the virtio-serial port that carries the multiplexed streams (QEMU). */
 export const MUX_PORT_NAME = "actiond.mux";
 /** Sent on the control port: stop the worker, unmount the disks, power off. The guest answers "ok". */

@@ -13,6 +13,7 @@ import { BadRequestSchema } from "../gen/google/rpc/error_details_pb";
 import { Code, StatusError, missingBlobsError, newHasher, removeTree, type Clock, type Logger } from "../core";
 import { formatDigest, missingSubject, type BlobDigest, type DigestFunctionName, type LocalBlobFiles } from "../cas";
 import { AssetIndex, type AssetRecord } from "./asset-index";
+import type { Download } from "./downloads";
 import { parseSri, sriOf, type Sri } from "./sri";
 
 /** An origin's refusal or failure: the code and message FetchBlobResponse.status carries. */
@@ -76,8 +77,8 @@ export class Fetcher {
     root: string,
     private readonly log: Logger,
     private readonly clock: Clock,
-    /** Whether to download from origin at all (not in the VM guest, which has no network). */
-    private readonly downloads: boolean,
+    /** How to reach an origin (directly, or through serve-vm's host for its guest); undefined: downloads are off. */
+    private readonly origin: Download | undefined,
   ) {
     this.index = new AssetIndex(root, log);
     this.tmpDir = join(root, "fetch");
@@ -95,7 +96,7 @@ export class Fetcher {
     }
     const shared = this.inFlight.get(keys[0]!);
     if (shared) return shared;
-    const download = this.download(req, q).finally(() => this.inFlight.delete(keys[0]!));
+    const download = this.downloadAny(req, q).finally(() => this.inFlight.delete(keys[0]!));
     this.inFlight.set(keys[0]!, download);
     return download;
   }
@@ -122,7 +123,7 @@ export class Fetcher {
   }
 
   /** Tries each URI in turn; the first that gives matching content wins. */
-  private async download(req: FetchRequest, q: Parsed): Promise<Fetched> {
+  private async downloadAny(req: FetchRequest, q: Parsed): Promise<Fetched> {
     const failures: FetchFailure[] = [];
     for (const [i, uri] of req.uris.entries()) {
       try {
@@ -145,11 +146,11 @@ export class Fetcher {
 
   private async downloadOne(uri: string, headers: Record<string, string>, sri: Sri | undefined, req: FetchRequest): Promise<BlobDigest> {
     if (!/^https?:\/\//i.test(uri)) throw new FetchFailure(Code.NOT_FOUND, `${uri}: not known here, and actiond downloads only http and https URLs`, uri);
-    if (!this.downloads) throw new FetchFailure(Code.UNAVAILABLE, `${uri}: not known here, and downloads from origin are off (--asset-downloads off; serve-vm's guest has no network)`, uri);
+    if (!this.origin) throw new FetchFailure(Code.UNAVAILABLE, `${uri}: not known here, and downloads from origin are off (--asset-downloads off)`, uri);
     const timeoutMs = Math.min(req.timeoutMs, MAX_FETCH_TIMEOUT_MS);
     let response: Response;
     try {
-      response = await fetch(uri, { headers, redirect: "follow", signal: AbortSignal.timeout(timeoutMs) });
+      response = await this.origin(uri, { headers, signal: AbortSignal.timeout(timeoutMs) });
     } catch (err) {
       throw this.transportFailure(uri, err, timeoutMs);
     }

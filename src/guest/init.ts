@@ -2,12 +2,14 @@
 // PID 1 and reaps orphans. It finds the disks, formats the CAS disk when it is blank, mounts it at
 // /cas and the runtime image at /runtimes, starts the worker (`--guest-worker`, the same server as
 // `serve`, on a Unix socket) and the relays that bring the host's streams to it, and starts the
-// worker again whenever it dies. The host asks for a clean shutdown on the
+// worker again whenever it dies. The relays also carry the guest's connections out to the host's
+// services: its downloads, the worker's flags, its relay to a team's cache. The host asks for a clean shutdown on the
 // control port (the gRPC port + 1): "shutdown\n". Then the worker stops, the disks are unmounted,
 // and /init powers the VM off, so the CAS disk needs no fsck next time.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statfsSync, writeFileSync } from "node:fs";
 import type { Subprocess } from "bun";
-import { controlPort, createLogger, MUX_PORT_NAME, parseGuestCmdline, SHUTDOWN_COMMAND } from "../core";
+import { connect } from "node:net";
+import { controlPort, createLogger, GUEST_UPSTREAM_SOCKET, HOST_CONFIG_PORT, HOST_DOWNLOADS_PORT, HOST_UPSTREAM_PORT, MUX_PORT_NAME, parseGuestCmdline, SHUTDOWN_COMMAND, type WorkerConfig } from "../core";
 import { localAssets } from "../assets";
 import { guestMounts, HEAD_BYTES, identifyDisk, planDisks, type Disk } from "./disks";
 import { mount, setClock, unmount } from "./syscalls";
@@ -17,6 +19,9 @@ const CLOCK_PLAUSIBLE_MS = Date.UTC(2020, 0, 1);
 
 const WORKER_SOCKET = "/run/actiond.sock";
 const CONTROL_SOCKET = "/run/actiond-control.sock";
+/** The host's services, as the guest reaches them (the relay joins each connection to the host). */
+const DOWNLOADS_SOCKET = "/run/actiond-downloads.sock";
+const CONFIG_SOCKET = "/run/actiond-config.sock";
 const say = (msg: string) => process.stderr.write(`actiond guest: ${msg}\n`);
 
 export async function guestInit(): Promise<number> {
@@ -62,9 +67,10 @@ export async function guestInit(): Promise<number> {
   // The host reaches the guest over vsock, or (QEMU without vhost-vsock) a multiplexed serial port,
   // whose name may show up in sysfs a little after boot.
   const serial = opts.link === "serial" ? await waitForSerialPort(MUX_PORT_NAME, 10_000) : undefined;
+  const dials = [`${DOWNLOADS_SOCKET}=${HOST_DOWNLOADS_PORT}`, `${CONFIG_SOCKET}=${HOST_CONFIG_PORT}`, `${GUEST_UPSTREAM_SOCKET}=${HOST_UPSTREAM_PORT}`];
   const relayArgs = serial
-    ? [["--serial", serial, "--map", `${opts.port}=${WORKER_SOCKET}`, "--map", `${controlPort(opts.port)}=${CONTROL_SOCKET}`]]
-    : [["--vsock-port", String(opts.port), "--unix", WORKER_SOCKET], ["--vsock-port", String(controlPort(opts.port)), "--unix", CONTROL_SOCKET]];
+    ? [["--serial", serial, "--map", `${opts.port}=${WORKER_SOCKET}`, "--map", `${controlPort(opts.port)}=${CONTROL_SOCKET}`, ...dials.flatMap((d) => ["--dial", d])]]
+    : [["--vsock-port", String(opts.port), "--unix", WORKER_SOCKET], ["--vsock-port", String(controlPort(opts.port)), "--unix", CONTROL_SOCKET], ...dials.map((d) => ["--dial", d])];
   const relays = relayArgs.map((args) => Bun.spawn([assets.relay!, ...args], { stdio: ["ignore", "inherit", "inherit"] }));
   let requestShutdown!: () => void;
   const shutdownRequested = new Promise<void>((resolve) => (requestShutdown = resolve));
@@ -81,12 +87,14 @@ export async function guestInit(): Promise<number> {
   });
   process.on("SIGTERM", () => requestShutdown());
 
+  const config = await askHostForConfig();
+  if (config.args.length) say(`the host's flags for the worker: ${config.args.filter((a) => a.startsWith("--")).join(" ")}`);
   // The worker: started again when it dies. Quick deaths in a row wait longer each time; a worker
   // that ran a while starts the count again.
   const runWorker = async () => {
     for (let attempt = 0; !stopping; attempt++) {
       const since = Date.now();
-      worker = Bun.spawn([process.execPath, "--guest-worker"], { stdio: ["ignore", "inherit", "pipe"] });
+      worker = Bun.spawn([process.execPath, "--guest-worker", ...config.args], { stdio: ["ignore", "inherit", "pipe"] });
       watchForReady(worker, started);
       const code = await worker.exited;
       if (stopping) return;
@@ -139,6 +147,30 @@ function watchForReady(worker: Subprocess<"ignore", "inherit", "pipe">, started:
   })();
 }
 
+/** The host's flags for the worker, asked on its config port; none when it does not answer (the relay
+ * may take a moment to listen). Flags, not the kernel command line: actions can read that. */
+async function askHostForConfig(): Promise<WorkerConfig> {
+  let why = "";
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await Bun.sleep(100)) {
+    try {
+      const text = await new Promise<string>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        const s = connect(CONFIG_SOCKET);
+        s.on("data", (d: Buffer) => chunks.push(d));
+        s.on("end", () => resolve(Buffer.concat(chunks).toString()));
+        s.on("error", reject);
+      });
+      const config = JSON.parse(text) as WorkerConfig;
+      if (Array.isArray(config.args) && config.args.every((a) => typeof a === "string")) return config;
+      why = "its answer is not a list of flags";
+    } catch (err) {
+      why = (err as Error).message;
+    }
+  }
+  say(`the host's flags for the worker did not come (${why}); the worker starts with its defaults`);
+  return { args: [] };
+}
+
 /** The device of the virtio-serial port the host named `name`, waiting for it to appear. */
 async function waitForSerialPort(name: string, timeoutMs: number): Promise<string> {
   const dir = "/sys/class/virtio-ports";
@@ -174,6 +206,6 @@ function listDisks(): Disk[] {
 export function guestWorkerArgs(): string[] {
   const fs = statfsSync("/cas");
   const budget = Math.floor(fs.blocks * fs.bsize * 0.9);
-  // The guest has no network: the Remote Asset API serves only what it knows or was pushed.
-  return ["--listen", `unix:${WORKER_SOCKET}`, "--root", "/cas", "--runtime-root", "/runtimes", "--max-cas-size", String(budget), "--asset-downloads", "off"];
+  // The guest has no network: the Remote Asset API downloads through the host.
+  return ["--listen", `unix:${WORKER_SOCKET}`, "--root", "/cas", "--runtime-root", "/runtimes", "--max-cas-size", String(budget), "--asset-downloads", `unix:${DOWNLOADS_SOCKET}`];
 }

@@ -6,4 +6,5 @@ export { CallTracker, WIRE_BYTES, grpcServiceDefinition } from "./grpc-service";
 export { answersCapabilities } from "./probe";
 export { listenText, startServer, type ListenAddress, type RunningServer } from "./server";
 export { Stats, type Lookup } from "./stats";
-export { UpstreamClient, parseUpstreamUrl, type UpstreamOptions } from "./upstream-client";
+export { UpstreamClient, parseUpstreamUrl, upstreamAuthority, type UpstreamOptions, type UpstreamTarget } from "./upstream-client";
+export { startRelay, type Relay } from "./upstream-relay";

@@ -49,12 +49,23 @@ const MESSAGE_LIMIT = 64 * 1024 * 1024;
 
 type Client = grpc.Client & Record<string, any>;
 
-/** Splits grpc://HOST:PORT (grpcs:// for TLS; [v6]:PORT) into its parts; the error names what is wrong. */
-export function parseUpstreamUrl(url: string): { host: string; port: number; tls: boolean } {
+export type UpstreamTarget = { host: string; port: number; tls: boolean } | { socket: string; authority: string };
+
+/**
+ * Splits grpc://HOST:PORT (grpcs:// for TLS; [v6]:PORT) into its parts; the error names what is
+ * wrong. unix:/PATH?authority=HOST:PORT is an upstream already relayed (serve-vm's guest reaches the
+ * host's relay so): no relay of its own, and the upstream's name as :authority.
+ */
+export function parseUpstreamUrl(url: string): UpstreamTarget {
+  const relayed = /^unix:(\/[^?]+)\?authority=(\S+)$/.exec(url);
+  if (relayed) return { socket: relayed[1]!, authority: relayed[2]! };
   const m = /^(grpcs?):\/\/(?:\[([^\]]+)\]|([^/:]+)):(\d{1,5})\/?$/.exec(url);
   if (!m || Number(m[4]) > 65535) throw new Error(`"${url}" is not grpc://HOST:PORT or grpcs://HOST:PORT`);
   return { host: m[2] ?? m[3]!, port: Number(m[4]), tls: m[1] === "grpcs" };
 }
+
+/** HOST:PORT as :authority names it. */
+export const upstreamAuthority = (to: { host: string; port: number }) => `${to.host.includes(":") ? `[${to.host}]` : to.host}:${to.port}`;
 
 export class UpstreamClient implements Remote {
   readonly address: string;
@@ -68,8 +79,9 @@ export class UpstreamClient implements Remote {
 
   /** Connects (lazily, on the first call) through a relay of its own; see upstream-relay.ts. */
   static async open(opts: UpstreamOptions, log: Logger): Promise<UpstreamClient> {
-    const { host, port, tls } = parseUpstreamUrl(opts.url);
-    return new UpstreamClient(opts, await startRelay({ host, port, tls, caFile: opts.caFile }, log), `${host.includes(":") ? `[${host}]` : host}:${port}`);
+    const to = parseUpstreamUrl(opts.url);
+    if ("socket" in to) return new UpstreamClient(opts, { target: `unix:${to.socket}`, close() {} }, to.authority);
+    return new UpstreamClient(opts, await startRelay({ ...to, caFile: opts.caFile }, log), upstreamAuthority(to));
   }
 
   private constructor(

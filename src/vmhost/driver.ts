@@ -19,6 +19,13 @@ export interface GuestConfig {
   stateDir: string;
   /** The gRPC port in the guest (its control port is the next one). */
   guestPort: number;
+  /** The host's services: each connection the guest makes to host port `port` reaches the Unix socket `path` here. */
+  hostPorts: HostPort[];
+}
+
+export interface HostPort {
+  port: number;
+  path: string;
 }
 
 /** "A stream to guest port N", whatever carries it (the serial multiplexer, or vsock). */

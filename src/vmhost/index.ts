@@ -5,11 +5,12 @@ import type { HypervisorDriver } from "./driver";
 import { qemuDriver, type Accel, type VmTransport } from "./qemu";
 import { vzDriver } from "./vz";
 
-export type { GuestConfig, GuestLink, HypervisorDriver, RunningGuest } from "./driver";
+export type { GuestConfig, GuestLink, HostPort, HypervisorDriver, RunningGuest } from "./driver";
 export { ensureCasImage, guestFiles, type GuestFiles } from "./guest-files";
 export { runVmHost, type VmFront, type VmHostOptions, type VmView } from "./host";
 export { VHOST_VSOCK, defaultTransport, hostQemu, kvmOpenError, type Accel, type VmTransport } from "./qemu";
 export { SerialMux } from "./serial-mux";
+export { serveWorkerConfig } from "./worker-config";
 
 export const HYPERVISORS = ["qemu", "vz"] as const;
 export type HypervisorName = (typeof HYPERVISORS)[number];

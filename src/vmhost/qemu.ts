@@ -2,12 +2,12 @@
 // streams over virtio-vsock (vhost-device-vsock, through vhost-user: the shape VZ gives) or a
 // virtio-serial port (SerialMux), and no network device. KVM when
 // /dev/kvm opens and QEMU can use it, software emulation (TCG) otherwise.
-import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { which, type Subprocess } from "bun";
 import { archNamed, guestKernelCmdline, hostArchName, MUX_PORT_NAME, type Arch } from "../core";
-import type { GuestConfig, GuestLink, HypervisorDriver, RunningGuest } from "./driver";
+import type { GuestConfig, GuestLink, HostPort, HypervisorDriver, RunningGuest } from "./driver";
 import { hybridVsockLink } from "./hybrid-vsock";
 import { SerialMux } from "./serial-mux";
 
@@ -127,7 +127,7 @@ async function start(cfg: GuestConfig, accel: "kvm" | "tcg", choice: BootChoice)
   const consoleLog = join(cfg.stateDir, "console.log");
   // Each attempt's console starts empty: the KVM check reads it.
   rmSync(consoleLog, { force: true });
-  const vsock = choice.link === "vsock" ? await startVhostVsock(cfg.stateDir) : undefined;
+  const vsock = choice.link === "vsock" ? await startVhostVsock(cfg.stateDir, cfg.hostPorts) : undefined;
   const sockets: LinkSockets = vsock ? { vhostUser: vsock.vhostUser } : { mux: join(cfg.stateDir, "mux.sock") };
   // QEMU's own messages go to a file: nobody reads a pipe once the guest runs.
   const qemuLog = join(cfg.stateDir, "qemu.log");
@@ -151,7 +151,7 @@ async function start(cfg: GuestConfig, accel: "kvm" | "tcg", choice: BootChoice)
       if (!port) await Bun.sleep(50);
     }
     if (!port) return fail(`QEMU (${accel}) did not start: ${lastError() ?? `exit ${proc.exitCode}`}`);
-    mux = new SerialMux(port);
+    mux = new SerialMux(port, cfg.hostPorts);
   }
   // A nested or partial KVM can start QEMU and then run nothing: the kernel's first line shows it runs.
   if (accel === "kvm" && !(await printsWithin(consoleLog, KVM_FIRST_LINE_MS, proc))) {
@@ -172,12 +172,14 @@ async function start(cfg: GuestConfig, accel: "kvm" | "tcg", choice: BootChoice)
 
 /**
  * Starts vhost-device-vsock for one boot: QEMU connects to its control socket (vhostUser), and the
- * host reaches the guest's ports through its hybrid socket (uds). It goes when the guest has.
+ * host reaches the guest's ports through its hybrid socket (uds). A connection the guest makes to
+ * host port N, it makes to `<uds>_N`: there, a link to the socket serving N. It goes when the guest has.
  */
-async function startVhostVsock(stateDir: string): Promise<{ vhostUser: string; uds: string; stop(): void }> {
+async function startVhostVsock(stateDir: string, hostPorts: readonly HostPort[]): Promise<{ vhostUser: string; uds: string; stop(): void }> {
   const vhostUser = join(stateDir, "vhost-vsock.sock");
   const uds = join(stateDir, "vsock.sock");
-  for (const p of [vhostUser, uds]) rmSync(p, { force: true });
+  for (const p of [vhostUser, uds, ...hostPorts.map((h) => `${uds}_${h.port}`)]) rmSync(p, { force: true });
+  for (const h of hostPorts) symlinkSync(h.path, `${uds}_${h.port}`);
   const log = join(stateDir, "vhost-vsock.log");
   const proc = Bun.spawn([which(VHOST_VSOCK) ?? VHOST_VSOCK, "--guest-cid", "3", "--socket", vhostUser, "--uds-path", uds], { stdin: "ignore", stdout: Bun.file(log), stderr: Bun.file(log) });
   for (let i = 0; i < 200 && !existsSync(vhostUser); i++) {

@@ -2,22 +2,30 @@
 // ports over one virtio-serial port, for QEMU hosts without /dev/vhost-vsock. Each client connection
 // becomes a stream; bytes, half-closes and closes cross as frames:
 //   type (1 byte) | stream id (4, big-endian) | length (4, big-endian) | payload
-// OPEN carries the guest port; DATA bytes; EOF a half-close; CLOSE the end of the stream.
+// OPEN carries the port; DATA bytes; EOF a half-close; CLOSE the end of the stream. The guest opens
+// streams too, to the host's services (ids with the top bit set): each is joined to that port's Unix
+// socket here, or closed at once when nothing serves the port.
 import { Duplex } from "node:stream";
-import type { Socket } from "node:net";
+import { connect, type Socket } from "node:net";
+import type { HostPort } from "./driver";
 
 const OPEN = 1, DATA = 2, EOF = 3, CLOSE = 4;
 const HEADER = 9;
 /** The guest refuses bigger frames; client chunks are split to fit. */
 const MAX_PAYLOAD = 1024 * 1024;
+/** Streams the guest opens have ids with this bit. */
+const GUEST_ID_BIT = 0x80000000;
 
 export class SerialMux {
   private nextId = 1;
   private readonly streams = new Map<number, Duplex>();
   private pending: Buffer<ArrayBufferLike> = Buffer.alloc(0);
 
-  /** `port`: the connection to QEMU's chardev for the guest's virtio-serial port. */
-  constructor(private readonly port: Socket) {
+  /** `port`: the connection to QEMU's chardev for the guest's virtio-serial port; `hostPorts`: what the guest may reach here. */
+  constructor(
+    private readonly port: Socket,
+    private readonly hostPorts: readonly HostPort[] = [],
+  ) {
     port.on("data", (chunk: Buffer) => this.receive(chunk));
     port.on("close", () => {
       for (const s of this.streams.values()) s.destroy();
@@ -57,10 +65,22 @@ export class SerialMux {
     // The guest is gone: nothing would ever answer.
     if (this.port.destroyed) return void client.destroy();
     const id = this.nextId++;
-    this.streams.set(id, client);
     const port = Buffer.alloc(4);
     port.writeUInt32BE(guestPort);
     this.send(OPEN, id, port);
+    this.attach(id, client);
+  }
+
+  /** A stream the guest opened to `hostPort`: joined to the socket serving it, or refused. */
+  private accept(id: number, payload: Buffer): void {
+    const service = payload.length === 4 ? this.hostPorts.find((h) => h.port === payload.readUInt32BE(0)) : undefined;
+    if (!service || !(id & GUEST_ID_BIT) || this.streams.has(id)) return this.send(CLOSE, id);
+    // Written before it connects is kept by the socket until it does.
+    this.attach(id, connect({ path: service.path, allowHalfOpen: true }));
+  }
+
+  private attach(id: number, client: Duplex): void {
+    this.streams.set(id, client);
     client.on("data", (data: Buffer) => {
       for (let at = 0; at < data.length; at += MAX_PAYLOAD) this.send(DATA, id, data.subarray(at, at + MAX_PAYLOAD));
     });
@@ -89,6 +109,10 @@ export class SerialMux {
       const client = this.streams.get(id);
       const payload = this.pending.subarray(at + HEADER, at + HEADER + length);
       at += HEADER + length;
+      if (type === OPEN) {
+        this.accept(id, Buffer.from(payload));
+        continue;
+      }
       if (!client) continue;
       if (type === DATA) client.write(Buffer.from(payload));
       else if (type === EOF) client.end();

@@ -22,6 +22,7 @@ function load(dylib: string) {
     actiond_vz_error: { args: [FFIType.ptr], returns: FFIType.cstring },
     actiond_vz_force_stop: { args: [FFIType.ptr], returns: FFIType.void },
     actiond_vz_relay: { args: [FFIType.ptr, FFIType.u32, FFIType.cstring, FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
+    actiond_vz_listen: { args: [FFIType.ptr, FFIType.u32, FFIType.cstring, FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
   });
 }
 
@@ -57,6 +58,10 @@ async function bootVzGuest(cfg: GuestConfig, dylib: string): Promise<RunningGues
     const path = join(cfg.stateDir, `vsock-${port}.sock`);
     if (vz.actiond_vz_relay(vm, port, cstr(path), err, ERR_BYTES) !== 0) throw new Error(`Virtualization.framework relay: ${message(err)}`);
     sockets.set(port, path);
+  }
+  // The other way: the guest's connections to the host's services.
+  for (const h of cfg.hostPorts) {
+    if (vz.actiond_vz_listen(vm, h.port, cstr(h.path), err, ERR_BYTES) !== 0) throw new Error(`Virtualization.framework listener: ${message(err)}`);
   }
   const exited = new Promise<number>((resolve) => {
     const timer = setInterval(() => {

@@ -3,7 +3,9 @@
 // guest ports reached through one Unix socket (CONNECT <port>). The guest runs its relay in vsock
 // mode (AF_VSOCK listeners), exactly the path a Mac uses; the serial multiplexer is not involved.
 // For each guest architecture: a Bazel 4.2.3 build started as serve-vm starts, every action in the
-// guest, outputs equal to a local build's; then a clean shutdown asked on the control port.
+// guest, outputs equal to a local build's; an http_archive through the guest's Remote Asset API,
+// downloaded by the host over a vsock connection the guest opens; then a clean shutdown asked on the
+// control port.
 //
 // Needs .tools/bin/vhost-device-vsock (bash test/tools/build-tools.sh), QEMU and the guests (npm
 // run build -- --all --vm); skipped without them unless ACTIOND_REQUIRE_VM=1.
@@ -13,6 +15,7 @@ import { join } from "node:path";
 import { REPO, startServer, tempDir, type ServerProcess } from "../support/server";
 import type { VmState } from "../../src/core";
 import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel, snapshot } from "./bazel";
+import { expectAssetBuild } from "./scenarios";
 
 const VHOST = join(REPO, ".tools/bin/vhost-device-vsock");
 const REQUIRED = process.env.ACTIOND_REQUIRE_VM === "1";
@@ -39,7 +42,7 @@ for (const { arch, qemu, targets } of ARCHES) {
       }
     });
 
-    test("a build started as serve-vm starts runs every action in the guest over vsock, with a local build's outputs; it stops cleanly over vsock", async () => {
+    test("a build started as serve-vm starts runs every action in the guest over vsock, with a local build's outputs; an http_archive comes through the host; it stops cleanly over vsock", async () => {
       const root = join(tmp, "root");
       server = await startServer({
         root,
@@ -70,6 +73,8 @@ for (const { arch, qemu, targets } of ARCHES) {
       expect(vm.how).toEndWith(", vsock");
       // No serial multiplexer: the streams came over virtio-vsock.
       expect(existsSync(join(root, "vm/mux.sock"))).toBe(false);
+      // The guest's own connections out, to the host's download service, go over vsock too.
+      await expectAssetBuild(tmp, server);
       expect(server.log().split("\n").filter((l) => / (WARN|ERROR) /.test(l))).toEqual([]);
 
       // The shutdown request goes over the control port, a vsock port too.

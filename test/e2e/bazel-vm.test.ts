@@ -2,7 +2,8 @@
 // emulation here), and Bazel 4.2.3 builds and tests the e2e workspace with every action executed
 // inside the guest (an action's `uname -r` is the guest kernel's). Then the guest is shut down
 // cleanly, booted again, and its CAS disk still holds the earlier results. A guest killed under
-// serve-vm is booted again, and clients get through once it is back.
+// serve-vm is booted again, and clients get through once it is back. The guest's Remote Asset API
+// downloads through the host.
 //
 // Needs the guest (npm run build -- --vm makes build/vm/) and QEMU; skipped without them unless
 // ACTIOND_REQUIRE_VM=1.
@@ -13,7 +14,7 @@ import { MAIN, REPO, startServer, tempDir, type ServerProcess } from "../support
 import type { VmState } from "../../src/core";
 import type { StatusSnapshot } from "../../src/web";
 import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel } from "./bazel";
-import { expectRemoteEqualsLocal } from "./scenarios";
+import { expectAssetBuild, expectRemoteEqualsLocal } from "./scenarios";
 import { ReapiClient, grpc } from "../support/client";
 import { rejects, waitUntil } from "../support/helpers";
 import { executionClient, run, stdout } from "../support/actions";
@@ -86,6 +87,12 @@ test.skipIf(SKIP)("a build started while the guest boots waits for it; every act
   expect(cli.exitCode).toBe(0);
   expect(cli.stdout.toString()).toMatch(/^vm guest: ready since \S+, QEMU[^\n]*; 1 boots, 0 restarts, ready in [\d.]+ s\nactiond /);
 }, 900_000);
+
+test.skipIf(SKIP)("the guest has no network, yet an http_archive comes through its Remote Asset API: the host downloads, the guest checks and keeps it", async () => {
+  await expectAssetBuild(tmp, server!);
+  expect(server!.log()).toMatch(/downloading http:\/\/127\.0\.0\.1:\d+\/ext\.tar\.gz for the guest: HTTP 200/);
+  expect(readFileSync(join(root, "vm/console.log"), "utf8")).toMatch(/fetched http:\/\/127\.0\.0\.1:\d+\/ext\.tar\.gz into the CAS/);
+}, 600_000);
 
 /** A C program the action compiles with the guest runtime's gcc: `forks` forks until it cannot (at
  * most 64) and prints how many it made; `memory N` touches N MiB. */

@@ -1,7 +1,7 @@
 // The end-to-end scenarios every way of running actiond must pass (from source, the compiled
 // executable): Bazel builds and tests test/e2e/workspace with all actions on the server.
 import { expect } from "bun:test";
-import { readFileSync, realpathSync } from "node:fs";
+import { mkdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ServerProcess } from "../support/server";
 import { BazelWorkspace, COMMON_FLAGS, EXPECTED_OUTPUTS, processSummary, snapshot } from "./bazel";
@@ -81,4 +81,63 @@ export async function expectRootlessBuild(tmp: string, server: ServerProcess): P
   expect(server.log()).toContain("sandbox namespaces (rootless)");
   expect(readFileSync(join(w.ws, "bazel-bin/c.txt"), "utf8")).toBe("ALPHA\nBETA\nGAMMA\n");
   expect(readFileSync(join(w.ws, "bazel-bin/tool/shout.txt"), "utf8")).toBe("HELLO FROM A TOOL\n");
+}
+
+/**
+ * The Remote Asset API with --experimental_remote_downloader: an http_archive comes through the
+ * server from an HTTP origin of the test's own on 127.0.0.1 (the server downloads it: the origin sees
+ * Bun, not Bazel); with the origin stopped and Bazel's output base expunged (and no repository
+ * cache), it builds again from what the server keeps. A wrong sha256 fails, naming it.
+ */
+export async function expectAssetBuild(tmp: string, server: ServerProcess): Promise<void> {
+  const src = join(tmp, "asset-src");
+  mkdirSync(src, { recursive: true });
+  writeFileSync(join(src, "hello.txt"), "hello from an archive\n");
+  const tar = Bun.spawnSync(["tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "-czf", join(tmp, "ext.tar.gz"), "-C", src, "."]);
+  if (tar.exitCode !== 0) throw new Error(tar.stderr.toString());
+  const tarball = new Uint8Array(readFileSync(join(tmp, "ext.tar.gz")));
+  const seen: string[] = [];
+  const origin = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(req) {
+      if (new URL(req.url).pathname !== "/ext.tar.gz") return new Response("no", { status: 404 });
+      seen.push(req.headers.get("user-agent")?.split("/")[0] ?? "");
+      return new Response(tarball);
+    },
+  });
+  try {
+    const workspace = (name: string, sha256: string) =>
+      new BazelWorkspace(tmp, name, {
+        WORKSPACE: [
+          'workspace(name = "assets")',
+          'load("@bazel_tools//tools/build_defs/repo:http.bzl", "http_archive")',
+          `http_archive(name = "ext", urls = ["http://127.0.0.1:${origin.port}/ext.tar.gz"], sha256 = "${sha256}", build_file_content = 'exports_files(["hello.txt"])')`,
+          "",
+        ].join("\n"),
+        BUILD: 'genrule(name = "use", srcs = ["@ext//:hello.txt"], outs = ["used.txt"], cmd = "cp $< $@")\n',
+      });
+    // The downloader, and the cache it reads blobs from, on the server; no repository cache of Bazel's own.
+    const flags = [`--experimental_remote_downloader=grpc://${server.address}`, `--remote_cache=grpc://${server.address}`, "--repository_cache=", ...COMMON_FLAGS];
+    const diagnose = () => `--- server log ---\n${server.log()}`;
+    const w = workspace("ws-asset", new Bun.CryptoHasher("sha256").update(tarball).digest("hex"));
+    await w.run(["build", "//:use", ...flags], diagnose);
+    expect(readFileSync(join(w.ws, "bazel-bin/used.txt"), "utf8")).toBe("hello from an archive\n");
+    expect(seen).toEqual(["Bun"]);
+    // The origin's bytes do not match: the build fails, naming the checksum it wanted.
+    const wrong = new Bun.CryptoHasher("sha256").update("not the archive").digest("hex");
+    const r = await workspace("ws-asset-wrong", wrong).tryRun(["build", "//:use", ...flags]);
+    expect(r.code).not.toBe(0);
+    expect(r.output).toContain(wrong);
+    expect(seen).toEqual(["Bun", "Bun"]);
+
+    origin.stop(true);
+    await w.run(["clean", "--expunge"]);
+    await w.run(["build", "//:use", ...flags], diagnose);
+    expect(readFileSync(join(w.ws, "bazel-bin/used.txt"), "utf8")).toBe("hello from an archive\n");
+    expect(seen).toHaveLength(2);
+
+  } finally {
+    origin.stop(true);
+  }
 }
