@@ -130,7 +130,7 @@ function recentActions(executions: Execution[], lookups: readonly Lookup[]): Rec
       phases,
       message: ran ? undefined : r.status?.message || r.message,
       stderr: e.stderrTail || undefined,
-      why: e.whyMissed?.summary,
+      why: e.whyMissed,
     });
   }
   out.sort((a, b) => b.atMs - a.atMs);
@@ -149,7 +149,9 @@ async function explain(executor: Executor, selector: string): Promise<ExplainedA
   const action = formatDigest(e.action);
   const records = await executor.records(e.requester?.target ?? "");
   const own = records.find((r) => r.action === action);
-  return [own ?? { target: e.requester?.target ?? "", mnemonic: e.requester?.mnemonic ?? "", output: "", action, atMs: e.startedMs, why: e.whyMissed }];
+  // Its own record has been replaced by a later run's: the line is all that is left.
+  const why = { summary: e.whyMissed!, inputs: [], inputsChanged: 0, args: [], env: [], platform: [], other: [] };
+  return [own ?? { target: e.requester?.target ?? "", mnemonic: e.requester?.mnemonic ?? "", output: "", action, atMs: e.startedMs, why }];
 }
 
 /** The execution a selector names (a target, or an action digest or its start), running ones first, newest first. */

@@ -8,7 +8,6 @@ import { ExecuteResponseSchema, ExecutionStage_Value as Stage, type ExecuteRespo
 import { Code, StatusError, asStatusError, systemClock, type Clock } from "../core";
 import { digestKey, type BlobDigest } from "../cas";
 import type { ActionTiming } from "./timings";
-import type { MissExplanation } from "./why-missed";
 
 /** How long a finished execution can still be fetched with WaitExecution. */
 export const KEEP_FINISHED_MS = 10 * 60 * 1000;
@@ -51,8 +50,12 @@ export class Execution {
   stderrTail: string | undefined;
   /** False for one over before it began (a cached result, a refused action): it has no output to follow. */
   runs = true;
-  /** Why it missed the cache, against the last run recorded for its target (set soon after it starts). */
-  whyMissed: MissExplanation | undefined;
+  /**
+   * Why it missed the cache, in one line, against the last run recorded for its target (set soon
+   * after it starts). Only the line: finished executions stay listed by the thousand, and the
+   * details are in the record on disk, which is bounded.
+   */
+  whyMissed: string | undefined;
 
   private markEnded!: () => void;
   /** Resolves once it has finished; waiting on it does not keep it alive (watching does). */

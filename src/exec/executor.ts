@@ -187,7 +187,10 @@ export class LocalExecutor implements Executor {
       .get(key)
       .then((previous) => explainMiss(messages, previous, now, skippedLookup))
       .then(
-        (w) => (exec.whyMissed = w),
+        (w) => {
+          exec.whyMissed = w.summary;
+          return w;
+        },
         (err) => void log.debug(`why ${now.action} missed: ${(err as Error).message}`),
       );
     return (exitCode, failure) => void why.then((w) => records.put({ ...now, exitCode, failure, why: w || undefined }));

@@ -98,6 +98,8 @@ export function recordOf(key: RecordKey, p: PreparedAction, atMs: number): Actio
 }
 
 const shown = (s: string) => (s.length > 200 ? `${s.slice(0, 200)}…` : s);
+/** A change with every part cut to what is shown: a hostile action's 3 KiB paths and huge values stay small. */
+const cut = (c: Change): Change => ({ name: shown(c.name), ...(c.before === undefined ? {} : { before: shown(c.before) }), ...(c.after === undefined ? {} : { after: shown(c.after) }) });
 
 /** Differences of two lists of name/value pairs (a name given twice: the last one counts, as in an environment). */
 function pairChanges(before: [string, string][], after: [string, string][]): Change[] {
@@ -222,12 +224,12 @@ export async function explainMiss(messages: MessageCache, previous: ActionRecord
   }
   if (previous.fn !== now.fn) e.other.push({ name: "digest function", before: previous.fn, after: now.fn });
   const tree = previous.fn === now.fn && previous.inputRoot !== now.inputRoot ? await treeChanges(messages, now.fn, previous.inputRoot, now.inputRoot) : { changes: [], count: 0 };
-  e.inputs = tree.changes;
+  e.inputs = tree.changes.map(cut);
   e.inputsChanged = tree.count;
   e.inputsUnknown = tree.unknown;
   e.args = argChanges(previous.args, now.args);
-  e.env = pairChanges(previous.env, now.env);
-  e.platform = pairChanges(previous.platform, now.platform);
+  e.env = pairChanges(previous.env, now.env).map(cut);
+  e.platform = pairChanges(previous.platform, now.platform).map(cut);
   const field = (name: string, before: string, after: string) => before !== after && e.other.push({ name, before: shown(before), after: shown(after) });
   field("outputs", previous.outputs.join(" "), now.outputs.join(" "));
   field("working_directory", previous.workingDirectory, now.workingDirectory);
