@@ -8,8 +8,8 @@
  * Unix socket on the host (the host's services: downloads, the relay to an upstream cache).
  *
  * Plain C calling the Objective-C runtime: libobjc and the framework are opened with dlopen, so the
- * library links against libSystem only and zig can cross-compile it. Every Virtualization.framework
- * call and callback runs on one serial dispatch queue of ours (Bun's main thread never drains the
+ * library links against system libraries only and zig can cross-compile it. Every
+ * Virtualization.framework call and callback runs on one serial dispatch queue of ours (Bun's main thread never drains the
  * main queue). Built with -fblocks for the completion handlers.
  *
  * NOT RUN: these machines are Linux; this file has been compiled, never executed. */
@@ -40,6 +40,8 @@ static void (*pool_pop)(void *);
 static Class (*allocate_class)(Class, const char *, size_t);
 static void (*register_class)(Class);
 static bool (*add_method)(Class, SEL, void *, const char *);
+static void *(*get_protocol)(const char *);
+static bool (*add_protocol)(Class, void *);
 
 /* objc_msgSend with the signature each call needs. */
 #define SEND(ret, ...) ((ret(*)(id, SEL, ##__VA_ARGS__))msg_send)
@@ -47,7 +49,8 @@ static bool (*add_method)(Class, SEL, void *, const char *);
 struct vm {
   dispatch_queue_t queue;
   id machine;          /* VZVirtualMachine */
-  volatile int state;  /* 0 starting, 1 running, 2 stopped, 3 failed */
+  int state;           /* 0 starting, 1 running, 2 stopped, 3 failed: written with release, read with acquire (the error text first) */
+  bool stop_asked;     /* force_stop came before the VM could stop: stop it once it has started */
   char error[512];
 };
 
@@ -77,6 +80,8 @@ static bool load_runtime(char *err, size_t errlen) {
   allocate_class = (Class(*)(Class, const char *, size_t))dlsym(objc, "objc_allocateClassPair");
   register_class = (void (*)(Class))dlsym(objc, "objc_registerClassPair");
   add_method = (bool (*)(Class, SEL, void *, const char *))dlsym(objc, "class_addMethod");
+  get_protocol = (void *(*)(const char *))dlsym(objc, "objc_getProtocol");
+  add_protocol = (bool (*)(Class, void *))dlsym(objc, "class_addProtocol");
   return get_class && sel && pool_push && pool_pop && msg_send && allocate_class && register_class && add_method;
 }
 
@@ -154,9 +159,10 @@ void *actiond_vz_start(const char *kernel, const char *initramfs, const char *cm
     SEND(void, void (^)(id))(vm->machine, sel("startWithCompletionHandler:"), ^(id start_error) {
       if (start_error) {
         set_error(vm->error, sizeof vm->error, "the VM did not start", start_error);
-        vm->state = 3;
+        __atomic_store_n(&vm->state, 3, __ATOMIC_RELEASE);
       } else {
-        vm->state = 1;
+        __atomic_store_n(&vm->state, 1, __ATOMIC_RELEASE);
+        if (vm->stop_asked) SEND(void, void (^)(id))(vm->machine, sel("stopWithCompletionHandler:"), ^(id e) { (void)e; });
       }
     });
   });
@@ -171,19 +177,21 @@ fail:
 /* 0 starting, 1 running, 2 stopped, 3 failed (actiond_vz_error says why). */
 int actiond_vz_state(void *handle) {
   struct vm *vm = handle;
-  if (vm->state == 1) {
+  if (__atomic_load_n(&vm->state, __ATOMIC_ACQUIRE) == 1) {
     __block long state = 0;
     dispatch_sync(vm->queue, ^{
+      void *pool = pool_push();
       state = SEND(long)(vm->machine, sel("state"));
+      pool_pop(pool);
     });
     /* VZVirtualMachineState: 0 stopped, 1 running, 2 paused, 3 error, 4 starting, ... */
-    if (state == 0) vm->state = 2;
+    if (state == 0) __atomic_store_n(&vm->state, 2, __ATOMIC_RELEASE);
     if (state == 3) {
       snprintf(vm->error, sizeof vm->error, "the VM stopped with an error");
-      vm->state = 3;
+      __atomic_store_n(&vm->state, 3, __ATOMIC_RELEASE);
     }
   }
-  return vm->state;
+  return __atomic_load_n(&vm->state, __ATOMIC_ACQUIRE);
 }
 
 const char *actiond_vz_error(void *handle) {
@@ -194,8 +202,12 @@ const char *actiond_vz_error(void *handle) {
  * canStop and stopWithCompletionHandler: need macOS 12, as Bun itself needs a newer macOS. */
 void actiond_vz_force_stop(void *handle) {
   struct vm *vm = handle;
+  /* dispatch_sync's blocks get no autorelease pool of the queue's: each brings its own. */
   dispatch_sync(vm->queue, ^{
+    void *pool = pool_push();
     if (SEND(bool)(vm->machine, sel("canStop"))) SEND(void, void (^)(id))(vm->machine, sel("stopWithCompletionHandler:"), ^(id e) { (void)e; });
+    else vm->stop_asked = true; /* still starting: stopped as soon as it has started */
+    pool_pop(pool);
   });
 }
 
@@ -209,6 +221,10 @@ struct relay {
 
 struct pair {
   int a, b;
+  /* The VZVirtioSocketConnection behind one end, retained while its descriptor is in use (closing
+   * it may tear the vsock mapping down), and the queue it is released on. */
+  id connection;
+  dispatch_queue_t queue;
 };
 
 static void *copy_both_ways(void *arg) {
@@ -242,15 +258,25 @@ static void *copy_both_ways(void *arg) {
 out:
   close(p.a);
   close(p.b);
+  if (p.connection) {
+    id c = p.connection;
+    dispatch_async(p.queue, ^{
+      SEND(void)(c, sel("release"));
+    });
+  }
   return NULL;
 }
 
-/* What a connect request and its completion handler share: whoever finishes last frees it. */
+/* What a connect request and its completion handler share: whoever finishes last frees it. Exactly
+ * one side owns the result: the handler hands it over (WAITING -> DELIVERED) unless the waiter gave
+ * up first (WAITING -> ABANDONED), and then the handler closes it. */
+enum { WAITING, DELIVERED, ABANDONED };
 struct pending {
   dispatch_semaphore_t done;
   int fd;
-  int refs;        /* 2: the waiter and the handler */
-  bool abandoned;  /* the waiter gave up: the handler closes what it got */
+  id connection;  /* retained: released once fd is no longer used */
+  int state;
+  int refs;       /* 2: the waiter and the handler */
 };
 
 static void release_pending(struct pending *p) {
@@ -267,37 +293,64 @@ static void own_socket(int fd) {
   setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
 }
 
-/* Connects a guest vsock port; returns a file descriptor of ours, or -1. */
-static int connect_guest(struct vm *vm, uint32_t port) {
+/* Connects a guest vsock port; returns a file descriptor of ours (and, retained, the connection
+ * object behind it), or -1. */
+static int connect_guest(struct vm *vm, uint32_t port, id *connection_out) {
   struct pending *p = calloc(1, sizeof *p);
-  *p = (struct pending){.done = dispatch_semaphore_create(0), .fd = -1, .refs = 2};
+  *p = (struct pending){.done = dispatch_semaphore_create(0), .fd = -1, .state = WAITING, .refs = 2};
   dispatch_async(vm->queue, ^{
     id devices = SEND(id)(vm->machine, sel("socketDevices"));
     id device = SEND(id, unsigned long)(devices, sel("objectAtIndex:"), 0);
     SEND(void, uint32_t, void (^)(id, id))(device, sel("connectToPort:completionHandler:"), port, ^(id connection, id error) {
       (void)error;
-      /* The connection closes its descriptor when released: keep a duplicate. */
+      /* A duplicate descriptor, and the connection kept alive while it is used. */
       int fd = connection ? dup(SEND(int)(connection, sel("fileDescriptor"))) : -1;
-      if (fd >= 0) own_socket(fd);
-      if (__atomic_load_n(&p->abandoned, __ATOMIC_ACQUIRE)) {
-        if (fd >= 0) close(fd);
-      } else {
-        p->fd = fd;
+      if (fd >= 0) {
+        own_socket(fd);
+        p->connection = SEND(id)(connection, sel("retain"));
+      }
+      p->fd = fd;
+      int expected = WAITING;
+      if (!__atomic_compare_exchange_n(&p->state, &expected, DELIVERED, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) && fd >= 0) {
+        close(fd);
+        SEND(void)(p->connection, sel("release"));
       }
       dispatch_semaphore_signal(p->done);
       release_pending(p);
     });
   });
   int fd = -1;
-  if (dispatch_semaphore_wait(p->done, dispatch_time(DISPATCH_TIME_NOW, 30 * NSEC_PER_SEC)) == 0) {
+  *connection_out = NULL;
+  dispatch_semaphore_wait(p->done, dispatch_time(DISPATCH_TIME_NOW, 30 * NSEC_PER_SEC));
+  int expected = WAITING;
+  if (!__atomic_compare_exchange_n(&p->state, &expected, ABANDONED, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    /* Delivered (before or just after the timeout): ours. */
     fd = p->fd;
-  } else {
-    __atomic_store_n(&p->abandoned, true, __ATOMIC_RELEASE);
-    /* The handler may have run between the timeout and the flag: take what it left. */
-    if (dispatch_semaphore_wait(p->done, DISPATCH_TIME_NOW) == 0 && p->fd >= 0) close(p->fd);
+    *connection_out = p->connection;
   }
   release_pending(p);
   return fd;
+}
+
+struct incoming {
+  struct vm *vm;
+  uint32_t port;
+  int client;
+};
+
+/* In its own thread, so a slow connect holds up no other client: connect the guest port, then copy. */
+static void *join_guest_port(void *arg) {
+  struct incoming in = *(struct incoming *)arg;
+  free(arg);
+  id connection;
+  int guest = connect_guest(in.vm, in.port, &connection);
+  if (guest < 0) {
+    close(in.client);
+    return NULL;
+  }
+  struct pair *p = malloc(sizeof *p);
+  *p = (struct pair){.a = in.client, .b = guest, .connection = connection, .queue = in.vm->queue};
+  return copy_both_ways(p);
 }
 
 static void *accept_loop(void *arg) {
@@ -310,20 +363,14 @@ static void *accept_loop(void *arg) {
       continue;
     }
     own_socket(client);
-    int guest = connect_guest(r->vm, r->port);
-    if (guest < 0) {
-      close(client);
-      continue;
-    }
-    struct pair *p = malloc(sizeof *p);
-    *p = (struct pair){client, guest};
+    struct incoming *in = malloc(sizeof *in);
+    *in = (struct incoming){r->vm, r->port, client};
     pthread_t t;
-    if (pthread_create(&t, NULL, copy_both_ways, p) == 0) {
+    if (pthread_create(&t, NULL, join_guest_port, in) == 0) {
       pthread_detach(t);
     } else {
       close(client);
-      close(guest);
-      free(p);
+      free(in);
     }
   }
 }
@@ -360,10 +407,12 @@ int actiond_vz_relay(void *handle, uint32_t port, const char *path, char *err, s
 
 /* ---- the guest's connections to host ports ---- */
 
-/* What each listened-to host port reaches: one VM per process, so one table. */
+/* What each listened-to host port reaches, and the queue of the VM that listens (one VM at a time per
+ * process: a boot after a reboot replaces the rows of the one before). */
 static struct {
   uint32_t port;
   char path[104];
+  dispatch_queue_t queue;
 } host_ports[16];
 static int nhost_ports;
 static pthread_mutex_t host_ports_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -371,6 +420,8 @@ static pthread_mutex_t host_ports_lock = PTHREAD_MUTEX_INITIALIZER;
 struct outgoing {
   int guest;
   char path[104];
+  id connection;
+  dispatch_queue_t queue;
 };
 
 /* In its own thread: connect the Unix socket, then copy both ways. */
@@ -383,11 +434,15 @@ static void *join_host_socket(void *arg) {
   if (host < 0 || connect(host, (struct sockaddr *)&a, sizeof a) != 0) {
     if (host >= 0) close(host);
     close(o.guest);
+    id c = o.connection;
+    dispatch_async(o.queue, ^{
+      SEND(void)(c, sel("release"));
+    });
     return NULL;
   }
   own_socket(host);
   struct pair *p = malloc(sizeof *p);
-  *p = (struct pair){o.guest, host};
+  *p = (struct pair){.a = o.guest, .b = host, .connection = o.connection, .queue = o.queue};
   return copy_both_ways(p);
 }
 
@@ -398,9 +453,12 @@ static bool should_accept(id self, SEL cmd, id listener, id connection, id devic
   struct outgoing *o = calloc(1, sizeof *o);
   pthread_mutex_lock(&host_ports_lock);
   for (int i = 0; i < nhost_ports; i++)
-    if (host_ports[i].port == port) strcpy(o->path, host_ports[i].path);
+    if (host_ports[i].port == port) {
+      strcpy(o->path, host_ports[i].path);
+      o->queue = host_ports[i].queue;
+    }
   pthread_mutex_unlock(&host_ports_lock);
-  /* The connection closes its descriptor when released: keep a duplicate. */
+  /* A duplicate descriptor, and the connection kept alive while it is used (released on its queue). */
   o->guest = o->path[0] ? dup(SEND(int)(connection, sel("fileDescriptor"))) : -1;
   pthread_t t;
   if (o->guest < 0) {
@@ -408,8 +466,10 @@ static bool should_accept(id self, SEL cmd, id listener, id connection, id devic
     return false;
   }
   own_socket(o->guest);
+  o->connection = SEND(id)(connection, sel("retain"));
   if (pthread_create(&t, NULL, join_host_socket, o) != 0) {
     close(o->guest);
+    SEND(void)(o->connection, sel("release"));
     free(o);
     return false;
   }
@@ -417,11 +477,17 @@ static bool should_accept(id self, SEL cmd, id listener, id connection, id devic
   return true;
 }
 
-/* The delegate class, made once at run time (plain C has no @interface). */
+/* The delegate class, made once at run time (plain C has no @interface); another copy of this
+ * library in the process may have made it already. */
 static Class listener_delegate;
 static void make_delegate_class(void) {
+  listener_delegate = get_class("ActiondVsockListenerDelegate");
+  if (listener_delegate) return;
   listener_delegate = allocate_class(get_class("NSObject"), "ActiondVsockListenerDelegate", 0);
+  if (!listener_delegate) return;
   add_method(listener_delegate, sel("listener:shouldAcceptNewConnection:fromSocketDevice:"), (void *)should_accept, "B@:@@@");
+  void *protocol = get_protocol ? get_protocol("VZVirtioSocketListenerDelegate") : NULL;
+  if (protocol && add_protocol) add_protocol(listener_delegate, protocol);
   register_class(listener_delegate);
 }
 
@@ -429,19 +495,33 @@ static void make_delegate_class(void) {
  * Returns 0, or -1 with the reason in err. */
 int actiond_vz_listen(void *handle, uint32_t port, const char *path, char *err, size_t errlen) {
   struct vm *vm = handle;
-  if (strlen(path) >= sizeof host_ports[0].path || nhost_ports == 16) {
-    snprintf(err, errlen, "%s: path too long, or too many host ports", path);
+  if (strlen(path) >= sizeof host_ports[0].path) {
+    snprintf(err, errlen, "%s: path too long", path);
     return -1;
   }
+  /* A port listened to by an earlier boot gets this boot's row. */
   pthread_mutex_lock(&host_ports_lock);
-  host_ports[nhost_ports].port = port;
-  strcpy(host_ports[nhost_ports].path, path);
-  nhost_ports++;
+  int i = 0;
+  while (i < nhost_ports && host_ports[i].port != port) i++;
+  if (i == 16) {
+    pthread_mutex_unlock(&host_ports_lock);
+    snprintf(err, errlen, "more than 16 host ports");
+    return -1;
+  }
+  host_ports[i].port = port;
+  strcpy(host_ports[i].path, path);
+  host_ports[i].queue = vm->queue;
+  if (i == nhost_ports) nhost_ports++;
   pthread_mutex_unlock(&host_ports_lock);
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, make_delegate_class);
   Class cls = listener_delegate;
+  if (!cls) {
+    snprintf(err, errlen, "cannot make the vsock listener's delegate class");
+    return -1;
+  }
   dispatch_sync(vm->queue, ^{
+    void *pool = pool_push();
     /* Both live as long as the VM: the listener holds its delegate weakly, so neither is released. */
     id delegate = SEND(id)(SEND(id)(cls, sel("alloc")), sel("init"));
     id listener = new_of("VZVirtioSocketListener");
@@ -449,6 +529,7 @@ int actiond_vz_listen(void *handle, uint32_t port, const char *path, char *err, 
     id devices = SEND(id)(vm->machine, sel("socketDevices"));
     id device = SEND(id, unsigned long)(devices, sel("objectAtIndex:"), 0);
     SEND(void, id, uint32_t)(device, sel("setSocketListener:forPort:"), listener, port);
+    pool_pop(pool);
   });
   return 0;
 }
