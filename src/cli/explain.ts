@@ -3,6 +3,7 @@
 // differ from the run before, recorded for every executed action (kept across restarts).
 import { SetupError } from "../core";
 import { formatExplain, type ExplainedAction } from "../web";
+import { parseClientArgs } from "./client-args";
 import { UsageError } from "./flags";
 
 export const EXPLAIN_HELP = `Usage: actiond explain [--json] [--address HOST:PORT] TARGET|ACTION
@@ -15,23 +16,14 @@ action digest (or its first characters) of a recent execution. --json prints the
 `;
 
 export async function explain(argv: string[]): Promise<number> {
-  let address = process.env.ACTIOND_ADDRESS || "127.0.0.1:8980";
-  let json = false;
-  let selector: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === "-h" || a === "--help") {
-      process.stdout.write(EXPLAIN_HELP);
-      return 0;
-    } else if (a === "--json") json = true;
-    else if (a === "--address") address = argv[++i] ?? "";
-    else if (a.startsWith("--address=")) address = a.slice("--address=".length);
-    else if (a.startsWith("-")) throw new UsageError(`explain: unknown flag ${a} (try: actiond explain --help)`);
-    else if (selector === undefined) selector = a;
-    else throw new UsageError(`explain: one TARGET or ACTION, not also "${a}"`);
+  const args = parseClientArgs("explain", argv, { json: undefined });
+  if (args === "help") {
+    process.stdout.write(EXPLAIN_HELP);
+    return 0;
   }
+  const { address, selector } = args;
+  const json = args.on.has("json");
   if (selector === undefined) throw new UsageError("explain: which target? (actiond explain //pkg:name)");
-  if (!/^[^:]+:\d+$|^\[.+\]:\d+$/.test(address)) throw new UsageError(`explain: --address "${address}" is not HOST:PORT`);
   const url = `http://${address}/api/explain?${new URLSearchParams({ for: selector })}`;
   let actions: ExplainedAction[];
   try {

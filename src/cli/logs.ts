@@ -2,7 +2,7 @@
 // terminal: the running one the argument names (a target label, or an action digest or its start),
 // else the latest; -f follows it as it writes, until it ends.
 import { SetupError } from "../core";
-import { UsageError } from "./flags";
+import { parseClientArgs } from "./client-args";
 
 export const LOGS_HELP = `Usage: actiond logs [-f] [--address HOST:PORT] [TARGET|ACTION]
 
@@ -12,22 +12,13 @@ action as it writes, until it ends. --address: the server's --listen (default 12
 `;
 
 export async function logs(argv: string[]): Promise<number> {
-  let follow = false;
-  let address = process.env.ACTIOND_ADDRESS || "127.0.0.1:8980";
-  let selector: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === "-h" || a === "--help") {
-      process.stdout.write(LOGS_HELP);
-      return 0;
-    } else if (a === "-f" || a === "--follow") follow = true;
-    else if (a === "--address") address = argv[++i] ?? "";
-    else if (a.startsWith("--address=")) address = a.slice("--address=".length);
-    else if (a.startsWith("-")) throw new UsageError(`logs: unknown flag ${a} (try: actiond logs --help)`);
-    else if (selector === undefined) selector = a;
-    else throw new UsageError(`logs: one TARGET or ACTION at most, not also "${a}"`);
+  const args = parseClientArgs("logs", argv, { follow: "f" });
+  if (args === "help") {
+    process.stdout.write(LOGS_HELP);
+    return 0;
   }
-  if (!/^[^:]+:\d+$|^\[.+\]:\d+$/.test(address)) throw new UsageError(`logs: --address "${address}" is not HOST:PORT`);
+  const { address, selector } = args;
+  const follow = args.on.has("follow");
   const url = `http://${address}/api/logs?${new URLSearchParams({ ...(selector ? { for: selector } : {}), ...(follow ? { follow: "1" } : {}) })}`;
   let res: Response;
   try {
