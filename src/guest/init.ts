@@ -3,9 +3,9 @@
 // /cas and the runtime image at /runtimes, starts the worker (`--guest-worker`, the same server as
 // `serve`, on a Unix socket) and the relays that bring the host's streams to it, and starts the
 // worker again whenever it dies. The relays also carry the guest's connections out to the host's
-// services: its downloads, the worker's flags, its relay to a team's cache. The host asks for a clean shutdown on the
-// control port (the gRPC port + 1): "shutdown\n". Then the worker stops, the disks are unmounted,
-// and /init powers the VM off, so the CAS disk needs no fsck next time.
+// services: its downloads, the worker's flags, its relay to a team's cache. The host asks for a
+// clean shutdown on the control port (the gRPC port + 1): "shutdown\n". Then the worker stops, the
+// disks are unmounted, and /init powers the VM off, so the CAS disk needs no fsck next time.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statfsSync, writeFileSync } from "node:fs";
 import type { Subprocess } from "bun";
 import { connect } from "node:net";
