@@ -4,10 +4,9 @@
 // build still succeeds from what actiond keeps; a wrong sha256 fails, naming it. The VM suites run
 // the same scenario through serve-vm, whose host downloads for its guest.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { startServer, tempDir, type ServerProcess } from "../support/server";
-import { makeDirsWritable, skipWithoutBazel } from "./bazel";
+import { removeBazelTree, skipWithoutBazel } from "./bazel";
 import { expectAssetBuild } from "./scenarios";
 
 const SKIP = skipWithoutBazel("bazel-asset e2e");
@@ -23,10 +22,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop();
-  if (tmp) {
-    makeDirsWritable(tmp);
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  removeBazelTree(tmp);
 });
 
 test.skipIf(SKIP)("an http_archive comes through actiond, and again from actiond's cache once the origin and Bazel's output base are gone; a wrong sha256 fails naming it", async () => {

@@ -3,10 +3,10 @@
 //
 // Skipped when `bazel` is not on PATH, unless ACTIOND_REQUIRE_E2E=1 (then it fails instead).
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { readFileSync, realpathSync, rmSync } from "node:fs";
+import { readFileSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { startServer, tempDir, type ServerProcess } from "../support/server";
-import { BazelWorkspace, COMMON_FLAGS, EXPECTED_OUTPUTS, makeDirsWritable, processSummary, skipWithoutBazel, snapshot } from "./bazel";
+import { BazelWorkspace, COMMON_FLAGS, EXPECTED_OUTPUTS, removeBazelTree, processSummary, skipWithoutBazel, snapshot } from "./bazel";
 
 const SKIP = skipWithoutBazel("bazel-cache e2e");
 
@@ -21,10 +21,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop();
-  if (tmp) {
-    makeDirsWritable(tmp);
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  removeBazelTree(tmp);
 });
 
 function build(w: BazelWorkspace, ...extra: string[]): Promise<string> {

@@ -6,7 +6,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { startServer, tempDir, type ServerProcess } from "../support/server";
 import { BARE_ENV, HOST_TARGET, aloneCopy, skipWithoutDist } from "../support/dist";
-import { makeDirsWritable, skipWithoutBazel } from "./bazel";
+import { removeBazelTree, skipWithoutBazel } from "./bazel";
 import { expectRemoteEqualsLocal, expectRootlessBuild } from "./scenarios";
 
 const SKIP = skipWithoutBazel("bazel-dist e2e") || skipWithoutDist("bazel-dist e2e", [HOST_TARGET]);
@@ -27,10 +27,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop();
-  if (tmp) {
-    makeDirsWritable(tmp);
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  removeBazelTree(tmp);
   if (alone) rmSync(alone.dir, { recursive: true, force: true });
 });
 

@@ -4,11 +4,11 @@
 //
 // Skipped when `bazel` is not on PATH, unless ACTIOND_REQUIRE_E2E=1 (then it fails instead).
 import { afterAll, beforeAll, test } from "bun:test";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { startServer, tempDir, type ServerProcess } from "../support/server";
 import { checkoutAssetPath } from "../../src/assets";
-import { makeDirsWritable, skipWithoutBazel } from "./bazel";
+import { removeBazelTree, skipWithoutBazel } from "./bazel";
 import { expectRbePlatformBuild, expectRemoteEqualsLocal, expectRootlessBuild } from "./scenarios";
 
 const SKIP = skipWithoutBazel("bazel-exec e2e");
@@ -27,10 +27,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop();
-  if (tmp) {
-    makeDirsWritable(tmp);
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  removeBazelTree(tmp);
 });
 
 test.skipIf(SKIP)("every action runs remotely in actiond's sandbox, and the outputs equal a local build's", () => expectRemoteEqualsLocal(tmp, server!), 300_000);

@@ -5,10 +5,10 @@
 // Skipped when bazel is missing, unless ACTIOND_REQUIRE_E2E=1 (then it fails instead).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MAIN, startServer, tempDir, type ServerProcess } from "../support/server";
-import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel } from "./bazel";
+import { BazelWorkspace, COMMON_FLAGS, removeBazelTree, processSummary, skipWithoutBazel } from "./bazel";
 
 const SKIP = skipWithoutBazel("explain e2e");
 
@@ -23,10 +23,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop();
-  if (tmp) {
-    makeDirsWritable(tmp);
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  removeBazelTree(tmp);
 });
 
 const digestOf = (text: string) => `${createHash("sha256").update(text).digest("hex")}/${Buffer.byteLength(text)}`;

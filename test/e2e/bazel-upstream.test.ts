@@ -6,13 +6,13 @@
 //
 // Skipped when bazel or the peers are missing, unless ACTIOND_REQUIRE_E2E=1 (then it fails instead).
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readdirSync, realpathSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { checkoutAssetPath } from "../../src/assets";
 import { startCorruptingProxy } from "../support/corrupting-proxy";
 import { bazelRemote, remotetoolDownloadResult, skipWithoutPeers, startBazelRemote, startBbStorage, type Peer } from "../support/peers";
 import { startServer, tempDir, type ServerProcess } from "../support/server";
-import { BazelWorkspace, COMMON_FLAGS, EXPECTED_OUTPUTS, makeDirsWritable, processSummary, skipWithoutBazel, snapshot, type FileSnapshot } from "./bazel";
+import { BazelWorkspace, COMMON_FLAGS, EXPECTED_OUTPUTS, removeBazelTree, processSummary, skipWithoutBazel, snapshot, type FileSnapshot } from "./bazel";
 
 const SKIP = skipWithoutBazel("bazel-upstream e2e") || skipWithoutPeers("bazel-upstream e2e");
 const CC_RUNTIME = checkoutAssetPath("runtime", { profile: "cc" });
@@ -37,10 +37,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => {});
-  if (tmp) {
-    makeDirsWritable(tmp);
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  removeBazelTree(tmp);
 });
 
 async function actiond(name: string, ...args: string[]): Promise<ServerProcess> {

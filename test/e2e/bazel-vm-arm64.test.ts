@@ -11,11 +11,11 @@
 // Needs build/vm/{kernel,initramfs}-aarch64 and build/runtimes/cc-aarch64.sqfs (npm run build --
 // --all --vm) and qemu-system-aarch64; skipped without them unless ACTIOND_REQUIRE_VM=1.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readFileSync, realpathSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { REPO, startServer, tempDir, type ServerProcess } from "../support/server";
 import type { VmState } from "../../src/core";
-import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel, snapshot } from "./bazel";
+import { BazelWorkspace, COMMON_FLAGS, removeBazelTree, processSummary, skipWithoutBazel, snapshot } from "./bazel";
 
 const FILES = [join(REPO, "build/vm/kernel-aarch64"), join(REPO, "build/vm/initramfs-aarch64"), join(REPO, "build/runtimes/cc-aarch64.sqfs")];
 const haveGuest = FILES.every(existsSync) && !!Bun.which("qemu-system-aarch64");
@@ -40,10 +40,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop();
-  if (tmp) {
-    makeDirsWritable(tmp);
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  removeBazelTree(tmp);
 });
 
 test.skipIf(SKIP)("a build started as serve-vm --arch aarch64 starts runs every action in the arm64 guest, with a local build's outputs", async () => {

@@ -8,13 +8,13 @@
 // Needs the x86_64 guest and QEMU, Bazel and the peers; skipped without them unless the REQUIRE
 // variables are set.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readFileSync, realpathSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { checkoutAssetPath } from "../../src/assets";
 import { skipWithoutPeers, startBazelRemote, type Peer } from "../support/peers";
 import { REPO, startServer, tempDir, type ServerProcess } from "../support/server";
 import { waitUntil } from "../support/helpers";
-import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel, snapshot } from "./bazel";
+import { BazelWorkspace, COMMON_FLAGS, removeBazelTree, processSummary, skipWithoutBazel, snapshot } from "./bazel";
 
 const GUEST = ["kernel-x86_64", "initramfs-x86_64"].map((f) => join(REPO, "build/vm", f));
 const haveGuest = GUEST.every(existsSync) && !!Bun.which("qemu-system-x86_64");
@@ -44,10 +44,7 @@ afterAll(async () => {
   await vm?.stop();
   for (const s of servers) await s.stop();
   await team?.stop();
-  if (tmp) {
-    makeDirsWritable(tmp);
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  removeBazelTree(tmp);
 });
 
 const actiond = async (name: string) => {

@@ -10,11 +10,11 @@
 // Needs .tools/bin/vhost-device-vsock (bash test/tools/build-tools.sh), QEMU and the guests (npm
 // run build -- --all --vm); skipped without them unless ACTIOND_REQUIRE_VM=1.
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, realpathSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { REPO, startServer, tempDir, type ServerProcess } from "../support/server";
 import type { VmState } from "../../src/core";
-import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel, snapshot } from "./bazel";
+import { BazelWorkspace, COMMON_FLAGS, removeBazelTree, processSummary, skipWithoutBazel, snapshot } from "./bazel";
 import { expectAssetBuild } from "./scenarios";
 
 const VHOST = join(REPO, ".tools/bin/vhost-device-vsock");
@@ -36,10 +36,7 @@ for (const { arch, qemu, targets } of ARCHES) {
     let server: ServerProcess | undefined;
     afterAll(async () => {
       await server?.stop();
-      if (tmp) {
-        makeDirsWritable(tmp);
-        rmSync(tmp, { recursive: true, force: true });
-      }
+      removeBazelTree(tmp);
     });
 
     test("a build started as serve-vm starts runs every action in the guest over vsock, with a local build's outputs; an http_archive comes through the host; it stops cleanly over vsock", async () => {

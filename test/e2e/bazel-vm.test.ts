@@ -8,12 +8,12 @@
 // Needs the guest (npm run build -- --vm makes build/vm/) and QEMU; skipped without them unless
 // ACTIOND_REQUIRE_VM=1.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { MAIN, REPO, startServer, tempDir, type ServerProcess } from "../support/server";
 import type { VmState } from "../../src/core";
 import type { StatusSnapshot } from "../../src/web";
-import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel } from "./bazel";
+import { BazelWorkspace, COMMON_FLAGS, removeBazelTree, processSummary, skipWithoutBazel } from "./bazel";
 import { expectAssetBuild, expectRemoteEqualsLocal } from "./scenarios";
 import { ReapiClient, grpc } from "../support/client";
 import { rejects, waitUntil } from "../support/helpers";
@@ -50,10 +50,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop();
-  if (tmp) {
-    makeDirsWritable(tmp);
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  removeBazelTree(tmp);
 });
 
 test.skipIf(SKIP)("a build started while the guest boots waits for it; every action runs in the guest: outputs equal a local build's, and uname -r is the guest kernel's", async () => {

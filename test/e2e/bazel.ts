@@ -1,5 +1,5 @@
 // Running the real Bazel (Debian's 4.2.3) against test/e2e/workspace, shared by the e2e suites.
-import { chmodSync, cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 
@@ -105,11 +105,18 @@ export function snapshot(dir: string, prefix = ""): Record<string, FileSnapshot>
 }
 
 /** Bazel leaves read-only directories behind, whose entries cannot be removed until they are writable. */
-export function makeDirsWritable(dir: string): void {
+function makeDirsWritable(dir: string): void {
   chmodSync(dir, lstatSync(dir).mode | 0o700);
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     if (entry.isDirectory()) makeDirsWritable(join(dir, entry.name));
   }
+}
+
+/** Removes a suite's temporary folder, Bazel's read-only trees in it included; nothing when dir is "" (a skipped suite). */
+export function removeBazelTree(dir: string): void {
+  if (!dir) return;
+  makeDirsWritable(dir);
+  rmSync(dir, { recursive: true, force: true });
 }
 
 /** Outputs the workspace is meant to produce (a subset of bazel-bin: the interesting ones). */

@@ -5,10 +5,10 @@
 //
 // Skipped when bazel or chromium is missing, unless ACTIOND_REQUIRE_E2E=1 (then it fails instead).
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { REPO, startServer, tempDir, type ServerProcess } from "../support/server";
-import { BazelWorkspace, COMMON_FLAGS, makeDirsWritable, processSummary, skipWithoutBazel } from "./bazel";
+import { BazelWorkspace, COMMON_FLAGS, removeBazelTree, processSummary, skipWithoutBazel } from "./bazel";
 
 const CHROMIUM = Bun.which("chromium");
 const SKIP = skipWithoutBazel("status-page e2e") || (!CHROMIUM && process.env.ACTIOND_REQUIRE_E2E !== "1" && (console.warn("SKIP status-page e2e: chromium is not on PATH (apt-get install chromium)"), true));
@@ -26,10 +26,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop();
-  if (tmp) {
-    makeDirsWritable(tmp);
-    rmSync(tmp, { recursive: true, force: true });
-  }
+  removeBazelTree(tmp);
 });
 
 /** The page as Chromium has drawn it after running its script for a few (virtual) seconds. */
