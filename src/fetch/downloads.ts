@@ -9,6 +9,9 @@ import type { Logger } from "../core";
 /** Fetches one origin URI (redirects followed); rejects on a transport failure, with name "TimeoutError" for a timeout. */
 export type Download = (uri: string, init: { headers: Record<string, string>; signal: AbortSignal }) => Promise<Response>;
 
+/** Whether a download's rejection is its time running out (or its caller giving up). */
+export const endedByTimeout = (err: unknown) => (err as Error)?.name === "TimeoutError" || (err as Error)?.name === "AbortError";
+
 export const directDownload: Download = (uri, init) => fetch(uri, { headers: init.headers, redirect: "follow", signal: init.signal });
 
 /** The header naming the origin URI, and the one carrying the service's own failure. */
@@ -24,7 +27,7 @@ export function downloadThrough(socketPath: string, whoServes: string): Download
     try {
       response = await fetch("http://actiond-downloads/", { unix: socketPath, headers: { ...init.headers, [URI_HEADER]: uri }, signal: init.signal });
     } catch (err) {
-      if ((err as Error)?.name === "TimeoutError" || (err as Error)?.name === "AbortError") throw err;
+      if (endedByTimeout(err)) throw err;
       throw new Error(`${whoServes} did not answer (${(err as Error)?.message ?? String(err)})`);
     }
     const failure = response.headers.get(FAILURE_HEADER);
@@ -75,8 +78,7 @@ export function serveDownloads(path: string, log: Logger, download: Download | u
         origin = await download(uri, { headers, signal: req.signal });
       } catch (err) {
         release();
-        const timedOut = (err as Error)?.name === "TimeoutError" || (err as Error)?.name === "AbortError";
-        return fail(timedOut ? 504 : 502, (err as Error)?.message ?? String(err));
+        return fail(endedByTimeout(err) ? 504 : 502, (err as Error)?.message ?? String(err));
       }
       log.debug(`downloading ${uri} for the guest: HTTP ${origin.status}`);
       const passOn = new Headers();

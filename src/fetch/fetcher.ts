@@ -13,7 +13,7 @@ import { BadRequestSchema } from "../gen/google/rpc/error_details_pb";
 import { Code, StatusError, missingBlobsError, newHasher, removeTree, type Clock, type Logger } from "../core";
 import { formatDigest, missingSubject, type BlobDigest, type DigestFunctionName, type LocalBlobFiles } from "../cas";
 import { AssetIndex, type AssetRecord } from "./asset-index";
-import type { Download } from "./downloads";
+import { endedByTimeout, type Download } from "./downloads";
 import { parseSri, sriOf, type Sri } from "./sri";
 
 /** An origin's refusal or failure: the code and message FetchBlobResponse.status carries. */
@@ -198,8 +198,7 @@ export class Fetcher {
   }
 
   private transportFailure(uri: string, err: unknown, timeoutMs: number): FetchFailure {
-    const name = (err as Error)?.name;
-    if (name === "TimeoutError" || name === "AbortError") return new FetchFailure(Code.DEADLINE_EXCEEDED, `${uri}: no complete answer within ${timeoutMs / 1000} s`, uri);
+    if (endedByTimeout(err)) return new FetchFailure(Code.DEADLINE_EXCEEDED, `${uri}: no complete answer within ${timeoutMs / 1000} s`, uri);
     return new FetchFailure(Code.UNAVAILABLE, `${uri}: ${(err as Error)?.message ?? String(err)}`, uri);
   }
 }

@@ -1,6 +1,7 @@
 // The Virtualization.framework driver (macOS, Apple silicon): shim/vz.c loaded with bun:ffi boots
 // the guest and relays Unix sockets to its vsock ports, so the rest of serve-vm sees the same
-// "stream to guest port N" as with QEMU.
+// "stream to guest port N" as with QEMU; the guest's connections to the host's ports it joins to
+// the Unix sockets of cfg.hostPorts.
 //
 // NOT RUN: written and type-checked on Linux; no session has had a Mac to run it on.
 import { dlopen, FFIType } from "bun:ffi";
