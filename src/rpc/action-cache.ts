@@ -11,16 +11,16 @@ import { formatDigest, fromWire, inlineBlobs, resolveFunction } from "../cas";
 import type { ServerContext } from "./context";
 import { unary } from "./grpc-service";
 import { requesterOf } from "./request-metadata";
-import type { ServerUnaryCall } from "@grpc/grpc-js";
+import type { GrpcCall } from "../transport";
 
 export function actionCacheService(ctx: ServerContext) {
   const { results, blobs } = ctx;
 
-  async function getActionResult(req: GetActionResultRequest, call: ServerUnaryCall<GetActionResultRequest, ActionResult>): Promise<ActionResult> {
+  async function getActionResult(req: GetActionResultRequest, call: GrpcCall): Promise<ActionResult> {
     const action = fromWire(resolveFunction(req.digestFunction), req.actionDigest, "action_digest");
     const result = await results.get(action);
     ctx.stats.count(result ? "acHits" : "acMisses");
-    ctx.stats.lookup({ atMs: ctx.clock.now(), action: formatDigest(action), hit: result !== undefined, requester: requesterOf(call.metadata) });
+    ctx.stats.lookup({ atMs: ctx.clock.now(), action: formatDigest(action), hit: result !== undefined, requester: requesterOf(call) });
     if (!result) throw new StatusError(Code.NOT_FOUND, `no cached result for action ${formatDigest(action)}`);
     await inlineBlobs(blobs, action.fn, result, req);
     return result;

@@ -18,7 +18,7 @@ import { Code, StatusError, okStatus } from "../core";
 import { fromWire, functionValue, resolveFunction, toWire } from "../cas";
 import { FetchFailure, type Fetcher } from "../fetch";
 import type { ServerContext } from "./context";
-import { unary } from "./grpc-service";
+import { unary, type ServiceBinding } from "./grpc-service";
 
 /** How long a download may take when the request sets no timeout. */
 const DEFAULT_FETCH_TIMEOUT_MS = 5 * 60_000;
@@ -50,8 +50,9 @@ export function assetServices(ctx: ServerContext, fetcher: Fetcher) {
     throw new StatusError(Code.UNIMPLEMENTED, `${what} is not served: actiond fetches and pushes blobs only (FetchBlob, PushBlob)`);
   };
 
-  return [
+  const services: ServiceBinding[] = [
     { service: Fetch, handlers: { fetchBlob: unary(ctx, "FetchBlob", fetchBlob), fetchDirectory: unary(ctx, "FetchDirectory", unimplemented("FetchDirectory")) } },
     { service: Push, handlers: { pushBlob: unary(ctx, "PushBlob", pushBlob), pushDirectory: unary(ctx, "PushDirectory", unimplemented("PushDirectory")) } },
   ];
+  return services;
 }

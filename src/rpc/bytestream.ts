@@ -4,7 +4,6 @@ import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createZstdCompress, createZstdDecompress } from "node:zlib";
 import { create } from "@bufbuild/protobuf";
-import type { ServerReadableStream, ServerWritableStream } from "@grpc/grpc-js";
 import {
   ByteStream,
   QueryWriteStatusResponseSchema,
@@ -20,7 +19,8 @@ import { Code, StatusError, WireWriter } from "../core";
 import { formatDigest, type BlobDigest, type BlobWriter } from "../cas";
 import { followOutput } from "../exec";
 import { READ_CHUNK_BYTES, type ServerContext } from "./context";
-import { clientStreaming, send, serverStreaming, unary } from "./grpc-service";
+import { clientStreaming, serverStreaming, unary, type ResponseStream } from "./grpc-service";
+import type { GrpcCall } from "../transport";
 import { parseOutputStream, parseReadResource, parseWriteResource, type BlobResource } from "./resource-name";
 
 /** How long an interrupted plain upload stays resumable (QueryWriteStatus + write_offset). */
@@ -51,25 +51,25 @@ export function byteStreamService(ctx: ServerContext) {
   }
 
   /** A running action's stdout or stderr, followed until it ends (then the rest from the CAS). */
-  async function readOutput(req: ReadRequest, call: ServerWritableStream<ReadRequest, ReadResponse>, operation: string, stream: "stdout" | "stderr") {
+  async function readOutput(req: ReadRequest, out: ResponseStream<ReadResponse>, operation: string, stream: "stdout" | "stderr") {
     const e = ctx.executor.find(operation);
     if (!e) throw new StatusError(Code.NOT_FOUND, `no operation named "${operation}" (finished long ago, or from before a restart)`);
     if (req.readOffset < 0n || req.readLimit < 0n) throw new StatusError(Code.OUT_OF_RANGE, "read_offset and read_limit must not be negative");
     const stop = new AbortController();
-    call.on("cancelled", () => stop.abort());
+    out.call.onCancel(() => stop.abort());
     let left = req.readLimit === 0n ? Infinity : Number(req.readLimit);
     for await (const chunk of followOutput(e, blobs, [stream], { follow: true, offset: Number(req.readOffset), signal: stop.signal })) {
-      if (call.cancelled) return;
+      if (out.cancelled) return;
       const data = chunk.length > left ? chunk.subarray(0, left) : chunk;
-      await send(call, create(ReadResponseSchema, { data }));
+      await out.send(create(ReadResponseSchema, { data }));
       left -= data.length;
       if (left <= 0) return;
     }
   }
 
-  async function read(req: ReadRequest, call: ServerWritableStream<ReadRequest, ReadResponse>) {
+  async function read(req: ReadRequest, out: ResponseStream<ReadResponse>) {
     const output = parseOutputStream(req.resourceName);
-    if (output) return readOutput(req, call, output.operation, output.stream);
+    if (output) return readOutput(req, out, output.operation, output.stream);
     const res = parseReadResource(req.resourceName);
     const d = res.digest;
     if (req.readOffset < 0n || req.readOffset > BigInt(d.size)) {
@@ -85,8 +85,8 @@ export function byteStreamService(ctx: ServerContext) {
     try {
       const chunks = res.compression === "zstd" ? rechunk(zstdCompressed(reader), READ_CHUNK_BYTES) : reader;
       for await (const chunk of chunks) {
-        if (call.cancelled) return;
-        await send(call, create(ReadResponseSchema, { data: chunk }));
+        if (out.cancelled) return;
+        await out.send(create(ReadResponseSchema, { data: chunk }));
         ctx.stats.count("bytesRead", chunk.length);
       }
       ctx.stats.count("blobsRead");
@@ -95,10 +95,9 @@ export function byteStreamService(ctx: ServerContext) {
     }
   }
 
-  async function write(call: ServerReadableStream<WriteRequest, WriteResponse>): Promise<WriteResponse> {
-    const messages = call[Symbol.asyncIterator]() as AsyncIterator<WriteRequest>;
-    // A client that goes away must not leave us waiting for messages forever.
-    call.on("cancelled", () => call.destroy(new StatusError(Code.CANCELLED, "client cancelled the upload")));
+  async function write(requests: AsyncIterable<WriteRequest>, call: GrpcCall): Promise<WriteResponse> {
+    // A client that goes away ends the iteration with CANCELLED: nothing waits for messages forever.
+    const messages = requests[Symbol.asyncIterator]();
     const first = await messages.next();
     if (first.done) throw new StatusError(Code.INVALID_ARGUMENT, "Write stream had no messages");
     const name = first.value.resourceName;
@@ -212,7 +211,7 @@ export function byteStreamService(ctx: ServerContext) {
 
   return {
     service: ByteStream,
-    codecs: { read: { responseSerialize: encodeReadResponse } },
+    codecs: { read: { encode: (r: unknown) => encodeReadResponse(r as ReadResponse) } },
     handlers: {
       read: serverStreaming(ctx, "Read", read),
       write: clientStreaming(ctx, "Write", write),

@@ -12,13 +12,12 @@ import {
   BatchUpdateBlobsResponseSchema,
   GetTreeResponseSchema,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import type { ServerWritableStream } from "@grpc/grpc-js";
 import { zstdDecompressSync } from "node:zlib";
 import { Code, StatusError, asStatusError, okStatus } from "../core";
 import { formatDigest, fromWire, resolveFunction, treePages, type BlobDigest } from "../cas";
 import { findMissingOnWire } from "./find-missing";
 import type { ServerContext } from "./context";
-import { WIRE_BYTES, send, serverStreaming, unary } from "./grpc-service";
+import { WIRE_BYTES, serverStreaming, unary, type ResponseStream } from "./grpc-service";
 
 /** Batch items handled at once: enough to overlap disk waits, few enough to keep file handles in check. */
 const BATCH_PARALLELISM = 16;
@@ -101,13 +100,13 @@ export function casService(ctx: ServerContext) {
     return create(BatchReadBlobsResponseSchema, { responses });
   }
 
-  async function getTree(req: GetTreeRequest, call: ServerWritableStream<GetTreeRequest, GetTreeResponse>) {
+  async function getTree(req: GetTreeRequest, out: ResponseStream<GetTreeResponse>) {
     const fn = resolveFunction(req.digestFunction);
     const root = fromWire(fn, req.rootDigest, "root_digest");
     // Stream every page from the token on; each page but the last names where the next begins.
     for await (const page of treePages(blobs, root, req.pageSize, req.pageToken, ctx.maxBatchBytes)) {
-      if (call.cancelled) return;
-      await send(call, create(GetTreeResponseSchema, { directories: page.directories, nextPageToken: page.nextPageToken }));
+      if (out.cancelled) return;
+      await out.send(create(GetTreeResponseSchema, { directories: page.directories, nextPageToken: page.nextPageToken }));
     }
   }
 

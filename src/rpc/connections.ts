@@ -1,11 +1,10 @@
 // The server's client connections, bounded, so that no client can hold what others need: how many
 // connections at once (each is a descriptor), how many streams each (Bun closes a connection that
-// opens more than the server announced), and how long one may sit with no call in it (grpc-js sends
-// GOAWAY; a gRPC client reconnects on its next call).
-import type { Duplex } from "node:stream";
+// opens more than the server announced), and how long one may sit with no call in it (the server
+// sends GOAWAY; a gRPC client reconnects on its next call).
 import type { Socket } from "node:net";
 import { isLoopback, readFirstBytes, speaks, type Logger } from "../core";
-import { shimConnection, type WindowSettingsShim } from "./h2-window-shim";
+import { ErrorCode, goAwayFrame, settingsFrame } from "../transport";
 
 export interface ConnectionLimits {
   /** Connections at once; past it an idle one is closed to make room, or the new one is refused. */
@@ -26,33 +25,26 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   idleMs: 10 * 60_000,
 };
 
-const GOAWAY = 0x7;
-const ENHANCE_YOUR_CALM = 0xb;
-
 /** The server's side of a connection turned away: empty SETTINGS (its preface), then GOAWAY saying why. */
-function goAway(why: string): Buffer {
-  const debug = Buffer.from(why);
-  const settings = Buffer.alloc(9, 0);
-  settings[3] = 0x4;
-  const goaway = Buffer.alloc(9 + 8 + debug.length, 0);
-  goaway.writeUIntBE(8 + debug.length, 0, 3);
-  goaway[3] = GOAWAY;
-  goaway.writeUInt32BE(ENHANCE_YOUR_CALM, 13);
-  debug.copy(goaway, 17);
-  return Buffer.concat([settings, goaway]);
+const goAway = (why: string) => Buffer.concat([settingsFrame([]), goAwayFrame(0, ErrorCode.ENHANCE_YOUR_CALM, why)]);
+
+/** What the limits need to know of an HTTP/2 connection. */
+export interface CallCounts {
+  openStreams: number;
+  madeCalls: number;
 }
 
 interface Connection {
   /** Set once the connection is known to be HTTP/2. */
-  shim?: WindowSettingsShim;
+  h2?: CallCounts;
   /** When the client last sent anything. */
   lastHeardMs: number;
 }
 
 /** Where a connection goes once its first bytes say what it speaks. */
 export interface ConnectionHandlers {
-  /** HTTP/2 (gRPC): the Duplex for the gRPC server, with the shim on it. */
-  h2(conn: Duplex): void;
+  /** HTTP/2 (gRPC): the socket, paused, and the bytes already read from it. */
+  h2(socket: Socket, first: Buffer): CallCounts;
   /** HTTP/1.1 from this machine (the status page), with the bytes already read; absent: closed. */
   http?(socket: Socket, first: Buffer): void;
 }
@@ -85,7 +77,6 @@ export class Connections {
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }
-    const peer = `${socket.remoteAddress ?? "a local socket"}${socket.remotePort ? `:${socket.remotePort}` : ""}`;
     const entry: Connection = { lastHeardMs: Date.now() };
     this.open.set(socket, entry);
     socket.once("close", () => this.open.delete(socket));
@@ -93,10 +84,8 @@ export class Connections {
     readFirstBytes(socket, (first) => {
       const kind = speaks(first);
       if (kind === "h2") {
-        const { conn, shim } = shimConnection(socket, (why) => this.log.warn(`closed the connection from ${peer}: ${why}`), first);
-        entry.shim = shim;
         socket.on("data", () => (entry.lastHeardMs = Date.now()));
-        handlers.h2(conn);
+        entry.h2 = handlers.h2(socket, first);
       } else if (handlers.http && kind === "http1" && isLoopback(socket.remoteAddress)) {
         // Not a gRPC client: it no longer counts against --max-connections.
         this.open.delete(socket);
@@ -114,8 +103,8 @@ export class Connections {
     let idlest: Socket | undefined;
     let rank = Infinity;
     for (const [socket, c] of this.open) {
-      if (c.shim && c.shim.openStreams > 0) continue;
-      const r = c.lastHeardMs + (c.shim?.madeCalls ? 1e15 : 0);
+      if (c.h2 && c.h2.openStreams > 0) continue;
+      const r = c.lastHeardMs + (c.h2?.madeCalls ? 1e15 : 0);
       if (r < rank) {
         idlest = socket;
         rank = r;

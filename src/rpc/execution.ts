@@ -1,7 +1,6 @@
 // Execution: Execute and WaitExecution stream google.longrunning.Operation messages (see
 // operation.ts). The executor decides everything about an action; this translates its Execution
 // into Operations, and inlines outputs into the last one as the Execute request asks.
-import type { ServerWritableStream } from "@grpc/grpc-js";
 import { clone } from "@bufbuild/protobuf";
 import {
   Execution as ExecutionService,
@@ -16,7 +15,7 @@ import { Code, StatusError, type Clock } from "../core";
 import { formatDigest, fromWire, inlineBlobs, resolveFunction, type BlobStore } from "../cas";
 import type { Execution } from "../exec";
 import type { ServerContext } from "./context";
-import { send, serverStreaming } from "./grpc-service";
+import { serverStreaming, type ResponseStream } from "./grpc-service";
 import { operationAt } from "./operation";
 import { requesterOf } from "./request-metadata";
 
@@ -33,22 +32,22 @@ interface Follow {
 }
 
 /** Streams an execution's progress to one caller, every stage in turn, until it completes or the caller leaves. */
-async function follow(e: Execution, call: ServerWritableStream<unknown, Operation>, opts: Follow): Promise<void> {
+async function follow(e: Execution, out: ResponseStream<Operation>, opts: Follow): Promise<void> {
   let wake: () => void = () => {};
   const stages: Stage[] = opts.from === "start" ? [...e.history] : [e.stage];
   const unwatch = e.watch(() => {
     stages.push(e.stage);
     wake();
   });
-  call.on("cancelled", () => wake());
+  const unlisten = out.call.onCancel(() => wake());
   let sent: Stage | undefined;
   try {
-    while (!call.cancelled) {
+    while (!out.cancelled) {
       for (let stage = stages.shift(); stage !== undefined; stage = stages.shift()) {
-        if (stage !== sent && stage !== Stage.COMPLETED) await send(call, operationAt(e, (sent = stage)));
+        if (stage !== sent && stage !== Stage.COMPLETED) await out.send(operationAt(e, (sent = stage)));
       }
       if (e.response) {
-        await send(call, operationAt(e, Stage.COMPLETED, await opts.final(e.response)));
+        await out.send(operationAt(e, Stage.COMPLETED, await opts.final(e.response)));
         return;
       }
       const keepalive = await new Promise<boolean>((resolve) => {
@@ -65,6 +64,7 @@ async function follow(e: Execution, call: ServerWritableStream<unknown, Operatio
     }
   } finally {
     unwatch();
+    unlisten();
   }
 }
 
@@ -80,9 +80,9 @@ async function inlined(blobs: BlobStore, e: Execution, req: ExecuteRequest, resp
 export function executionService(ctx: ServerContext) {
   const { executor } = ctx;
 
-  async function execute(req: ExecuteRequest, call: ServerWritableStream<ExecuteRequest, Operation>): Promise<void> {
+  async function execute(req: ExecuteRequest, out: ResponseStream<Operation>): Promise<void> {
     const action = fromWire(resolveFunction(req.digestFunction), req.actionDigest, "action_digest");
-    const requester = requesterOf(call.metadata);
+    const requester = requesterOf(out.call);
     const e = await executor.execute({ action, skipCacheLookup: req.skipCacheLookup, priority: req.executionPolicy?.priority ?? 0, requester });
     e.requester ??= requester;
     if (!req.skipCacheLookup) {
@@ -91,13 +91,13 @@ export function executionService(ctx: ServerContext) {
       // A miss here mostly repeats the client's GetActionResult a moment ago; the execution shows instead.
       if (hit) ctx.stats.lookup({ atMs: ctx.clock.now(), action: formatDigest(action), hit, requester });
     }
-    await follow(e, call, { from: "start", clock: ctx.clock, final: (r) => inlined(ctx.blobs, e, req, r) });
+    await follow(e, out, { from: "start", clock: ctx.clock, final: (r) => inlined(ctx.blobs, e, req, r) });
   }
 
-  async function waitExecution(req: WaitExecutionRequest, call: ServerWritableStream<WaitExecutionRequest, Operation>): Promise<void> {
+  async function waitExecution(req: WaitExecutionRequest, out: ResponseStream<Operation>): Promise<void> {
     const e = executor.find(req.name);
     if (!e) throw new StatusError(Code.NOT_FOUND, `no operation named "${req.name}" (finished long ago, or from before a restart)`);
-    await follow(e, call, { from: "now", clock: ctx.clock, final: async (r) => r });
+    await follow(e, out, { from: "now", clock: ctx.clock, final: async (r) => r });
   }
 
   return {

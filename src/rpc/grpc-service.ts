@@ -1,20 +1,12 @@
-// Bridges protobuf-es service descriptors to grpc-js: the service definition (paths, (de)serializers)
-// for both our server and our test client, and handler wrappers that turn thrown errors into statuses.
-import { fromBinary, toBinary, type DescService } from "@bufbuild/protobuf";
-import type {
-  ServiceDefinition,
-  sendUnaryData,
-  ServerUnaryCall,
-  ServerReadableStream,
-  ServerWritableStream,
-} from "@grpc/grpc-js";
-import { Code, type Logger } from "../core";
-import { toServiceError } from "./status";
+// Binds the services' handlers to the transport: each method's request decoded with its protobuf-es
+// schema (or left as bytes where a service reads them itself), its response encoded, thrown errors
+// turned into statuses, and every call counted and tracked for a graceful shutdown.
+import { fromBinary, toBinary, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { Code, StatusError, type Logger } from "../core";
+import type { CallHandler, GrpcCall } from "../transport";
+import { toWireStatus } from "./status";
 
-/**
- * Counts calls in progress, so shutdown can wait for them: Bun's HTTP/2 reports a session closed
- * as soon as close() is called, so grpc-js's own tryShutdown does not wait for streams in flight.
- */
+/** Counts calls in progress, so shutdown can wait for them. */
 export class CallTracker {
   private active = 0;
   private waiters: (() => void)[] = [];
@@ -40,102 +32,122 @@ export interface HandlerEnv {
   stats?: { call(method: string, code: string): void };
 }
 
-/** A Buffer over the same memory (Buffer.from(Uint8Array) would copy: a 1 MiB Read chunk, twice). */
-const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
-
-/** Replacements for a method's generic (de)serializers, where the generic path costs most. */
-export type MethodCodec = Partial<Pick<ServiceDefinition[string], "requestSerialize" | "requestDeserialize" | "responseSerialize" | "responseDeserialize">>;
+/** How one method's messages become values and back. */
+export interface Codec {
+  decode(bytes: Buffer): unknown;
+  encode(value: unknown): Uint8Array;
+}
 
 /** The request and the response as wire bytes, for a handler that reads and writes them itself. */
-export const WIRE_BYTES: MethodCodec = {
-  requestSerialize: (v: Buffer) => v,
-  requestDeserialize: (b: Buffer) => b,
-  responseSerialize: (v: Buffer) => v,
-  responseDeserialize: (b: Buffer) => b,
-};
+export const WIRE_BYTES: Codec = { decode: (b) => b, encode: (v) => v as Uint8Array };
 
-/** The grpc-js definition of a service; `codecs` replace the (de)serializers of the methods they name. */
-export function grpcServiceDefinition(service: DescService, codecs: Record<string, MethodCodec> = {}): ServiceDefinition {
-  const def: Record<string, ServiceDefinition[string]> = {};
-  for (const m of service.methods) {
-    def[m.localName] = {
-      path: `/${service.typeName}/${m.name}`,
-      requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
-      responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
-      requestSerialize: (v: any) => asBuffer(toBinary(m.input, v)),
-      requestDeserialize: (b: Buffer) => fromBinary(m.input, b),
-      responseSerialize: (v: any) => asBuffer(toBinary(m.output, v)),
-      responseDeserialize: (b: Buffer) => fromBinary(m.output, b),
-      originalName: m.name,
-      ...codecs[m.localName],
-    };
+/** A handler, waiting for its method's codec. */
+export type ServerMethod = (codec: Codec) => CallHandler;
+
+/** A service as the server takes it: its descriptor, its handlers by method, codecs where not generic. */
+export interface ServiceBinding {
+  service: DescService;
+  handlers: Record<string, ServerMethod>;
+  codecs?: Record<string, Partial<Codec>>;
+}
+
+function schemaCodec(m: DescMethod): Codec {
+  return {
+    decode: (b) => {
+      try {
+        return fromBinary(m.input, b);
+      } catch (err) {
+        throw new StatusError(Code.INVALID_ARGUMENT, `the request does not decode as ${m.input.typeName}: ${(err as Error).message}`);
+      }
+    },
+    encode: (v) => toBinary(m.output, v as never),
+  };
+}
+
+/** Every method of these services by its path ("/package.Service/Method"). */
+export function routes(bindings: ServiceBinding[]): Map<string, CallHandler> {
+  const table = new Map<string, CallHandler>();
+  for (const b of bindings) {
+    for (const m of b.service.methods) {
+      const handler = b.handlers[m.localName];
+      if (handler) table.set(`/${b.service.typeName}/${m.name}`, handler({ ...schemaCodec(m), ...b.codecs?.[m.localName] }));
+    }
   }
-  return def as ServiceDefinition;
+  return table;
 }
 
 function counted(env: HandlerEnv, method: string, code: Code): void {
   env.stats?.call(method, Code[code] ?? String(code));
 }
 
-function logFailure(env: HandlerEnv, method: string, err: unknown) {
-  const log = env.log;
-  const e = toServiceError(err);
-  counted(env, method, (e.code ?? Code.UNKNOWN) as Code);
+/** Ends a call with the status of what was thrown, logged at the level it deserves. */
+function fail(env: HandlerEnv, call: GrpcCall, method: string, err: unknown): void {
+  const status = toWireStatus(err);
+  counted(env, method, status.code);
   // Clients going away, client mistakes and misses are routine; anything else deserves attention.
-  const routine = ([Code.CANCELLED, Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.OUT_OF_RANGE] as number[]).includes(e.code ?? Code.UNKNOWN);
-  (routine ? log.debug : log.warn)(`${method}: ${e.details}`);
-  return e;
+  const routine = [Code.CANCELLED, Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.OUT_OF_RANGE, Code.DEADLINE_EXCEEDED].includes(status.code);
+  (routine || call.cancelled ? env.log.debug : env.log.warn)(`${method}: ${status.message}`);
+  call.finish(status);
 }
 
-export function unary<Req, Res>(env: HandlerEnv, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
-  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-    env.calls.track(fn(call.request, call)).then(
+const OK = { code: Code.OK, message: "" };
+
+/** The messages a server-streaming handler sends, encoded. */
+export class ResponseStream<Res> {
+  constructor(
+    readonly call: GrpcCall,
+    private readonly codec: Codec,
+  ) {}
+
+  /** Sends one message, waiting while the transport's buffer is full. */
+  send(msg: Res): Promise<void> {
+    return this.call.send(this.codec.encode(msg));
+  }
+
+  get cancelled(): boolean {
+    return this.call.cancelled;
+  }
+}
+
+export function unary<Req, Res>(env: HandlerEnv, method: string, fn: (req: Req, call: GrpcCall) => Promise<Res>): ServerMethod {
+  return (codec) => (call) => {
+    const work = call.only().then((bytes) => fn(codec.decode(bytes) as Req, call));
+    env.calls.track(work).then(
       (res) => {
         counted(env, method, Code.OK);
-        callback(null, res);
+        void call.send(codec.encode(res));
+        call.finish(OK);
       },
-      (err) => callback(logFailure(env, method, err)),
+      (err) => fail(env, call, method, err),
     );
   };
 }
 
-export function clientStreaming<Req, Res>(env: HandlerEnv, method: string, fn: (call: ServerReadableStream<Req, Res>) => Promise<Res>) {
-  return (call: ServerReadableStream<Req, Res>, callback: sendUnaryData<Res>) => {
-    env.calls.track(fn(call)).then(
+export function clientStreaming<Req, Res>(env: HandlerEnv, method: string, fn: (requests: AsyncIterable<Req>, call: GrpcCall) => Promise<Res>): ServerMethod {
+  return (codec) => (call) => {
+    async function* requests() {
+      for await (const bytes of call.requests()) yield codec.decode(bytes) as Req;
+    }
+    env.calls.track(fn(requests(), call)).then(
       (res) => {
         counted(env, method, Code.OK);
-        callback(null, res);
+        void call.send(codec.encode(res));
+        call.finish(OK);
       },
-      (err) => callback(logFailure(env, method, err)),
+      (err) => fail(env, call, method, err),
     );
   };
 }
 
-export function serverStreaming<Req, Res>(env: HandlerEnv, method: string, fn: (req: Req, call: ServerWritableStream<Req, Res>) => Promise<void>) {
-  return (call: ServerWritableStream<Req, Res>) => {
-    env.calls.track(fn(call.request, call)).then(
+export function serverStreaming<Req, Res>(env: HandlerEnv, method: string, fn: (req: Req, out: ResponseStream<Res>) => Promise<void>): ServerMethod {
+  return (codec) => (call) => {
+    const work = call.only().then((bytes) => fn(codec.decode(bytes) as Req, new ResponseStream<Res>(call, codec)));
+    env.calls.track(work).then(
       () => {
         counted(env, method, Code.OK);
-        call.end();
+        call.finish(OK);
       },
-      (err) => {
-        const e = logFailure(env, method, err);
-        if (!call.cancelled) call.emit("error", e);
-      },
+      (err) => fail(env, call, method, err),
     );
   };
-}
-
-/** Writes one message to a server stream, waiting while the transport's buffer is full. */
-export async function send<Res>(call: ServerWritableStream<unknown, Res>, msg: Res): Promise<void> {
-  if (call.write(msg)) return;
-  await new Promise<void>((resolve) => {
-    const done = () => {
-      call.off("drain", done);
-      call.off("cancelled", done);
-      resolve();
-    };
-    call.on("drain", done);
-    call.on("cancelled", done);
-  });
 }

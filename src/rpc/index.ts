@@ -2,7 +2,8 @@
 // executor's types and back; status.ts is the one place an error becomes a wire status.
 export { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connections";
 export { DEFAULT_MAX_BATCH_BYTES, type ServerContext } from "./context";
-export { CallTracker, WIRE_BYTES, grpcServiceDefinition } from "./grpc-service";
+export { CallTracker } from "./grpc-service";
+export { WIRE_BYTES, grpcServiceDefinition } from "./grpc-client";
 export { answersCapabilities } from "./probe";
 export { listenText, startServer, type ListenAddress, type RunningServer } from "./server";
 export { Stats, type Lookup } from "./stats";

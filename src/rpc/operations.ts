@@ -3,7 +3,7 @@
 // in the ExecuteResponse's status), or forget its name.
 import { create } from "@bufbuild/protobuf";
 import { EmptySchema, type Empty } from "@bufbuild/protobuf/wkt";
-import type { ServerUnaryCall } from "@grpc/grpc-js";
+import type { GrpcCall } from "../transport";
 import {
   ListOperationsResponseSchema,
   Operations,
@@ -65,20 +65,20 @@ export function operationsService(ctx: ServerContext) {
   }
 
   /** The operation once it is done, or as it stands when the timeout (or the caller's patience) ends. */
-  async function waitOperation(req: WaitOperationRequest, call: ServerUnaryCall<WaitOperationRequest, Operation>): Promise<Operation> {
+  async function waitOperation(req: WaitOperationRequest, call: GrpcCall): Promise<Operation> {
     const e = known(req.name);
     const asked = req.timeout ? Number(req.timeout.seconds) * 1000 + req.timeout.nanos / 1e6 : DEFAULT_WAIT_MS;
     if (!e.done && asked > 0) {
       await new Promise<void>((resolve) => {
         const cancel = ctx.clock.after(Math.min(asked, MAX_WAIT_MS), () => finish());
         const unwatch = e.watch(() => e.done && finish());
-        const finish = () => {
+        const unlisten = call.onCancel(() => finish());
+        function finish() {
           cancel();
           unwatch();
-          call.off("cancelled", finish);
+          unlisten();
           resolve();
-        };
-        call.on("cancelled", finish);
+        }
       });
     }
     return operationNow(e);

@@ -3,7 +3,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import { Capabilities, GetCapabilitiesRequestSchema } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { grpcServiceDefinition } from "./grpc-service";
+import { grpcServiceDefinition } from "./grpc-client";
 
 export async function answersCapabilities(address: string, timeoutMs: number): Promise<boolean> {
   const Client = grpc.makeGenericClientConstructor(grpcServiceDefinition(Capabilities), Capabilities.name);

@@ -1,7 +1,7 @@
-// Wires every service into one grpc-js server and binds it.
+// Wires every service into the transport and binds the listener.
 import { lstatSync, rmSync } from "node:fs";
-import { Server, ServerCredentials, setLogVerbosity, logVerbosity } from "@grpc/grpc-js";
 import { createServer, type AddressInfo, type Socket } from "node:net";
+import { serveConnection, type H2Connection } from "../transport";
 import { actionCacheService } from "./action-cache";
 import { Connections, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connections";
 import { byteStreamService } from "./bytestream";
@@ -11,7 +11,7 @@ import { executionService } from "./execution";
 import { operationsService } from "./operations";
 import { assetServices } from "./asset";
 import type { ServerContext } from "./context";
-import { grpcServiceDefinition } from "./grpc-service";
+import { routes, type ServiceBinding } from "./grpc-service";
 
 export interface RunningServer {
   port: number;
@@ -30,25 +30,24 @@ export function listenText(a: ListenAddress): string {
 export type HttpHandoff = (socket: Socket, first: Buffer) => void;
 
 export async function startServer(ctx: ServerContext, listenAt: ListenAddress, limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS, http?: HttpHandoff): Promise<RunningServer> {
-  // grpc-js would print its own unstructured errors (e.g. on a busy port); ours say it better.
-  setLogVerbosity(logVerbosity.NONE);
-  const server = new Server({
-    // Batch calls near max_batch_total_size_bytes must fit, with room for protobuf overhead.
-    "grpc.max_receive_message_length": 16 * 1024 * 1024,
-    "grpc.max_send_message_length": 16 * 1024 * 1024,
-    // Channelz (grpc-js's introspection service, which we do not serve) costs CPU on every call.
-    "grpc.enable_channelz": 0,
-    "grpc.max_concurrent_streams": limits.streamsPerConnection,
-    "grpc.max_connection_idle_ms": limits.idleMs,
-  });
   const bytestream = byteStreamService(ctx);
-  for (const s of [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx), operationsService(ctx), ...assetServices(ctx, ctx.fetcher)]) {
-    server.addService(grpcServiceDefinition(s.service, "codecs" in s ? s.codecs : {}), s.handlers as any);
-  }
-  // Clients connect to our own listener; each socket reaches grpc-js through the flow-control shim.
-  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  const services: ServiceBinding[] = [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx), operationsService(ctx), ...assetServices(ctx, ctx.fetcher)];
+  const table = routes(services);
+  const h2 = new Set<H2Connection>();
   const connections = new Connections(limits, ctx.log);
-  const listener = createServer({ noDelay: true }, (socket) => connections.accept(socket, { h2: (conn) => injector.injectConnection(conn), http }));
+  const h2Connection = (socket: Socket, first: Buffer) => {
+    const peer = `${socket.remoteAddress ?? "a local socket"}${socket.remotePort ? `:${socket.remotePort}` : ""}`;
+    const conn = serveConnection(socket, first, {
+      maxStreams: limits.streamsPerConnection,
+      idleMs: limits.idleMs,
+      route: (path) => table.get(path),
+      onProtocolError: (why) => ctx.log.warn(`closed the connection from ${peer}: ${why}`),
+    });
+    h2.add(conn);
+    socket.once("close", () => h2.delete(conn));
+    return conn;
+  };
+  const listener = createServer({ noDelay: true }, (socket) => connections.accept(socket, { h2: h2Connection, http }));
   const bound = await new Promise<number>((resolve, reject) => {
     listener.once("error", reject);
     // A socket file left by a server that died would make the bind fail (anything else stays).
@@ -63,7 +62,7 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress, l
     async shutdown(graceMs) {
       listener.close();
       // GOAWAY to every client: no new calls; those in flight may finish within the grace period.
-      injector.drain(graceMs);
+      for (const conn of h2) conn.drain();
       const deadline = Date.now() + graceMs;
       const timer = (ms: number) => new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), ms).unref());
       if ((await Promise.race([ctx.calls.idle(), timer(graceMs)])) === "timeout") {
@@ -73,8 +72,7 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress, l
         const hungUp = Promise.all([...connections.sockets()].map((s) => new Promise((resolve) => s.once("close", resolve))));
         await Promise.race([hungUp, timer(Math.min(1000, Math.max(0, deadline - Date.now())))]);
       }
-      server.forceShutdown();
-      injector.destroy();
+      for (const conn of h2) conn.destroy();
       bytestream.close();
     },
   };

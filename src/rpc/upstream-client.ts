@@ -28,7 +28,7 @@ import { ByteStream, ReadRequestSchema, WriteRequestSchema, type ReadResponse } 
 import { Code, StatusError, type Logger } from "../core";
 import { formatDigest, functionValue, toWire, type BlobDigest, type DigestFunctionName } from "../cas";
 import type { Remote, RemoteLimits } from "../upstream";
-import { grpcServiceDefinition } from "./grpc-service";
+import { grpcServiceDefinition } from "./grpc-client";
 import { startRelay, type Relay } from "./upstream-relay";
 
 export interface UpstreamOptions {

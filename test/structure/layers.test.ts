@@ -9,7 +9,7 @@ const SRC = resolve(import.meta.dir, "../../src");
 
 /**
  * Each folder's layer: a folder may import only from folders on lower layers (and from itself).
- *   cli → {rpc, web, vmhost, guest} → {exec, fetch, upstream} → {sandbox, runtime, cas, assets} → core
+ *   cli → {rpc, web, vmhost, guest} → {exec, fetch, upstream, transport} → {sandbox, runtime, cas, assets} → core
  * gen/ (generated protobuf code, the data model) may be imported from anywhere.
  */
 const LAYERS: Record<string, number> = {
@@ -22,13 +22,14 @@ const LAYERS: Record<string, number> = {
   exec: 2,
   fetch: 2,
   upstream: 2,
+  transport: 2,
   sandbox: 1,
   runtime: 1,
   cas: 1,
   assets: 1,
   core: 0,
 };
-/** Only the gRPC edge knows the transport. */
+/** Only the gRPC edge knows grpc-js (the clients it keeps: the upstream tier, the readiness probe). */
 const TRANSPORT = "@grpc/grpc-js";
 const TRANSPORT_FOLDERS = new Set(["rpc"]);
 
