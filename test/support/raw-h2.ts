@@ -24,17 +24,28 @@ function literal(name: string, value: string): Buffer {
   return Buffer.concat([Buffer.from([0, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
 }
 
-/** HEADERS opening a GetCapabilities call whose request never comes (END_HEADERS, no END_STREAM). */
-export function openCall(stream: number): Buffer {
+/** HEADERS opening a call (GetCapabilities unless told) whose request is still to come (END_HEADERS, no END_STREAM). */
+export function openCall(stream: number, path = "/build.bazel.remote.execution.v2.Capabilities/GetCapabilities", extra: [string, string][] = []): Buffer {
   const block = Buffer.concat([
     Buffer.from([0x83, 0x86]), // :method POST, :scheme http
-    literal(":path", "/build.bazel.remote.execution.v2.Capabilities/GetCapabilities"),
+    literal(":path", path),
     literal(":authority", "localhost"),
     literal("content-type", "application/grpc"),
     literal("te", "trailers"),
+    ...extra.map(([n, v]) => literal(n, v)),
   ]);
   return frame(0x1, 0x4, stream, block);
 }
+
+/** DATA carrying one gRPC message (its 5-byte prefix declaring `declared` bytes, by default its length). */
+export function message(stream: number, bytes: Uint8Array, end: boolean, declared = bytes.length): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(declared, 1);
+  return frame(0x0, end ? 0x1 : 0, stream, Buffer.concat([prefix, bytes]));
+}
+
+/** A grpc-status trailer as the server encodes it (a literal, no Huffman). */
+export const statusTrailer = (code: number) => Buffer.concat([Buffer.from([0x00, 11]), Buffer.from("grpc-status"), Buffer.from([String(code).length]), Buffer.from(String(code))]);
 
 export interface RawConnection {
   socket: Socket;
