@@ -4,15 +4,16 @@
 // gRPC clients in Go and C++ raise it mid-download (BDP window tuning): remotetool hung on any
 // ByteStream read over a few MiB.
 //
-// The shim sits between each client socket and the HTTP/2 server and keeps Bun from ever seeing a
-// change: it rewrites a changed INITIAL_WINDOW_SIZE back to the first value the client announced,
-// and grants the difference with explicit WINDOW_UPDATE frames instead, to every open stream at
-// once and to each new stream as it opens. Bun handles WINDOW_UPDATE correctly, and the client's
-// and server's idea of every window stays the same as without the shim. Only frame headers are
-// inspected; DATA passes through as slices of the bytes read, uncopied.
-
-import { Duplex } from "node:stream";
-import type { Socket } from "node:net";
+// actiond's server no longer runs on Bun's HTTP/2 (src/transport applies the change by its
+// difference); the upstream tier's grpc-js client still does, so upstream-relay.ts puts the shim
+// between Bun and the upstream, in the client role, where the same bug stalls uploads. (The server
+// role is the one the unit tests drive: the rewriting is the same.)
+//
+// The shim keeps Bun from ever seeing a change: it rewrites a changed INITIAL_WINDOW_SIZE back to
+// the peer's first value and grants the difference with explicit WINDOW_UPDATE frames instead, to
+// every open stream at once and to each new stream as it opens. Bun handles WINDOW_UPDATE
+// correctly, and both ends' idea of every window stays the same as without the shim. Only frame
+// headers are inspected; DATA passes through as slices of the bytes read, uncopied.
 
 const PREFACE_LENGTH = 24; // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 const HEADER_LENGTH = 9;
@@ -267,69 +268,4 @@ export class WindowSettingsShim {
     }
     return [frame, ...extra];
   }
-}
-
-/**
- * Wraps a client socket in a Duplex for the HTTP/2 server, with the shim on both directions.
- * A client that breaks a frame limit has its socket destroyed, and onRefused says why.
- */
-export function shimConnection(socket: Socket, onRefused: (why: string) => void, first?: Buffer): { conn: Duplex; shim: WindowSettingsShim } {
-  const shim = new WindowSettingsShim();
-  const conn: Duplex = new Duplex({
-    read() {
-      socket.resume();
-    },
-    // Done as soon as the socket has taken the bytes, unless it asks us to wait (its backpressure).
-    write(chunk: Buffer, _enc, cb) {
-      shim.fromBun(chunk);
-      if (socket.write(chunk)) cb();
-      else socket.once("drain", () => cb());
-    },
-    writev(chunks, cb) {
-      for (const { chunk } of chunks) shim.fromBun(chunk);
-      socket.cork();
-      for (const { chunk } of chunks) socket.write(chunk);
-      socket.uncork();
-      if (socket.writableNeedDrain) socket.once("drain", () => cb());
-      else cb();
-    },
-    final(cb) {
-      socket.end(cb);
-    },
-    destroy(err, cb) {
-      socket.destroy(err ?? undefined);
-      cb(err);
-    },
-  });
-  const fromPeer = (chunk: Buffer) => {
-    let pieces: Buffer[];
-    try {
-      pieces = shim.fromPeer(chunk);
-    } catch (err) {
-      if (!(err instanceof FrameSizeError)) throw err;
-      onRefused(err.message);
-      socket.destroy();
-      return;
-    }
-    let more = true;
-    for (const piece of pieces) more = conn.push(piece) && more;
-    if (!more) socket.pause();
-  };
-  // Bytes read before the connection was known to be HTTP/2 come first.
-  if (first) fromPeer(first);
-  socket.on("data", fromPeer);
-  socket.on("end", () => conn.push(null));
-  socket.on("error", (err) => conn.destroy(err));
-  socket.on("close", () => conn.destroy());
-  // Some HTTP/2 code asks the transport about the peer and about timeouts.
-  Object.assign(conn, {
-    remoteAddress: socket.remoteAddress,
-    remotePort: socket.remotePort,
-    localAddress: socket.localAddress,
-    localPort: socket.localPort,
-    setTimeout: (ms: number, fn?: () => void) => (socket.setTimeout(ms, fn), conn),
-    setNoDelay: (v?: boolean) => (socket.setNoDelay(v), conn),
-    setKeepAlive: (v?: boolean, d?: number) => (socket.setKeepAlive(v, d), conn),
-  });
-  return { conn, shim };
 }
