@@ -119,6 +119,8 @@ export class Executions {
   private readonly inFlight = new Map<string, Execution>();
   private readonly running = new Set<Promise<void>>();
   private finishedCount = 0;
+  /** The expiry timer of each finished execution kept, cancelled when it goes earlier (else it would hold it). */
+  private readonly expiries = new Map<string, () => void>();
 
   constructor(private readonly clock: Clock = systemClock) {}
 
@@ -177,6 +179,8 @@ export class Executions {
     const e = this.byName.get(name);
     if (!e) return false;
     this.byName.delete(name);
+    this.expiries.get(name)?.();
+    this.expiries.delete(name);
     if (e.done) this.finishedCount--;
     return true;
   }
@@ -184,7 +188,10 @@ export class Executions {
   /** A finished execution stays findable for KEEP_FINISHED_MS, among the newest KEEP_FINISHED_COUNT. */
   private keep(e: Execution): void {
     this.finishedCount++;
-    this.clock.after(KEEP_FINISHED_MS, () => this.byName.get(e.name) === e && this.forget(e.name));
+    this.expiries.set(
+      e.name,
+      this.clock.after(KEEP_FINISHED_MS, () => this.byName.get(e.name) === e && this.forget(e.name)),
+    );
     for (const [name, old] of this.byName) {
       if (this.finishedCount <= KEEP_FINISHED_COUNT) break;
       if (old.done) this.forget(name);

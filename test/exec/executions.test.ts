@@ -4,7 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { ExecuteResponseSchema, type ExecuteResponse } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { Executions, KEEP_FINISHED_MS, ORPHAN_GRACE_MS, type Execution } from "../../src/exec/executions";
+import { Executions, KEEP_FINISHED_COUNT, KEEP_FINISHED_MS, ORPHAN_GRACE_MS, type Execution } from "../../src/exec/executions";
 import { JobSlots } from "../../src/exec/job-slots";
 import type { BlobDigest } from "../../src/cas";
 import { ManualClock } from "../support/clock";
@@ -86,6 +86,15 @@ describe("executions", () => {
     expect(executions.get(e.name)).toBe(e);
     clock.advance(1);
     expect(executions.get(e.name)).toBeUndefined();
+  });
+
+  test("one pushed out by the newest KEEP_FINISHED_COUNT is let go at once: its expiry timer does not hold it for 10 minutes", async () => {
+    const clock = new ManualClock();
+    const executions = new Executions(clock);
+    for (let i = 0; i < KEEP_FINISHED_COUNT + 5; i++) executions.finished("cached", action(i), create(ExecuteResponseSchema, {}));
+    expect(executions.list().length).toBe(KEEP_FINISHED_COUNT);
+    // One timer per execution kept, none for those forgotten (each held its execution until it fired).
+    expect(clock.pending).toBe(KEEP_FINISHED_COUNT);
   });
 });
 
