@@ -1,14 +1,16 @@
 // Benchmark of the CAS and action-cache paths of a real `actiond serve`. Each figure stands next to
 // the raw limits of this machine, measured in the same run on the same bytes: in-process hashing
-// and a plain loopback TCP copy to another process. These machines are noisy, so every figure is
-// the median of several repetitions, and server and raw measurements are interleaved.
+// and a plain loopback TCP copy to another process; and next to bazel-remote (Go) answering the same
+// calls from the same client, when it is built (bash test/tools/build-tools.sh). These machines are
+// noisy, so every figure is the median of several repetitions, and actiond, bazel-remote and the raw
+// measurements are interleaved (which server goes first alternates).
 //
 //   bun test/bench/cas.ts     prints a table, then a JSON summary on the last line
 //
 // Not a `bun test` file: it only checks that every call did what it should.
 import { randomBytes, randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { cpus } from "node:os";
 import { connect, createServer, type Server } from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -25,6 +27,7 @@ import {
   type Digest,
 } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { ReapiClient, digestOf } from "../support/client";
+import { BAZEL_REMOTE, bazelRemote, type Peer } from "../support/peers";
 import { startServer } from "../support/server";
 
 const KiB = 1024;
@@ -46,36 +49,60 @@ interface Row {
   tcpMs: number[];
   /** CPU both processes spent during the counted server calls, to tell which side is the bottleneck. */
   cpu: Cpu;
+  /** The same calls answered by bazel-remote, when it ran. */
+  peerMs: number[];
+  peerCpu: Cpu;
 }
 
 function newRow(name: string, unit: Row["unit"], work: number, hashFn: string): Row {
-  return { name, unit, work, hashFn, ms: [], hashMs: [], tcpMs: [], cpu: { wallMs: 0, serverMs: 0, clientMs: 0 } };
+  return { name, unit, work, hashFn, ms: [], hashMs: [], tcpMs: [], cpu: { wallMs: 0, serverMs: 0, clientMs: 0 }, peerMs: [], peerCpu: { wallMs: 0, serverMs: 0, clientMs: 0 } };
 }
 
-/** The server's pid, to read its CPU time. */
-let serverPid = 0;
+/** A server under test: actiond, or bazel-remote beside it. */
+interface Target {
+  name: string;
+  c: ReapiClient;
+  /** Its process, to read its CPU time. */
+  pid: number;
+  peer: boolean;
+}
+
+/** Both servers, in the order of this repetition: which goes first alternates. */
+const inTurn = (targets: Target[], rep: number) => (rep % 2 === 0 ? targets : [...targets].reverse());
 
 async function main() {
   const started = performance.now();
   const server = await startServer();
-  serverPid = server.proc.pid;
   const peer = await startTcpPeer();
   const c = new ReapiClient(server.address);
+  const targets: Target[] = [{ name: "actiond", c, pid: server.proc.pid, peer: false }];
+  let remote: Peer | undefined;
+  if (existsSync(BAZEL_REMOTE)) {
+    // Its disk cache on the same disk as actiond's; its 2 GiB hold every blob of the run.
+    remote = await bazelRemote();
+    await remote.start();
+    targets.push({ name: "bazel-remote", c: new ReapiClient(remote.address), pid: remote.pid, peer: true });
+  } else console.error(`[bench] no bazel-remote column: ${BAZEL_REMOTE} is not built (bash test/tools/build-tools.sh)`);
   const rows: Row[] = [];
   try {
-    const caps = await c.unary(c.caps, "getCapabilities", GetCapabilitiesRequestSchema, {});
-    const maxBatch = Number(caps.cacheCapabilities.maxBatchTotalSizeBytes);
+    // Batches that fit every server's limit.
+    let maxBatch = Infinity;
+    for (const t of targets) {
+      const caps = await t.c.unary(t.c.caps, "getCapabilities", GetCapabilitiesRequestSchema, {});
+      maxBatch = Math.min(maxBatch, Number(caps.cacheCapabilities.maxBatchTotalSizeBytes) || Infinity);
+    }
 
-    rows.push(...(await byteStream(c, peer, { size: MiB, reps: 25, warmup: 3, chunk: WRITE_CHUNK, fn: "sha256" })));
-    rows.push(...(await byteStream(c, peer, { size: 64 * MiB, reps: 9, chunk: WRITE_CHUNK, fn: "sha256" })));
-    rows.push(...(await byteStream(c, peer, { size: 64 * MiB, reps: 7, chunk: MiB, fn: "sha256", writeOnly: true })));
-    rows.push(...(await byteStream(c, peer, { size: 64 * MiB, reps: 7, chunk: WRITE_CHUNK, fn: "blake3", writeOnly: true })));
-    const batch = await batchUpdate(c, peer, maxBatch, 7);
+    rows.push(...(await byteStream(targets, peer, { size: MiB, reps: 25, warmup: 3, chunk: WRITE_CHUNK, fn: "sha256" })));
+    rows.push(...(await byteStream(targets, peer, { size: 64 * MiB, reps: 9, chunk: WRITE_CHUNK, fn: "sha256" })));
+    rows.push(...(await byteStream(targets, peer, { size: 64 * MiB, reps: 7, chunk: MiB, fn: "sha256", writeOnly: true })));
+    rows.push(...(await byteStream(targets.slice(0, 1), peer, { size: 64 * MiB, reps: 7, chunk: WRITE_CHUNK, fn: "blake3", writeOnly: true })));
+    const batch = await batchUpdate(targets, peer, maxBatch, 7);
     rows.push(batch.row);
-    rows.push(await findMissing(c, peer, batch.stored, 11));
-    rows.push(...(await getActionResult(c, peer, batch.stored, 5)));
+    rows.push(await findMissing(targets, peer, batch.stored, 11));
+    rows.push(...(await getActionResult(targets, peer, batch.stored, 5)));
   } finally {
-    c.close();
+    for (const t of targets) t.c.close();
+    await remote?.stop();
     peer.proc.kill();
     const code = await server.stop();
     rmSync(server.root, { recursive: true, force: true });
@@ -90,7 +117,7 @@ async function main() {
 
 /** ByteStream Write then Read of fresh random blobs; each repetition is one blob of `size`. */
 async function byteStream(
-  c: ReapiClient,
+  targets: Target[],
   peer: TcpPeer,
   o: { size: number; reps: number; warmup?: number; chunk: number; fn: "sha256" | "blake3"; writeOnly?: boolean },
 ): Promise<Row[]> {
@@ -106,24 +133,28 @@ async function byteStream(
     const [hashMs, hex] = timed(() => hash(blob));
     const tcpMs = await peer.copy(blob);
     const blobName = `blobs/${o.fn === "blake3" ? "blake3/" : ""}${hex}/${o.size}`;
-    const resource = `uploads/${randomUUID()}/${blobName}`;
-    const [writeCpu, committed] = await metered(() => c.upload(resource, blob, o.chunk));
-    check(committed === BigInt(o.size), `Write committed ${committed} of ${o.size}`);
-    if (rep >= warmup) push(write, writeCpu, hashMs, tcpMs);
+    for (const t of inTurn(targets, rep)) {
+      const resource = `uploads/${randomUUID()}/${blobName}`;
+      const [writeCpu, committed] = await metered(t, () => t.c.upload(resource, blob, o.chunk));
+      check(committed === BigInt(o.size), `${t.name}: Write committed ${committed} of ${o.size}`);
+      if (rep >= warmup) push(write, t, writeCpu, hashMs, tcpMs);
+    }
     if (o.writeOnly) continue;
 
     const readTcpMs = await peer.copy(blob);
-    const [readCpu, got] = await metered(() => c.read(blobName));
-    // Hashing what came back both checks it and times the hash a verifying client would pay.
-    const [readHashMs, back] = timed(() => hash(got.data));
-    check(back === hex, `Read returned different bytes for ${hex}`);
-    if (rep >= warmup) push(read, readCpu, readHashMs, readTcpMs);
+    for (const t of inTurn(targets, rep)) {
+      const [readCpu, got] = await metered(t, () => t.c.read(blobName));
+      // Hashing what came back both checks it and times the hash a verifying client would pay.
+      const [readHashMs, back] = timed(() => hash(got.data));
+      check(back === hex, `${t.name}: Read returned different bytes for ${hex}`);
+      if (rep >= warmup) push(read, t, readCpu, readHashMs, readTcpMs);
+    }
   }
   return o.writeOnly ? [write] : [write, read];
 }
 
 /** BatchUpdateBlobs of fresh 1 KiB blobs, in sequential batches that fit max_batch_total_size_bytes. */
-async function batchUpdate(c: ReapiClient, peer: TcpPeer, maxBatch: number, reps: number) {
+async function batchUpdate(targets: Target[], peer: TcpPeer, maxBatch: number, reps: number) {
   const count = 10_000;
   const size = KiB;
   progress(`BatchUpdateBlobs ${count} x ${fmtSize(size)}`);
@@ -136,14 +167,16 @@ async function batchUpdate(c: ReapiClient, peer: TcpPeer, maxBatch: number, reps
     const [hashMs, hexes] = timed(() => blobs.map((b) => new Bun.CryptoHasher("sha256").update(b).digest("hex")));
     const tcpMs = await peer.copy(bytes);
     const requests = blobs.map((data, i) => ({ digest: digestOf(hexes[i]!, size), data }));
-    const [cpu] = await metered(async () => {
-      for (const batch of batches(requests, maxBatch)) {
-        const res = await c.unary(c.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, { requests: batch });
-        const failed = res.responses.filter((r: any) => r.status?.code !== 0);
-        check(res.responses.length === batch.length && failed.length === 0, `BatchUpdateBlobs: ${failed.length} failed, e.g. ${failed[0]?.status?.message}`);
-      }
-    });
-    if (rep > 0) push(row, cpu, hashMs, tcpMs);
+    for (const t of inTurn(targets, rep)) {
+      const [cpu] = await metered(t, async () => {
+        for (const batch of batches(requests, maxBatch)) {
+          const res = await t.c.unary(t.c.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, { requests: batch });
+          const failed = res.responses.filter((r: any) => r.status?.code !== 0);
+          check(res.responses.length === batch.length && failed.length === 0, `${t.name}: BatchUpdateBlobs: ${failed.length} failed, e.g. ${failed[0]?.status?.message}`);
+        }
+      });
+      if (rep > 0) push(row, t, cpu, hashMs, tcpMs);
+    }
     stored.push(...requests.map((r) => r.digest));
   }
   return { row, stored };
@@ -169,7 +202,7 @@ function batches<T extends { digest: Digest; data: Uint8Array }>(requests: T[], 
 }
 
 /** One FindMissingBlobs of 15,000 digests, half stored and half not, interleaved. */
-async function findMissing(c: ReapiClient, peer: TcpPeer, stored: Digest[], reps: number): Promise<Row> {
+async function findMissing(targets: Target[], peer: TcpPeer, stored: Digest[], reps: number): Promise<Row> {
   const half = 7_500;
   progress(`FindMissingBlobs ${2 * half} digests`);
   const absent = Array.from({ length: half }, () => digestOf(randomBytes(32).toString("hex"), KiB));
@@ -183,15 +216,17 @@ async function findMissing(c: ReapiClient, peer: TcpPeer, stored: Digest[], reps
   for (let rep = 0; rep <= reps; rep++) {
     const [hashMs] = timed(() => new Bun.CryptoHasher("sha256").update(wire).digest("hex"));
     const tcpMs = await peer.copy(wire);
-    const [cpu, res] = await metered(() => c.unary(c.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { blobDigests: digests }));
-    check(res.missingBlobDigests.length === half, `FindMissingBlobs reported ${res.missingBlobDigests.length} missing, not ${half}`);
-    if (rep > 0) push(row, cpu, hashMs, tcpMs);
+    for (const t of inTurn(targets, rep)) {
+      const [cpu, res] = await metered(t, () => t.c.unary(t.c.cas, "findMissingBlobs", FindMissingBlobsRequestSchema, { blobDigests: digests }));
+      check(res.missingBlobDigests.length === half, `${t.name}: FindMissingBlobs reported ${res.missingBlobDigests.length} missing, not ${half}`);
+      if (rep > 0) push(row, t, cpu, hashMs, tcpMs);
+    }
   }
   return row;
 }
 
 /** p50 and p99 of sequential GetActionResult hits, against TCP round trips of the response's size. */
-async function getActionResult(c: ReapiClient, peer: TcpPeer, stored: Digest[], reps: number): Promise<Row[]> {
+async function getActionResult(targets: Target[], peer: TcpPeer, stored: Digest[], reps: number): Promise<Row[]> {
   const calls = 2_000;
   progress(`GetActionResult ${calls} sequential calls x ${reps}`);
   const actionDigest = digestOf(new Bun.CryptoHasher("sha256").update(randomBytes(200)).digest("hex"), 200);
@@ -200,27 +235,29 @@ async function getActionResult(c: ReapiClient, peer: TcpPeer, stored: Digest[], 
     outputFiles: ["a.o", "b.o", "lib.a"].map((name, i) => ({ path: `bazel-out/k8-fastbuild/bin/pkg/${name}`, digest: stored[i] })) as any,
     stdoutDigest: stored[3],
   };
-  await c.unary(c.ac, "updateActionResult", UpdateActionResultRequestSchema, { actionDigest, actionResult: result as any });
+  for (const t of targets) await t.c.unary(t.c.ac, "updateActionResult", UpdateActionResultRequestSchema, { actionDigest, actionResult: result as any });
   const response = toBinary(ActionResultSchema, create(ActionResultSchema, result as any));
-  const call = () => c.unary(c.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest });
+  const call = (t: Target) => t.c.unary(t.c.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest });
 
   const p50 = newRow("GetActionResult p50", "ms", 1, "sha256");
   const p99 = newRow("GetActionResult p99", "ms", 1, "sha256");
-  for (let i = 0; i < 200; i++) await call(); // warm-up
+  for (const t of targets) for (let i = 0; i < 200; i++) await call(t); // warm-up
   for (let rep = 0; rep < reps; rep++) {
-    const lat: number[] = [];
-    const [cpu] = await metered(async () => {
-      for (let i = 0; i < calls; i++) {
-        const t0 = performance.now();
-        const res = await call();
-        lat.push(performance.now() - t0);
-        if (i === 0) check(res.outputFiles.length === 3, "GetActionResult lost output files");
-      }
-    });
     const tcp = await peer.roundTrips(response, calls);
     const hash = Array.from({ length: calls }, () => timed(() => new Bun.CryptoHasher("sha256").update(response).digest("hex"))[0]);
-    push(p50, cpu, quantile(hash, 0.5), quantile(tcp, 0.5), quantile(lat, 0.5));
-    push(p99, cpu, quantile(hash, 0.99), quantile(tcp, 0.99), quantile(lat, 0.99));
+    for (const t of inTurn(targets, rep)) {
+      const lat: number[] = [];
+      const [cpu] = await metered(t, async () => {
+        for (let i = 0; i < calls; i++) {
+          const t0 = performance.now();
+          const res = await call(t);
+          lat.push(performance.now() - t0);
+          if (i === 0) check(res.outputFiles.length === 3, `${t.name}: GetActionResult lost output files`);
+        }
+      });
+      push(p50, t, cpu, quantile(hash, 0.5), quantile(tcp, 0.5), quantile(lat, 0.5));
+      push(p99, t, cpu, quantile(hash, 0.99), quantile(tcp, 0.99), quantile(lat, 0.99));
+    }
   }
   return [p50, p99];
 }
@@ -328,16 +365,16 @@ interface Cpu {
   clientMs: number;
 }
 
-/** Runs a call through the server: its wall time, and the CPU time each process spent meanwhile. */
-async function metered<T>(fn: () => Promise<T>): Promise<[Cpu, T]> {
-  const [s0, c0, t0] = [serverCpuMs(), clientCpuMs(), performance.now()];
+/** Runs a call through a server: its wall time, and the CPU time each process spent meanwhile. */
+async function metered<T>(t: Target, fn: () => Promise<T>): Promise<[Cpu, T]> {
+  const [s0, c0, t0] = [serverCpuMs(t.pid), clientCpuMs(), performance.now()];
   const out = await fn();
-  return [{ wallMs: performance.now() - t0, serverMs: serverCpuMs() - s0, clientMs: clientCpuMs() - c0 }, out];
+  return [{ wallMs: performance.now() - t0, serverMs: serverCpuMs(t.pid) - s0, clientMs: clientCpuMs() - c0 }, out];
 }
 
-/** All threads of the server, from /proc: utime + stime, in ticks of 10 ms (USER_HZ is 100). */
-function serverCpuMs(): number {
-  const stat = readFileSync(`/proc/${serverPid}/stat`, "utf8");
+/** All threads of a server, from /proc: utime + stime, in ticks of 10 ms (USER_HZ is 100). */
+function serverCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
@@ -347,18 +384,25 @@ function clientCpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
-/** Records one counted repetition; ms defaults to the call's wall time. */
-function push(row: Row, cpu: Cpu, hashMs: number, tcpMs: number, ms = cpu.wallMs) {
-  row.ms.push(ms);
-  row.hashMs.push(hashMs);
-  row.tcpMs.push(tcpMs);
-  row.cpu.wallMs += cpu.wallMs;
-  row.cpu.serverMs += cpu.serverMs;
-  row.cpu.clientMs += cpu.clientMs;
+/** Records one counted repetition of one server; ms defaults to the call's wall time. */
+function push(row: Row, t: Target, cpu: Cpu, hashMs: number, tcpMs: number, ms = cpu.wallMs) {
+  const total = t.peer ? row.peerCpu : row.cpu;
+  if (t.peer) row.peerMs.push(ms);
+  else {
+    row.ms.push(ms);
+    row.hashMs.push(hashMs);
+    row.tcpMs.push(tcpMs);
+  }
+  total.wallMs += cpu.wallMs;
+  total.serverMs += cpu.serverMs;
+  total.clientMs += cpu.clientMs;
 }
 
 /** CPU time as a share of one core during the calls: near 100% means that side is the bottleneck. */
-const busy = (row: Row, side: "serverMs" | "clientMs") => Math.round((100 * row.cpu[side]) / row.cpu.wallMs);
+const busy = (cpu: Cpu, side: "serverMs" | "clientMs") => Math.round((100 * cpu[side]) / cpu.wallMs);
+
+/** How actiond compares with bazel-remote: above 1 is better (a higher rate, a shorter time). */
+const vsPeer = (row: Row) => (row.unit === "ms" ? median(row.peerMs) / median(row.ms) : inUnit(row, median(row.ms)) / inUnit(row, median(row.peerMs)));
 
 function quantile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -405,14 +449,16 @@ function printTable(rows: Row[]) {
         `${r.hashFn} ${cell(r.hashMs)}`.padEnd(22),
         `tcp ${cell(r.tcpMs)}`.padEnd(20),
         `ratio to tcp ${ratio(r).toFixed(2)}`,
-        `cpu server ${busy(r, "serverMs")}% client ${busy(r, "clientMs")}%`,
+        `cpu server ${busy(r.cpu, "serverMs")}% client ${busy(r.cpu, "clientMs")}%`,
+        r.peerMs.length === 0 ? "bazel-remote -".padEnd(50) : `bazel-remote ${cell(r.peerMs)} (cpu ${busy(r.peerCpu, "serverMs")}%), actiond ${vsPeer(r).toFixed(2)}×`.padEnd(50),
         `(n=${r.ms.length})`,
       ].join(" | "),
     );
   }
   console.log(
     "ratio to tcp: tcp copy time / server time for the same bytes (1 = as fast as a plain socket);\n" +
-      "cpu: share of one core during the server calls (server: all its threads; client: this process).",
+      "cpu: share of one core during the server calls (server: all its threads; client: this process);\n" +
+      "bazel-remote: the same calls from the same client; actiond N×: above 1, actiond is faster.",
   );
 }
 
@@ -430,8 +476,9 @@ function summary(rows: Row[], seconds: number) {
       hash: { fn: r.hashFn, value: round(inUnit(r, median(r.hashMs))) },
       tcp: round(inUnit(r, median(r.tcpMs))),
       ratioToTcp: round(ratio(r)),
-      cpuPercent: { server: busy(r, "serverMs"), client: busy(r, "clientMs") },
+      cpuPercent: { server: busy(r.cpu, "serverMs"), client: busy(r.cpu, "clientMs") },
       samplesMs: r.ms.map(round),
+      ...(r.peerMs.length > 0 ? { bazelRemote: { value: round(inUnit(r, median(r.peerMs))), serverCpuPercent: busy(r.peerCpu, "serverMs"), actiondVs: round(vsPeer(r)), samplesMs: r.peerMs.map(round) } } : {}),
     })),
   };
 }

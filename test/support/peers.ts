@@ -28,6 +28,8 @@ export interface Peer {
   /** HOST:PORT of its gRPC server. */
   readonly address: string;
   readonly url: string;
+  /** Its process id while it runs (to read its CPU time). */
+  readonly pid: number;
   log(): string;
   /** SIGKILL, and wait for it to be gone. */
   kill(): Promise<void>;
@@ -75,6 +77,10 @@ class PeerProcess implements Peer {
 
   get url(): string {
     return `grpc://${this.address}`;
+  }
+
+  get pid(): number {
+    return this.proc?.pid ?? 0;
   }
 
   log(): string {
