@@ -57,6 +57,8 @@ const MAX_HEADER_BLOCK = 64 * 1024;
 export const MAX_HEADER_LIST_BYTES = 64 * 1024;
 /** A stream whose queued output passes this tells its writer to wait. */
 const SEND_HIGH_WATER = 1024 * 1024;
+/** DATA generated for the socket between two writes: big responses go out in pieces the socket's backpressure paces. */
+const FLUSH_BYTES = 256 * 1024;
 /** Streams refused in a row (over the limit, no stream finished between) before the connection is. */
 const MAX_REFUSED_IN_A_ROW = 64;
 
@@ -147,7 +149,9 @@ export class H2Connection {
   private peerMaxFrame = DEFAULT_MAX_FRAME;
 
   private out: Buffer[] = [];
+  private outBytes = 0;
   private flushQueued = false;
+  private resumeQueued = false;
   private socketFull = false;
   /** Streams with data or trailers waiting for window or for the socket. */
   private readonly waiting = new Set<H2Stream>();
@@ -469,7 +473,7 @@ export class H2Connection {
   /** Sends what a stream has queued, as far as the windows and the socket allow; then its trailers. */
   pump(s: H2Stream): void {
     if (s.closed || this.closed) return void this.waiting.delete(s);
-    while (s.queue.length > 0 && !this.socketFull) {
+    while (s.queue.length > 0 && !this.socketFull && this.outBytes < FLUSH_BYTES) {
       const allowed = Math.min(s.sendWindow, this.sendWindow, this.peerMaxFrame);
       if (allowed <= 0) break;
       const head = s.queue[0]!;
@@ -529,6 +533,7 @@ export class H2Connection {
   write(buf: Buffer): void {
     if (this.closed) return;
     this.out.push(buf);
+    this.outBytes += buf.length;
     if (!this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(() => this.flush());
@@ -539,9 +544,18 @@ export class H2Connection {
   private flush(): void {
     this.flushQueued = false;
     if (this.out.length === 0 || this.socket.destroyed) return;
-    const out = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out);
+    const out = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outBytes);
     this.out = [];
+    this.outBytes = 0;
     if (!this.socket.write(out)) this.socketFull = true;
+    // Streams cut short by FLUSH_BYTES go on in a later turn (after other work), unless the socket is full.
+    else if (this.waiting.size > 0 && !this.resumeQueued) {
+      this.resumeQueued = true;
+      setImmediate(() => {
+        this.resumeQueued = false;
+        if (!this.socketFull) for (const s of [...this.waiting]) this.pump(s);
+      });
+    }
   }
 
   // ---------- ending ----------
@@ -566,6 +580,8 @@ export class H2Connection {
     this.sayGoAway(code, why);
     this.flush();
     this.closed = true;
+    // Nothing more is read: what the client goes on sending waits in the kernel, not in memory.
+    this.socket.pause();
     this.socket.end();
     // A client that does not read its GOAWAY should not keep the descriptor.
     setTimeout(() => this.socket.destroy(), 1000).unref();
