@@ -58,11 +58,7 @@ export class GrpcCall implements StreamEvents {
     }
   }
 
-  /** A request header (names in lower case); for a -bin header, its bytes. */
-  header(name: string): string | undefined {
-    return this.headers.get(name);
-  }
-
+  /** A -bin request header's bytes (names in lower case). */
   binaryHeader(name: string): Buffer | undefined {
     const v = this.headers.get(name);
     return v === undefined ? undefined : Buffer.from(v, "base64");

@@ -116,12 +116,6 @@ export class H2Stream {
     this.conn.pump(this);
   }
 
-  /** Abandons the stream (RST_STREAM). */
-  reset(code: ErrorCode): void {
-    if (this.closed) return;
-    this.conn.resetStream(this, code);
-  }
-
   /** The layer above has taken n bytes of what the client sent: the client may send as much again. */
   credit(n: number): void {
     if (n > 0) this.conn.credit(this, n);
@@ -179,7 +173,7 @@ export class H2Connection {
     socket.on("data", (chunk: Buffer) => this.receive(chunk));
     socket.on("drain", () => {
       this.socketFull = false;
-      for (const s of [...this.waiting]) this.pump(s);
+      this.pumpWaiting();
     });
     socket.once("close", () => this.gone("the connection closed"));
     this.armIdle();
@@ -412,7 +406,7 @@ export class H2Connection {
       }
     }
     this.write(frame(Frame.SETTINGS, Flag.ACK, 0));
-    for (const s of [...this.waiting]) this.pump(s);
+    this.pumpWaiting();
   }
 
   private onWindowUpdate(id: number, payload: Buffer): void {
@@ -422,8 +416,7 @@ export class H2Connection {
       if (increment === 0) return this.fail(ErrorCode.PROTOCOL_ERROR, "a WINDOW_UPDATE of 0");
       this.sendWindow += increment;
       if (this.sendWindow > MAX_WINDOW) return this.fail(ErrorCode.FLOW_CONTROL_ERROR, "the connection's window over 2^31-1");
-      for (const s of [...this.waiting]) this.pump(s);
-      return;
+      return this.pumpWaiting();
     }
     const s = this.streams.get(id);
     if (!s) return;
@@ -502,6 +495,11 @@ export class H2Connection {
     }
   }
 
+  /** Every stream waiting for window or for the socket gets its turn again. */
+  private pumpWaiting(): void {
+    for (const s of [...this.waiting]) this.pump(s);
+  }
+
   resetStream(s: H2Stream, code: ErrorCode, why?: string): void {
     this.write(rstStreamFrame(s.id, code));
     this.close(s, why ?? "the server reset the call");
@@ -553,7 +551,7 @@ export class H2Connection {
       this.resumeQueued = true;
       setImmediate(() => {
         this.resumeQueued = false;
-        if (!this.socketFull) for (const s of [...this.waiting]) this.pump(s);
+        if (!this.socketFull) this.pumpWaiting();
       });
     }
   }
