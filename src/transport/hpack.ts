@@ -27,6 +27,10 @@ const STATIC_TABLE: [string, string][] = [
   ["transfer-encoding", ""], ["user-agent", ""], ["vary", ""], ["via", ""], ["www-authenticate", ""],
 ];
 
+/** Each name's first index in the static table (1-based), for the encoder. */
+const STATIC_NAME_INDEX = new Map<string, number>();
+STATIC_TABLE.forEach(([name], i) => STATIC_NAME_INDEX.has(name) || STATIC_NAME_INDEX.set(name, i + 1));
+
 /** An entry's size as the table counts it (RFC 7541, 4.1). */
 const entrySize = (name: string, value: string) => name.length + value.length + 32;
 
@@ -196,7 +200,7 @@ function encodeInt(out: number[], value: number, prefixBits: number, firstByte: 
 export function encodeHeaders(fields: HeaderList): Buffer {
   const out: number[] = [];
   for (const [name, value] of fields) {
-    const index = STATIC_TABLE.findIndex(([n]) => n === name) + 1;
+    const index = STATIC_NAME_INDEX.get(name) ?? 0;
     encodeInt(out, index, 4, 0x00);
     if (index === 0) {
       encodeInt(out, name.length, 7, 0x00);
