@@ -109,17 +109,22 @@ export class ResponseStream<Res> {
   }
 }
 
+/** Tracks a call's work, then ends the call: OK (after its one response, if it has one), or with the status of what was thrown. */
+function settle<T>(env: HandlerEnv, call: GrpcCall, method: string, work: Promise<T>, reply?: (res: T) => Uint8Array): void {
+  env.calls.track(work).then(
+    (res) => {
+      counted(env, method, Code.OK);
+      if (reply) void call.send(reply(res));
+      call.finish(OK);
+    },
+    (err) => fail(env, call, method, err),
+  );
+}
+
 export function unary<Req, Res>(env: HandlerEnv, method: string, fn: (req: Req, call: GrpcCall) => Promise<Res>): ServerMethod {
   return (codec) => (call) => {
     const work = call.only().then((bytes) => fn(codec.decode(bytes) as Req, call));
-    env.calls.track(work).then(
-      (res) => {
-        counted(env, method, Code.OK);
-        void call.send(codec.encode(res));
-        call.finish(OK);
-      },
-      (err) => fail(env, call, method, err),
-    );
+    settle(env, call, method, work, codec.encode);
   };
 }
 
@@ -128,26 +133,12 @@ export function clientStreaming<Req, Res>(env: HandlerEnv, method: string, fn: (
     async function* requests() {
       for await (const bytes of call.requests()) yield codec.decode(bytes) as Req;
     }
-    env.calls.track(fn(requests(), call)).then(
-      (res) => {
-        counted(env, method, Code.OK);
-        void call.send(codec.encode(res));
-        call.finish(OK);
-      },
-      (err) => fail(env, call, method, err),
-    );
+    settle(env, call, method, fn(requests(), call), codec.encode);
   };
 }
 
 export function serverStreaming<Req, Res>(env: HandlerEnv, method: string, fn: (req: Req, out: ResponseStream<Res>) => Promise<void>): ServerMethod {
   return (codec) => (call) => {
-    const work = call.only().then((bytes) => fn(codec.decode(bytes) as Req, new ResponseStream<Res>(call, codec)));
-    env.calls.track(work).then(
-      () => {
-        counted(env, method, Code.OK);
-        call.finish(OK);
-      },
-      (err) => fail(env, call, method, err),
-    );
+    settle(env, call, method, call.only().then((bytes) => fn(codec.decode(bytes) as Req, new ResponseStream<Res>(call, codec))));
   };
 }
