@@ -28,15 +28,18 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
 /** The server's side of a connection turned away: empty SETTINGS (its preface), then GOAWAY saying why. */
 const goAway = (why: string) => Buffer.concat([settingsFrame([]), goAwayFrame(0, ErrorCode.ENHANCE_YOUR_CALM, why)]);
 
-/** What the limits need to know of an HTTP/2 connection. */
-export interface CallCounts {
+/** An HTTP/2 connection being served: what the limits need to know of it, and how to end it. */
+export interface ServedConnection {
   openStreams: number;
   madeCalls: number;
+  /** No new calls; closes once those in progress are done. */
+  drain(): void;
+  destroy(): void;
 }
 
 interface Connection {
   /** Set once the connection is known to be HTTP/2. */
-  h2?: CallCounts;
+  h2?: ServedConnection;
   /** When the client last sent anything. */
   lastHeardMs: number;
 }
@@ -44,7 +47,7 @@ interface Connection {
 /** Where a connection goes once its first bytes say what it speaks. */
 export interface ConnectionHandlers {
   /** HTTP/2 (gRPC): the socket, paused, and the bytes already read from it. */
-  h2(socket: Socket, first: Buffer): CallCounts;
+  h2(socket: Socket, first: Buffer): ServedConnection;
   /** HTTP/1.1 from this machine (the status page), with the bytes already read; absent: closed. */
   http?(socket: Socket, first: Buffer): void;
 }
@@ -60,6 +63,11 @@ export class Connections {
 
   sockets(): Iterable<Socket> {
     return this.open.keys();
+  }
+
+  /** The HTTP/2 connections open now. */
+  *served(): Iterable<ServedConnection> {
+    for (const c of this.open.values()) if (c.h2) yield c.h2;
   }
 
   /**

@@ -1,7 +1,7 @@
 // Wires every service into the transport and binds the listener.
 import { lstatSync, rmSync } from "node:fs";
 import { createServer, type AddressInfo, type Socket } from "node:net";
-import { serveConnection, type H2Connection } from "../transport";
+import { serveConnection } from "../transport";
 import { actionCacheService } from "./action-cache";
 import { Connections, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connections";
 import { byteStreamService } from "./bytestream";
@@ -33,19 +33,15 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress, l
   const bytestream = byteStreamService(ctx);
   const services: ServiceBinding[] = [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx), operationsService(ctx), ...assetServices(ctx, ctx.fetcher)];
   const table = routes(services);
-  const h2 = new Set<H2Connection>();
   const connections = new Connections(limits, ctx.log);
   const h2Connection = (socket: Socket, first: Buffer) => {
     const peer = `${socket.remoteAddress ?? "a local socket"}${socket.remotePort ? `:${socket.remotePort}` : ""}`;
-    const conn = serveConnection(socket, first, {
+    return serveConnection(socket, first, {
       maxStreams: limits.streamsPerConnection,
       idleMs: limits.idleMs,
       route: (path) => table.get(path),
       onProtocolError: (why) => ctx.log.warn(`closed the connection from ${peer}: ${why}`),
     });
-    h2.add(conn);
-    socket.once("close", () => h2.delete(conn));
-    return conn;
   };
   const listener = createServer({ noDelay: true }, (socket) => connections.accept(socket, { h2: h2Connection, http }));
   const bound = await new Promise<number>((resolve, reject) => {
@@ -62,7 +58,7 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress, l
     async shutdown(graceMs) {
       listener.close();
       // GOAWAY to every client: no new calls; those in flight may finish within the grace period.
-      for (const conn of h2) conn.drain();
+      for (const conn of connections.served()) conn.drain();
       const deadline = Date.now() + graceMs;
       const timer = (ms: number) => new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), ms).unref());
       if ((await Promise.race([ctx.calls.idle(), timer(graceMs)])) === "timeout") {
@@ -72,7 +68,7 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress, l
         const hungUp = Promise.all([...connections.sockets()].map((s) => new Promise((resolve) => s.once("close", resolve))));
         await Promise.race([hungUp, timer(Math.min(1000, Math.max(0, deadline - Date.now())))]);
       }
-      for (const conn of h2) conn.destroy();
+      for (const conn of [...connections.served()]) conn.destroy();
       bytestream.close();
     },
   };
