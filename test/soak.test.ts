@@ -3,34 +3,18 @@
 // finished executions the server keeps for WaitExecution (its memory grows by design until then);
 // over the 10,000 after them nothing may fail, and the server must end as it was: no descriptor or
 // process left behind (the tree remover is its one child), its memory flat.
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import type { ExecuteResponse } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { KEEP_FINISHED_COUNT } from "../src/exec/executions";
 import { execute, executionClient, prepareAction, text } from "./support/actions";
-import { ReapiClient } from "./support/client";
-import { rssMiB } from "./support/helpers";
-import { startServer, type ServerProcess } from "./support/server";
+import { rssMiB, suiteServer } from "./support/helpers";
 
 const WARM_UP = KEEP_FINISHED_COUNT;
 const ACTIONS = WARM_UP + 10_000;
 const AT_ONCE = 4;
 
-let server: ServerProcess;
-let c: ReapiClient;
-let exec: ReturnType<typeof executionClient>;
-
-beforeAll(async () => {
-  server = await startServer();
-  c = new ReapiClient(server.address);
-  exec = executionClient(server.address);
-});
-
-afterAll(async () => {
-  exec.close();
-  c.close();
-  expect(await server.stop()).toBe(0);
-});
+const suite = suiteServer();
 
 const openFds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 
@@ -50,7 +34,9 @@ function children(pid: number): number[] {
 }
 
 test(`${ACTIONS - WARM_UP} trivial actions after ${WARM_UP}, ${AT_ONCE} at a time: every one succeeds; no descriptor, process or memory is left behind`, async () => {
+  const { server, client: c } = suite;
   const pid = server.proc.pid;
+  const exec = executionClient(server.address);
   // One action per worker, so no two identical ones are in flight (they would be merged).
   const actions = await Promise.all(
     Array.from({ length: AT_ONCE }, (_, w) => prepareAction(c, { args: ["/bin/sh", "-c", `echo soak ${w} > out.txt`], outputFiles: ["out.txt"], salt: `soak-${w}-${crypto.randomUUID()}` })),
@@ -73,6 +59,7 @@ test(`${ACTIONS - WARM_UP} trivial actions after ${WARM_UP}, ${AT_ONCE} at a tim
       }
     }),
   );
+  exec.close();
   expect(failures.slice(0, 5)).toEqual([]);
   console.log(`RSS every 1,000 actions (MiB): ${rss.map((r) => r.toFixed(0)).join(" ")}; descriptors after the warm-up ${after!.fds}, at the end ${openFds(pid)}`);
   // Descriptors: those of the calls still closing may linger a moment, never thousands.

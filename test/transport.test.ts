@@ -2,15 +2,14 @@
 // a real `actiond serve` given what well-behaved clients never send: calls past their deadline,
 // messages over the limit, headers that do not decode, methods it does not serve, a client that
 // stops reading a download. Bazel, remotetool and our client cover the well-behaved paths.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { GetCapabilitiesRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { ReadRequestSchema } from "../src/gen/google/bytestream/bytestream_pb";
 import { CompressionError, HpackDecoder, huffmanDecode } from "../src/transport/hpack";
-import { ReapiClient, sha256 } from "./support/client";
-import { randomBytes, rssMiB, waitUntil } from "./support/helpers";
+import { sha256 } from "./support/client";
+import { randomBytes, rssMiB, suiteServer, waitUntil } from "./support/helpers";
 import { frame, message, openCall, rawConnect, settingsFrame, statusTrailer, within } from "./support/raw-h2";
-import { startServer, type ServerProcess } from "./support/server";
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ""), "hex");
 
@@ -59,52 +58,42 @@ describe("HPACK", () => {
 });
 
 describe("the server's transport", () => {
-  let server: ServerProcess;
-  let c: ReapiClient;
-  const capabilities = () => c.unary(c.caps, "getCapabilities", GetCapabilitiesRequestSchema, {});
+  const suite = suiteServer();
+  const capabilities = () => suite.client.unary(suite.client.caps, "getCapabilities", GetCapabilitiesRequestSchema, {});
   const GET_CAPABILITIES = toBinary(GetCapabilitiesRequestSchema, create(GetCapabilitiesRequestSchema, {}));
 
-  beforeAll(async () => {
-    server = await startServer();
-    c = new ReapiClient(server.address);
-  });
-  afterAll(async () => {
-    c.close();
-    expect(await server.stop()).toBe(0);
-  });
-
   test("a call whose deadline (grpc-timeout) passes before its request is complete ends DEADLINE_EXCEEDED", async () => {
-    const conn = await rawConnect(server.port, openCall(1, undefined, [["grpc-timeout", "200m"]]));
+    const conn = await rawConnect(suite.server.port, openCall(1, undefined, [["grpc-timeout", "200m"]]));
     expect(await waitUntil(() => conn.received().includes(statusTrailer(4)), 5000)).toBe(true);
     conn.socket.destroy();
   });
 
   test("a request message declared over 16 MiB is RESOURCE_EXHAUSTED before any of it is held", async () => {
-    const conn = await rawConnect(server.port, openCall(1), message(1, new Uint8Array(10), false, 17 * 1024 * 1024));
+    const conn = await rawConnect(suite.server.port, openCall(1), message(1, new Uint8Array(10), false, 17 * 1024 * 1024));
     expect(await waitUntil(() => conn.received().includes(statusTrailer(8)), 5000)).toBe(true);
     expect(conn.received().toString("latin1")).toContain("a request message of 17825792 bytes, over the 16777216 allowed");
     conn.socket.destroy();
   });
 
   test("a method actiond does not serve is UNIMPLEMENTED, naming it", async () => {
-    const conn = await rawConnect(server.port, openCall(1, "/no.Such/Method"), message(1, GET_CAPABILITIES, true));
+    const conn = await rawConnect(suite.server.port, openCall(1, "/no.Such/Method"), message(1, GET_CAPABILITIES, true));
     expect(await waitUntil(() => conn.received().includes(statusTrailer(12)), 5000)).toBe(true);
     expect(conn.received().toString("latin1")).toContain("actiond does not serve the method /no.Such/Method");
     conn.socket.destroy();
   });
 
   test("headers that do not decode close that connection (COMPRESSION_ERROR), and the server serves others", async () => {
-    const conn = await rawConnect(server.port, frame(0x1, 0x4, 1, Buffer.from([0xff, 0x80, 0x01])));
+    const conn = await rawConnect(suite.server.port, frame(0x1, 0x4, 1, Buffer.from([0xff, 0x80, 0x01])));
     expect(await within(conn.closed, 5000)).toBe(true);
-    expect(server.log()).toContain("its headers do not decode: index");
+    expect(suite.server.log()).toContain("its headers do not decode: index");
     expect((await capabilities()).cacheCapabilities).toBeDefined();
   });
 
   test("a client that stops reading a download holds about its windows' worth of the server's memory, and others go on", async () => {
     const blob = randomBytes(48 * 1024 * 1024);
     const { hash: digest } = sha256(blob);
-    await c.upload(`uploads/${crypto.randomUUID()}/blobs/${digest}/${blob.length}`, blob, 1024 * 1024);
-    const before = rssMiB(server.proc.pid);
+    await suite.client.upload(`uploads/${crypto.randomUUID()}/blobs/${digest}/${blob.length}`, blob, 1024 * 1024);
+    const before = rssMiB(suite.server.proc.pid);
     // Windows as large as the protocol allows, then never a byte read.
     const huge = Buffer.alloc(6);
     huge.writeUInt16BE(0x4, 0);
@@ -112,11 +101,11 @@ describe("the server's transport", () => {
     const grant = Buffer.alloc(4);
     grant.writeUInt32BE(2 ** 31 - 1 - 65535, 0);
     const read = toBinary(ReadRequestSchema, create(ReadRequestSchema, { resourceName: `blobs/${digest}/${blob.length}` }));
-    const stuck = await rawConnect(server.port, settingsFrame(huge), frame(0x8, 0, 0, grant), openCall(1, "/google.bytestream.ByteStream/Read"), message(1, read, true));
+    const stuck = await rawConnect(suite.server.port, settingsFrame(huge), frame(0x8, 0, 0, grant), openCall(1, "/google.bytestream.ByteStream/Read"), message(1, read, true));
     stuck.socket.pause();
     // Long enough for the server to have sent all it could; other calls are answered meanwhile.
     for (let i = 0; i < 20; i++) expect((await capabilities()).cacheCapabilities).toBeDefined();
-    expect(await waitUntil(() => rssMiB(server.proc.pid) - before >= 40, 2000)).toBe(false);
+    expect(await waitUntil(() => rssMiB(suite.server.proc.pid) - before >= 40, 2000)).toBe(false);
     stuck.socket.destroy();
   });
 });
