@@ -6,6 +6,9 @@ import { Code, StatusError } from "./errors";
 export const WIRE_VARINT = 0;
 export const WIRE_LEN = 2;
 
+/** A growing WireWriter adds pieces of about what it holds, up to this. */
+const PIECE_MAX = 4 * 1024 * 1024;
+
 export class WireReader {
   at: number;
   constructor(
@@ -73,46 +76,82 @@ export class WireReader {
   }
 }
 
-/** Protobuf wire bytes written by hand into a buffer that grows (by doubling) as needed. */
+/**
+ * Protobuf wire bytes written by hand. Without a known size it grows in pieces joined once at the
+ * end: doubling one buffer copied a 100 MB Tree several times over, garbage freed only later.
+ */
 export class WireWriter {
   private buf: Buffer;
-  length = 0;
+  private at = 0;
+  /** Filled pieces before `buf`, when it grew. */
+  private readonly pieces: Buffer[] = [];
+  private piecesBytes = 0;
 
   /** `capacity`: the bytes expected, when known, so the buffer never grows. */
   constructor(capacity = 256) {
     this.buf = Buffer.allocUnsafe(capacity);
   }
 
+  /** Bytes written so far. */
+  get length(): number {
+    return this.piecesBytes + this.at;
+  }
+
   private room(n: number): void {
-    if (this.length + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.length + n));
-    this.buf.copy(next, 0, 0, this.length);
-    this.buf = next;
+    if (this.at + n <= this.buf.length) return;
+    this.pieces.push(this.buf.subarray(0, this.at));
+    this.piecesBytes += this.at;
+    this.buf = Buffer.allocUnsafe(Math.max(n, Math.min(PIECE_MAX, this.length)));
+    this.at = 0;
   }
 
   varint(n: number): void {
     this.room(10);
-    for (; n >= 0x80; n = Math.floor(n / 128)) this.buf[this.length++] = (n & 0x7f) | 0x80;
-    this.buf[this.length++] = n;
+    for (; n >= 0x80; n = Math.floor(n / 128)) this.buf[this.at++] = (n & 0x7f) | 0x80;
+    this.buf[this.at++] = n;
   }
 
   raw(bytes: Uint8Array): void {
     this.room(bytes.length);
-    this.buf.set(bytes, this.length);
-    this.length += bytes.length;
+    this.buf.set(bytes, this.at);
+    this.at += bytes.length;
   }
 
   /** A length-delimited field: a string, bytes, or an encoded message. */
   field(number: number, bytes: Uint8Array): void {
-    this.varint((number << 3) | WIRE_LEN);
-    this.varint(bytes.length);
+    this.lengthPrefix(number, bytes.length);
     this.raw(bytes);
   }
 
+  /** A length-delimited field's tag and length: its `length` bytes are to be written next. */
+  lengthPrefix(number: number, length: number): void {
+    this.varint((number << 3) | WIRE_LEN);
+    this.varint(length);
+  }
+
+  /** A string field, encoded straight into the buffer; `bytes` is its UTF-8 length when known. */
+  string(number: number, s: string, bytes = Buffer.byteLength(s)): void {
+    this.lengthPrefix(number, bytes);
+    this.room(bytes);
+    this.at += this.buf.write(s, this.at, bytes, "utf8");
+  }
+
+  /** The bytes written: a view when they fit in one piece, else the pieces joined. */
   done(): Buffer {
-    return this.buf.subarray(0, this.length);
+    const last = this.buf.subarray(0, this.at);
+    return this.pieces.length === 0 ? last : Buffer.concat(this.pieces.concat(last), this.length);
   }
 }
+
+/** The bytes a varint of n takes. */
+export function varintSize(n: number): number {
+  let size = 1;
+  for (; n >= 0x80; n = Math.floor(n / 128)) size++;
+  return size;
+}
+
+/** The bytes a length-delimited field of `length` bytes takes, tag included (field numbers under 16). */
+export const lengthFieldSize = (length: number) => 1 + varintSize(length) + length;
 
 /** int64 as it travels: a negative one is ten bytes of two's complement. */
 export const asInt64 = (n: number) => (n >= 2 ** 63 ? n - 2 ** 64 : n);

@@ -1,19 +1,21 @@
 // Directory and Tree messages written straight to bytes, as protobuf-es would write them (fields in
 // number order, defaults left out), for output directories: a directory of a million files made a
-// million FileNode objects and then one encoding pass that held the event loop for a second.
-import { WireWriter } from "../core";
+// million FileNode objects and then one encoding pass that held the event loop for a second. Each
+// node's length is worked out first and its fields written into the one buffer: a buffer per node
+// (and per digest) was a gigabyte of garbage for a million files, freed later than it was made.
+import { WireWriter, lengthFieldSize, varintSize } from "../core";
 import type { BlobDigest } from "../cas";
 
-const utf8 = (s: string) => Buffer.from(s);
+/** Digest: 1 hash (ASCII hex), 2 size_bytes (left out when 0). */
+const digestSize = (d: BlobDigest) => lengthFieldSize(d.hash.length) + (d.size > 0 ? 1 + varintSize(d.size) : 0);
 
-function digestBytes(d: BlobDigest): Buffer {
-  const b = new WireWriter();
-  b.field(1, utf8(d.hash));
+function writeDigest(w: WireWriter, number: number, d: BlobDigest): void {
+  w.lengthPrefix(number, digestSize(d));
+  w.string(1, d.hash, d.hash.length);
   if (d.size > 0) {
-    b.varint(2 << 3);
-    b.varint(d.size);
+    w.varint(2 << 3);
+    w.varint(d.size);
   }
-  return b.done();
 }
 
 /** One Directory, its entries added in the order they are to appear (by name, as REAPI asks). */
@@ -22,41 +24,48 @@ export class DirectoryBytes {
   private readonly directories = new WireWriter();
   private readonly symlinks = new WireWriter();
 
+  /** FileNode (Directory field 1): 1 name, 2 digest, 4 is_executable. */
   file(name: string, digest: BlobDigest, executable: boolean): void {
-    const node = new WireWriter();
-    node.field(1, utf8(name));
-    node.field(2, digestBytes(digest));
+    const nameBytes = Buffer.byteLength(name);
+    this.files.lengthPrefix(1, lengthFieldSize(nameBytes) + lengthFieldSize(digestSize(digest)) + (executable ? 2 : 0));
+    this.files.string(1, name, nameBytes);
+    writeDigest(this.files, 2, digest);
     if (executable) {
-      node.varint(4 << 3); // is_executable, a varint
-      node.varint(1);
+      this.files.varint(4 << 3); // is_executable, a varint
+      this.files.varint(1);
     }
-    this.files.field(1, node.done());
   }
 
+  /** DirectoryNode (Directory field 2): 1 name, 2 digest. */
   directory(name: string, digest: BlobDigest): void {
-    const node = new WireWriter();
-    node.field(1, utf8(name));
-    node.field(2, digestBytes(digest));
-    this.directories.field(2, node.done());
+    const nameBytes = Buffer.byteLength(name);
+    this.directories.lengthPrefix(2, lengthFieldSize(nameBytes) + lengthFieldSize(digestSize(digest)));
+    this.directories.string(1, name, nameBytes);
+    writeDigest(this.directories, 2, digest);
   }
 
+  /** SymlinkNode (Directory field 3): 1 name, 2 target. */
   symlink(name: string, target: string): void {
-    const node = new WireWriter();
-    node.field(1, utf8(name));
-    node.field(2, utf8(target));
-    this.symlinks.field(3, node.done());
+    const nameBytes = Buffer.byteLength(name);
+    const targetBytes = Buffer.byteLength(target);
+    this.symlinks.lengthPrefix(3, lengthFieldSize(nameBytes) + lengthFieldSize(targetBytes));
+    this.symlinks.string(1, name, nameBytes);
+    this.symlinks.string(2, target, targetBytes);
   }
 
   /** The encoded Directory: files (field 1), then directories (2), then symlinks (3). */
   done(): Buffer {
-    return Buffer.concat([this.files.done(), this.directories.done(), this.symlinks.done()]);
+    const sections = [this.files, this.directories, this.symlinks].filter((w) => w.length > 0);
+    // One section (a directory of files only, say) is its own bytes: no second copy of a big one.
+    return sections.length === 1 ? sections[0]!.done() : Buffer.concat(sections.map((w) => w.done()));
   }
 }
 
 /** A Tree: its root Directory (field 1) and every other Directory below it once (field 2). */
 export function treeBytes(root: Uint8Array, children: Iterable<Uint8Array>): Buffer {
-  const t = new WireWriter();
+  const below = [...children];
+  const t = new WireWriter(below.reduce((n, c) => n + lengthFieldSize(c.length), lengthFieldSize(root.length)));
   t.field(1, root);
-  for (const c of children) t.field(2, c);
+  for (const c of below) t.field(2, c);
   return t.done();
 }

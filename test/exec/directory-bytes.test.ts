@@ -40,4 +40,18 @@ describe("DirectoryBytes", () => {
     expect(Buffer.from(tree).equals(Buffer.from(toBinary(TreeSchema, theirTree)))).toBe(true);
     expect(Buffer.from(treeBytes(empty, [])).equals(Buffer.from(toBinary(TreeSchema, create(TreeSchema, { root: create(DirectorySchema) }))))).toBe(true);
   });
+
+  test("a directory too big for one buffer, and a Tree of children given as the iterator output collection passes", () => {
+    // 50,000 files outgrow the writer's first buffers many times over: the pieces must join in order.
+    const files = Array.from({ length: 50_000 }, (_, i) => ({ name: `f${String(i).padStart(6, "0")}`, digest: d((i % 10).toString().repeat(64), i), executable: i % 7 === 0 }));
+    const mine = new DirectoryBytes();
+    for (const f of files) mine.file(f.name, f.digest, f.executable);
+    const theirs = create(DirectorySchema, { files: files.map((f) => ({ name: f.name, digest: { hash: f.digest.hash, sizeBytes: BigInt(f.digest.size) }, isExecutable: f.executable })) });
+    const bytes = mine.done();
+    expect(Buffer.from(bytes).equals(Buffer.from(toBinary(DirectorySchema, theirs)))).toBe(true);
+    const children = new Map([["x", bytes], ["y", new DirectoryBytes().done()]]);
+    const tree = treeBytes(bytes, children.values());
+    const theirTree = create(TreeSchema, { root: theirs, children: [theirs, create(DirectorySchema)] });
+    expect(Buffer.from(tree).equals(Buffer.from(toBinary(TreeSchema, theirTree)))).toBe(true);
+  });
 });
