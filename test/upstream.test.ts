@@ -6,7 +6,14 @@ import { generateKeyPairSync, sign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
-import { FindMissingBlobsRequestSchema, GetActionResultRequestSchema, GetTreeRequestSchema, UpdateActionResultRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  FindMissingBlobsRequestSchema,
+  GetActionResultRequestSchema,
+  GetTreeRequestSchema,
+  TreeSchema,
+  UpdateActionResultRequestSchema,
+} from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { startCorruptingProxy } from "./support/corrupting-proxy";
 import { buildAction, execute, executionClient, text, uploadBlobs } from "./support/actions";
 import { ReapiClient, RpcError, grpc, sha256 } from "./support/client";
@@ -192,6 +199,24 @@ test.skipIf(SKIP)("an upstream that never answers costs one --upstream-timeout, 
   expect(await timed()).toBeLessThan(3_000);
   expect(a.log()).toMatch(/is not answering/);
   expect(await timed()).toBeLessThan(500);
+});
+
+test.skipIf(SKIP)("a result whose Tree names a million files is pushed whole (its files a chunk at a time)", async () => {
+  const team = await actiond();
+  const a = await actiond("--upstream", `grpc://${team.address}`, "--upstream-write", "all");
+  const c = client(a);
+  const empty = sha256(new Uint8Array(0));
+  const files = Array.from({ length: 1_000_000 }, (_, i) => ({ name: `f${String(i).padStart(7, "0")}`, digest: empty }));
+  const tree = toBinary(TreeSchema, create(TreeSchema, { root: { files } }));
+  await upload(c, tree);
+  const action = sha256("an action with a million outputs");
+  const actionResult = { outputDirectories: [{ path: "out", treeDigest: sha256(tree) }] };
+  await c.unary(c.ac, "updateActionResult", UpdateActionResultRequestSchema, { actionDigest: action, actionResult });
+  // Spread into one push(...) call, a million digests overflowed the stack and the result never left.
+  await a.waitForLog(/upstream push queue is empty: 1 results/, 120_000);
+  const t = client(team);
+  const pushed = await t.unary(t.ac, "getActionResult", GetActionResultRequestSchema, { actionDigest: action });
+  expect(pushed.outputDirectories[0].treeDigest).toEqual(sha256(tree));
 });
 
 test.skipIf(SKIP)("the push queue is bounded: past --upstream-queue pushes are dropped and counted; what was queued survives a restart", async () => {

@@ -6,7 +6,7 @@ import type { ActionResult } from "../gen/build/bazel/remote/execution/v2/remote
 import { Code, StatusError, missingBlobsError, type Logger } from "../core";
 import type { BlobStore } from "./blob-store";
 import { formatDigest, fromWire, missingSubject, type BlobDigest } from "./digest";
-import { directoryFileDigests, treeFileDigests } from "./tree";
+import { forEachDirectoryFile, forEachTreeFile } from "./tree";
 
 export interface ActionCache {
   /** The result cached for an action, or undefined on a miss. */
@@ -53,33 +53,27 @@ export class CompleteResults implements ActionCache {
   /** Each referenced blob that is not in the CAS (of the action's digest function), once. */
   private async missingBlobs(action: BlobDigest, r: ActionResult): Promise<BlobDigest[]> {
     const fn = action.fn;
+    const missing = new Map<string, BlobDigest>();
+    const note = (ds: BlobDigest[]) => ds.forEach((d) => missing.set(formatDigest(d), d));
+    // Files below output directories are looked up a chunk at a time: a Tree may name a million.
+    const lookUp = async (files: BlobDigest[]) => note(await this.blobs.findMissing(files));
     const direct: BlobDigest[] = [];
     for (const f of r.outputFiles) direct.push(fromWire(fn, f.digest, `output file "${f.path}"`));
     if (r.stdoutDigest) direct.push(fromWire(fn, r.stdoutDigest, "stdout_digest"));
     if (r.stderrDigest) direct.push(fromWire(fn, r.stderrDigest, "stderr_digest"));
-    const missingTrees: BlobDigest[] = [];
     for (const dir of r.outputDirectories) {
       // A Tree, or Directory blobs from a root (REAPI 2.8 output_directory_format), or both.
       if (dir.treeDigest || !dir.rootDirectoryDigest) {
         const tree = fromWire(fn, dir.treeDigest, `output directory "${dir.path}"`);
-        const files = await treeFileDigests(this.blobs, tree);
-        if (files) for (const f of files) direct.push(f);
-        else missingTrees.push(tree);
+        if (!(await forEachTreeFile(this.blobs, tree, lookUp))) note([tree]);
       }
       if (dir.rootDirectoryDigest) {
-        const walk = await directoryFileDigests(this.blobs, fromWire(fn, dir.rootDirectoryDigest, `output directory "${dir.path}" root_directory_digest`));
-        for (const f of walk.files) direct.push(f);
-        for (const d of walk.missingDirectories) missingTrees.push(d);
+        const root = fromWire(fn, dir.rootDirectoryDigest, `output directory "${dir.path}" root_directory_digest`);
+        note(await forEachDirectoryFile(this.blobs, root, lookUp));
       }
     }
-    const seen = new Set<string>();
-    const missing: BlobDigest[] = [];
-    for (const d of [...missingTrees, ...(await this.blobs.findMissing(direct))]) {
-      const key = formatDigest(d);
-      if (!seen.has(key)) missing.push(d);
-      seen.add(key);
-    }
-    return missing;
+    await lookUp(direct);
+    return [...missing.values()];
   }
 }
 

@@ -21,5 +21,5 @@ export {
   type DigestFunctionName,
 } from "./digest";
 export { inlineBlobs, type InlineRequest } from "./inline";
-export { directoryFileDigests, treeFileDigests, treePages, type TreePage } from "./tree";
+export { forEachDirectoryFile, forEachTreeFile, treePages, type TreePage } from "./tree";
 export { openDiskStore, type DiskStore, type DiskStoreOptions, type StoreUsage } from "./disk";

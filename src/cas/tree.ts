@@ -69,18 +69,39 @@ export async function* treePages(
 
 const EMPTY = new Uint8Array(0);
 
+/** File digests are handed on in chunks of at most this many: a million never live at once. */
+const FILE_CHUNK = 10_000;
+
+/** Gathers digests into chunks of distinct ones and hands each full chunk on. */
+class FileChunks {
+  private chunk = new Map<string, BlobDigest>();
+  constructor(private readonly onChunk: (files: BlobDigest[]) => Promise<void>) {}
+
+  async add(d: BlobDigest): Promise<void> {
+    this.chunk.set(`${d.hash}/${d.size}`, d);
+    if (this.chunk.size >= FILE_CHUNK) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.chunk.size === 0) return;
+    const files = [...this.chunk.values()];
+    this.chunk = new Map();
+    await this.onChunk(files);
+  }
+}
+
 /**
- * Every file blob a stored Tree refers to, or undefined when the Tree itself is missing. Read from
- * the Tree's bytes where they lie (a Tree of a million files, decoded, was a million objects and a
- * second of the event loop): Tree 1 root, 2 children (Directory); Directory 1 files (FileNode);
- * FileNode 2 digest.
+ * Hands every file blob a stored Tree refers to to `onChunk`, some thousands at a time (the same
+ * digest at most once per chunk); false when the Tree itself is missing. Read from the Tree's bytes
+ * where they lie (a Tree of a million files, decoded, was a million objects and a second of the
+ * event loop): Tree 1 root, 2 children (Directory); Directory 1 files (FileNode); FileNode 2 digest.
  */
-export async function treeFileDigests(blobs: BlobStore, tree: BlobDigest): Promise<BlobDigest[] | undefined> {
+export async function forEachTreeFile(blobs: BlobStore, tree: BlobDigest, onChunk: (files: BlobDigest[]) => Promise<void>): Promise<boolean> {
   const bytes = await blobs.get(tree);
-  if (!bytes) return undefined;
+  if (!bytes) return false;
   const what = `blob ${formatDigest(tree)} (a Tree)`;
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const files: BlobDigest[] = [];
+  const chunks = new FileChunks(onChunk);
   const pause = slices(10_000);
   const t = new WireReader(buf, what);
   while (!t.done) {
@@ -99,13 +120,14 @@ export async function treeFileDigests(blobs: BlobStore, tree: BlobDigest): Promi
       const node = dir.message();
       while (!node.done) {
         const n = node.tag();
-        if (n.field === 2 && n.type === WIRE_LEN) files.push(digestOnWire(node.message(), tree.fn, `a file in ${what}`));
+        if (n.field === 2 && n.type === WIRE_LEN) await chunks.add(digestOnWire(node.message(), tree.fn, `a file in ${what}`));
         else node.skip(n.type);
       }
       await pause();
     }
   }
-  return files;
+  await chunks.flush();
+  return true;
 }
 
 function parseDirectory(bytes: Uint8Array): Directory {
@@ -117,12 +139,12 @@ function parseDirectory(bytes: Uint8Array): Directory {
 }
 
 /**
- * Every file blob below a root Directory stored as Directory blobs (an OutputDirectory's
- * root_directory_digest), each distinct directory read once; the Directory blobs that are not
- * there are listed apart (their subtrees cannot be known).
+ * Hands every file blob below a root Directory stored as Directory blobs (an OutputDirectory's
+ * root_directory_digest) to `onChunk`, as forEachTreeFile does, each distinct directory read once;
+ * returns the Directory blobs that are not there (their subtrees cannot be known).
  */
-export async function directoryFileDigests(blobs: BlobStore, root: BlobDigest): Promise<{ files: BlobDigest[]; missingDirectories: BlobDigest[] }> {
-  const files: BlobDigest[] = [];
+export async function forEachDirectoryFile(blobs: BlobStore, root: BlobDigest, onChunk: (files: BlobDigest[]) => Promise<void>): Promise<BlobDigest[]> {
+  const chunks = new FileChunks(onChunk);
   const missingDirectories: BlobDigest[] = [];
   const seen = new Set<string>([digestKey(root)]);
   const queue = [root];
@@ -137,7 +159,7 @@ export async function directoryFileDigests(blobs: BlobStore, root: BlobDigest): 
     }
     const dir = parseDirectory(bytes);
     for (const f of dir.files) {
-      files.push(fromWire(root.fn, f.digest, `file "${f.name}" in directory ${formatDigest(d)}`));
+      await chunks.add(fromWire(root.fn, f.digest, `file "${f.name}" in directory ${formatDigest(d)}`));
       await pause();
     }
     for (const sub of dir.directories) {
@@ -148,5 +170,6 @@ export async function directoryFileDigests(blobs: BlobStore, root: BlobDigest): 
       }
     }
   }
-  return { files, missingDirectories };
+  await chunks.flush();
+  return missingDirectories;
 }

@@ -14,7 +14,7 @@ import {
   DIGEST_FUNCTIONS,
   formatDigest,
   fromWire,
-  treeFileDigests,
+  forEachTreeFile,
   type ActionCache,
   type BlobDigest,
   type DigestFunctionName,
@@ -212,9 +212,9 @@ export class WriteBack implements BlobPushes, ResultPushes {
       if (!dir.treeDigest) continue;
       const tree = fromWire(fn, dir.treeDigest, "output directory");
       blobs.push(tree);
-      const files = await treeFileDigests(this.o.blobs, tree);
-      if (!files) return; // the tree was evicted: the result cannot be pushed whole
-      blobs.push(...files);
+      // The Tree's files go first, a chunk at a time (a Tree may name a million).
+      const here = await forEachTreeFile(this.o.blobs, tree, (files) => this.pushBlobs(files));
+      if (!here) return; // the tree was evicted: the result cannot be pushed whole
     }
     await this.pushBlobs(blobs);
     if (!this.o.acceptsResults()) {
