@@ -1,7 +1,7 @@
 // Wires every service into the transport and binds the listener.
 import { lstatSync, rmSync } from "node:fs";
 import { createServer, type AddressInfo, type Socket } from "node:net";
-import { serveConnection } from "../transport";
+import { MAX_MESSAGE_BYTES, MessageBudget, serveConnection } from "../transport";
 import { actionCacheService } from "./action-cache";
 import { Connections, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connections";
 import { byteStreamService } from "./bytestream";
@@ -34,6 +34,8 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress, l
   const services: ServiceBinding[] = [capabilitiesService(ctx), casService(ctx), bytestream, actionCacheService(ctx), executionService(ctx), operationsService(ctx), ...assetServices(ctx, ctx.fetcher)];
   const table = routes(services);
   const connections = new Connections(limits, ctx.log);
+  // Two of the biggest messages at once: past that, big requests (batches, huge FindMissingBlobs) take turns.
+  const budget = new MessageBudget(2 * MAX_MESSAGE_BYTES);
   const h2Connection = (socket: Socket, first: Buffer) => {
     const peer = `${socket.remoteAddress ?? "a local socket"}${socket.remotePort ? `:${socket.remotePort}` : ""}`;
     return serveConnection(socket, first, {
@@ -41,6 +43,7 @@ export async function startServer(ctx: ServerContext, listenAt: ListenAddress, l
       idleMs: limits.idleMs,
       route: (path) => table.get(path),
       onProtocolError: (why) => ctx.log.warn(`closed the connection from ${peer}: ${why}`),
+      budget,
     });
   };
   const listener = createServer({ noDelay: true }, (socket) => connections.accept(socket, { h2: h2Connection, http }));

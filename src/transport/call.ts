@@ -4,6 +4,7 @@
 import { Code, StatusError } from "../core";
 import type { H2Stream, StreamEvents } from "./connection";
 import { encodeHeaders, type HeaderList } from "./hpack";
+import { BIG_MESSAGE_BYTES, type MessageBudget } from "./message-budget";
 
 /** A call's outcome as it goes on the wire. */
 export interface WireStatus {
@@ -42,6 +43,13 @@ export class GrpcCall implements StreamEvents {
   private message: Buffer | undefined;
   private messageFill = 0;
   private ended = false;
+  /** Budget bytes held: for the messages queued or being assembled, and for those handed out. */
+  private heldForQueue = 0;
+  private heldForHandler = 0;
+  /** A big message's bytes so far, while it waits for the budget (see admitted()). */
+  private waitingBytes: Buffer[] | undefined;
+  private waitingLength = 0;
+  private waitingOwed = 0;
   private wake: (() => void) | undefined;
   private drained: (() => void) | undefined;
   private deadline: ReturnType<typeof setTimeout> | undefined;
@@ -49,6 +57,7 @@ export class GrpcCall implements StreamEvents {
   constructor(
     private readonly stream: H2Stream,
     private readonly headers: Map<string, string>,
+    private readonly budget: MessageBudget,
   ) {
     stream.events = this;
     this.ended = stream.remoteEnded;
@@ -78,8 +87,22 @@ export class GrpcCall implements StreamEvents {
 
   data(chunk: Buffer): void {
     if (this.finished) return this.stream.credit(chunk.length);
+    if (this.waitingBytes) return this.holdWhileWaiting(chunk);
+    const used = this.consume(chunk);
+    if (this.finished) return this.stream.credit(chunk.length); // refused: nothing more is read
+    if (used < chunk.length) return this.holdWhileWaiting(chunk.subarray(used), chunk.length);
+    // The client may send more at once while the handler keeps up; else once it has caught up.
+    if (this.queuedBytes <= QUEUE_HIGH_WATER) this.stream.credit(chunk.length);
+    else this.owed += chunk.length;
+  }
+
+  /**
+   * Takes messages out of a chunk; returns how many of its bytes it used: fewer than all when a big
+   * message must wait for the budget, or the request broke a limit (then the call is finished).
+   */
+  private consume(chunk: Buffer): number {
     let pos = 0;
-    while (pos < chunk.length) {
+    while (pos < chunk.length && !this.finished) {
       if (!this.message) {
         const take = Math.min(5 - this.prefixFill, chunk.length - pos);
         chunk.copy(this.prefix, this.prefixFill, pos, pos + take);
@@ -87,11 +110,23 @@ export class GrpcCall implements StreamEvents {
         pos += take;
         if (this.prefixFill < 5) break;
         const length = this.prefix.readUInt32BE(1);
-        if (this.prefix[0] !== 0) return this.refuse(chunk.length, { code: Code.UNIMPLEMENTED, message: "compressed messages are not accepted (grpc-encoding identity only)" });
+        if (this.prefix[0] !== 0) {
+          this.refuse({ code: Code.UNIMPLEMENTED, message: "compressed messages are not accepted (grpc-encoding identity only)" });
+          return pos;
+        }
         if (length > MAX_MESSAGE_BYTES) {
-          return this.refuse(chunk.length, { code: Code.RESOURCE_EXHAUSTED, message: `a request message of ${length} bytes, over the ${MAX_MESSAGE_BYTES} allowed` });
+          this.refuse({ code: Code.RESOURCE_EXHAUSTED, message: `a request message of ${length} bytes, over the ${MAX_MESSAGE_BYTES} allowed` });
+          return pos;
         }
         this.prefixFill = 0;
+        if (length > BIG_MESSAGE_BYTES) {
+          if (!this.budget.take(length, this.admitted)) {
+            this.waitingLength = length;
+            this.waitingBytes = [];
+            return pos;
+          }
+          this.heldForQueue += length;
+        }
         // A message wholly inside this read is a view of it; one cut by reads is copied together.
         if (chunk.length - pos >= length) {
           this.take(chunk.subarray(pos, pos + length));
@@ -111,10 +146,42 @@ export class GrpcCall implements StreamEvents {
         this.take(m);
       }
     }
-    // The client may send more at once while the handler keeps up; else once it has caught up.
-    if (this.queuedBytes <= QUEUE_HIGH_WATER) this.stream.credit(chunk.length);
-    else this.owed += chunk.length;
+    return this.finished ? pos : chunk.length;
   }
+
+  /**
+   * Bytes of a big message waiting for the budget are kept (a copy: a view would hold the whole
+   * read), and their window is given back to the connection but not to the stream: the client can
+   * send at most one stream window more, and the other calls on its connection go on.
+   */
+  private holdWhileWaiting(bytes: Buffer, credited = bytes.length): void {
+    this.waitingBytes!.push(Buffer.from(bytes));
+    this.stream.creditConnection(credited);
+    this.waitingOwed += credited;
+  }
+
+  /** The budget has room for the waiting message: it is assembled from what came meanwhile. */
+  private readonly admitted = (): void => {
+    const length = this.waitingLength;
+    const held = this.waitingBytes!;
+    const owed = this.waitingOwed;
+    this.waitingBytes = undefined;
+    this.waitingOwed = 0;
+    this.heldForQueue += length;
+    this.message = Buffer.allocUnsafe(length);
+    this.messageFill = 0;
+    for (const [i, bytes] of held.entries()) {
+      const used = this.consume(bytes);
+      if (this.finished) break;
+      // Another big message behind this one, waiting in turn (the stream's window makes that rare).
+      if (used < bytes.length) {
+        this.waitingBytes = [bytes.subarray(used), ...held.slice(i + 1)];
+        break;
+      }
+    }
+    if (this.waitingBytes && !this.finished) this.waitingOwed = owed;
+    else this.stream.creditStream(owed);
+  };
 
   private take(message: Buffer): void {
     this.queue.push(message);
@@ -129,6 +196,7 @@ export class GrpcCall implements StreamEvents {
 
   reset(): void {
     this.finished = true;
+    this.releaseAll();
     this.cancel();
   }
 
@@ -147,6 +215,10 @@ export class GrpcCall implements StreamEvents {
   private shift(): Buffer {
     const m = this.queue.shift()!;
     this.queuedBytes -= m.length;
+    if (m.length > BIG_MESSAGE_BYTES) {
+      this.heldForQueue -= m.length;
+      this.heldForHandler += m.length;
+    }
     if (this.owed > 0 && this.queuedBytes <= QUEUE_HIGH_WATER) {
       this.stream.credit(this.owed);
       this.owed = 0;
@@ -154,12 +226,14 @@ export class GrpcCall implements StreamEvents {
     return m;
   }
 
-  private async next(): Promise<Buffer | undefined> {
+  /** The next request message; `done` says the handler is through with the ones before (their budget goes back). */
+  private async next(done = true): Promise<Buffer | undefined> {
+    if (done) this.releaseHandled();
     for (;;) {
       if (this.cancelled) throw new StatusError(Code.CANCELLED, "the client cancelled the call");
       if (this.queue.length > 0) return this.shift();
       if (this.ended) {
-        if (this.message || this.prefixFill > 0) throw new StatusError(Code.INTERNAL, "the request ended inside a message");
+        if (this.message || this.waitingBytes || this.prefixFill > 0) throw new StatusError(Code.INTERNAL, "the request ended inside a message");
         return undefined;
       }
       await new Promise<void>((resolve) => (this.wake = resolve));
@@ -170,7 +244,8 @@ export class GrpcCall implements StreamEvents {
   async only(): Promise<Buffer> {
     const m = await this.next();
     if (!m) throw new StatusError(Code.INTERNAL, "the call ended without its request message");
-    if ((await this.next()) !== undefined) throw new StatusError(Code.INTERNAL, "more than one request message in a call that takes one");
+    // The message stays the handler's (and its budget held) until the call ends.
+    if ((await this.next(false)) !== undefined) throw new StatusError(Code.INTERNAL, "more than one request message in a call that takes one");
     return m;
   }
 
@@ -204,6 +279,7 @@ export class GrpcCall implements StreamEvents {
   finish(status: WireStatus): void {
     if (this.finished) return;
     this.finished = true;
+    this.releaseAll();
     if (this.deadline) clearTimeout(this.deadline);
     const trailers = statusTrailers(status);
     if (this.responded) this.stream.end(trailers);
@@ -217,8 +293,7 @@ export class GrpcCall implements StreamEvents {
   }
 
   /** The request broke a limit: the call ends with that status, and nothing more of it is read. */
-  private refuse(chunkBytes: number, status: WireStatus): void {
-    this.stream.credit(chunkBytes);
+  private refuse(status: WireStatus): void {
     this.queue = [];
     this.abort(status);
   }
@@ -227,6 +302,20 @@ export class GrpcCall implements StreamEvents {
   private abort(status: WireStatus): void {
     this.finish(status);
     this.cancel();
+  }
+
+  private releaseHandled(): void {
+    if (this.heldForHandler > 0) this.budget.give(this.heldForHandler);
+    this.heldForHandler = 0;
+  }
+
+  /** The call is over: every byte of budget it held or waited for goes back. */
+  private releaseAll(): void {
+    this.releaseHandled();
+    if (this.waitingBytes) this.budget.forget(this.admitted);
+    this.waitingBytes = undefined;
+    if (this.heldForQueue > 0) this.budget.give(this.heldForQueue);
+    this.heldForQueue = 0;
   }
 
   private cancel(): void {

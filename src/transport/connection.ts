@@ -118,7 +118,17 @@ export class H2Stream {
 
   /** The layer above has taken n bytes of what the client sent: the client may send as much again. */
   credit(n: number): void {
-    if (n > 0) this.conn.credit(this, n);
+    if (n > 0) this.conn.credit(this, n, true, true);
+  }
+
+  /** Gives back the connection's window for n bytes, but not yet the stream's (see creditStream). */
+  creditConnection(n: number): void {
+    if (n > 0) this.conn.credit(this, n, true, false);
+  }
+
+  /** The stream's window for n bytes whose connection window went back before (creditConnection). */
+  creditStream(n: number): void {
+    if (n > 0) this.conn.credit(this, n, false, true);
   }
 }
 
@@ -313,7 +323,7 @@ export class H2Connection {
       return this.resetStream(s, ErrorCode.FLOW_CONTROL_ERROR, "the client sent beyond the stream's window");
     }
     // Padding is never the layer above's: its window comes back at once.
-    if (data.length < payload.length) this.credit(s, payload.length - data.length);
+    if (data.length < payload.length) this.credit(s, payload.length - data.length, true, true);
     if (data.length > 0) s.events?.data(data);
     if (flags & Flag.END_STREAM && !s.closed) {
       s.remoteEnded = true;
@@ -428,11 +438,13 @@ export class H2Connection {
 
   // ---------- flow control of what the client sends ----------
 
-  credit(s: H2Stream, n: number): void {
+  credit(s: H2Stream, n: number, connection: boolean, stream: boolean): void {
     if (s.closed) return;
-    s.held -= n;
-    this.pendingCredit += n;
-    s.pendingCredit += n;
+    if (connection) {
+      s.held -= n;
+      this.pendingCredit += n;
+    }
+    if (stream) s.pendingCredit += n;
     // Batched: a WINDOW_UPDATE once a quarter of a window is owed (the client still has the rest).
     if (!s.remoteEnded && !s.closed && s.pendingCredit >= STREAM_WINDOW / 4) {
       this.write(windowUpdateFrame(s.id, s.pendingCredit));

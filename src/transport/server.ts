@@ -5,6 +5,7 @@ import { Code } from "../core";
 import { GrpcCall } from "./call";
 import { H2Connection, MAX_HEADER_LIST_BYTES, type H2Stream } from "./connection";
 import { encodeHeaders, type HeaderList } from "./hpack";
+import type { MessageBudget } from "./message-budget";
 
 /** Serves one call; it ends the call itself (finish), whatever happens. */
 export type CallHandler = (call: GrpcCall) => void;
@@ -15,6 +16,8 @@ export interface TransportOptions {
   /** The handler of a method's path ("/package.Service/Method"), or undefined. */
   route(path: string): CallHandler | undefined;
   onProtocolError(why: string): void;
+  /** The server-wide budget big request messages draw on. */
+  budget: MessageBudget;
 }
 
 /** A plain HTTP response for a request that is not gRPC at all. */
@@ -30,7 +33,7 @@ export function serveConnection(socket: Socket, first: Buffer, opts: TransportOp
       for (const [name, value] of list) if (!headers.has(name)) headers.set(name, value);
       if (headers.get(":method") !== "POST") return stream.headers(notGrpc("405"), true);
       if (!headers.get("content-type")?.startsWith("application/grpc")) return stream.headers(notGrpc("415"), true);
-      const call = new GrpcCall(stream, headers);
+      const call = new GrpcCall(stream, headers, opts.budget);
       if (over) return call.finish({ code: Code.RESOURCE_EXHAUSTED, message: `request headers over the ${MAX_HEADER_LIST_BYTES} bytes allowed` });
       const path = headers.get(":path") ?? "";
       const handler = opts.route(path);

@@ -146,6 +146,22 @@ const ATTACKS: Attack[] = [
     },
   },
   {
+    name: "40 connections × a 16 MiB BatchUpdateBlobs",
+    async prepare(s) {
+      const clients = Array.from({ length: 40 }, () => new ReapiClient(s.server.address, { ownConnection: true }));
+      const requests = clients.map((_, i) => {
+        const data = new Uint8Array(16 * MiB - 1024).fill(i + 1);
+        return [{ digest: sha256(data), data }];
+      });
+      return async () => {
+        const res = await Promise.allSettled(clients.map((c, i) => c.unary(c.cas, "batchUpdateBlobs", BatchUpdateBlobsRequestSchema, { requests: requests[i] })));
+        clients.forEach((c) => c.close());
+        const refused = res.filter((r) => r.status === "rejected").map((r) => (r as PromiseRejectedResult).reason.code);
+        return `${refused.length} of 40 refused (codes ${[...new Set(refused)].join(", ")})`;
+      };
+    },
+  },
+  {
     name: "FindMissingBlobs: 5 calls × 200,000 digests",
     async prepare(s) {
       const digests = Array.from({ length: 200_000 }, (_, i) => digestOf(new Bun.CryptoHasher("sha256").update(`m${i}`).digest("hex"), i + 1));

@@ -22,7 +22,7 @@ import { WriteRequestSchema } from "../../src/gen/google/bytestream/bytestream_p
 import { execute, executionClient, prepareAction, run, uploadBlobs } from "../support/actions";
 import { ReapiClient, grpc, sha256 } from "../support/client";
 import { randomBytes, rejects, rssMiB, waitUntil } from "../support/helpers";
-import { openCall, ping, rawConnect, settingsFrame, within, type RawConnection } from "../support/raw-h2";
+import { frame, framesIn, message, openCall, ping, rawConnect, settingsFrame, statusTrailer, within, type RawConnection } from "../support/raw-h2";
 import { startServer, type ServerProcess } from "../support/server";
 
 const MiB = 1024 * 1024;
@@ -131,6 +131,47 @@ describe("connections", () => {
     const greedy = await rawConnect(server.port, ...calls(2000));
     expect(await within(greedy.closed, 10_000)).toBe(true);
     expect((await capabilities(c)).cacheCapabilities).toBeDefined();
+  });
+
+  test("big request messages take turns: past 32 MiB of them at once, the next waits with its window shut (the client holds its bytes) until one ends", async () => {
+    const FIND_MISSING = "/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs";
+    const FRAME = 16384;
+    const credit = (conn: RawConnection) => framesIn(conn.received()).reduce((n, f) => n + (f.type === 0x8 && f.stream === 1 ? f.payload.readUInt32BE(0) : 0), 0);
+    // Two calls each declare 15 MiB and send 100 bytes of it: the budget (32 MiB) is theirs.
+    const holders = await Promise.all([1, 2].map(() => rawConnect(server.port, openCall(1, FIND_MISSING), message(1, new Uint8Array(100), false, 15 * MiB), ping())));
+    for (const h of holders) expect(await waitUntil(() => h.pinged(), 5000)).toBe(true);
+    // A third sends 320 KiB of a 3 MiB request, past the quarter window after which credit comes back.
+    const digests = Array.from({ length: 45_000 }, (_, i) => sha256(`absent ${i}`));
+    const request = Buffer.from(toBinary(FindMissingBlobsRequestSchema, create(FindMissingBlobsRequestSchema, { blobDigests: digests })));
+    const first = [message(1, request.subarray(0, FRAME - 5), false, request.length)];
+    let sent = FRAME - 5;
+    for (; sent < 20 * FRAME - 5; sent += FRAME) first.push(frame(0x0, 0, 1, request.subarray(sent, sent + FRAME)));
+    // (Windows for the answer as large as the protocol allows: this client reads all it is sent.)
+    const waiter = await rawConnect(server.port, settingsFrame(Buffer.from("0004" + "7fffffff", "hex")), frame(0x8, 0, 0, Buffer.from("7fff0000", "hex")), openCall(1, FIND_MISSING), ...first, ping());
+    // The PING's answer comes after the server has read all of it: no window came back for the stream.
+    expect(await waitUntil(() => waiter.pinged(), 5000)).toBe(true);
+    expect(credit(waiter)).toBe(0);
+    // Other calls go on meanwhile.
+    expect((await capabilities(c)).cacheCapabilities).toBeDefined();
+    // One holder gives up its call: the waiting message is let in, and its window opens.
+    const cancel = Buffer.alloc(4);
+    cancel.writeUInt32BE(0x8, 0);
+    holders[0]!.socket.write(frame(0x3, 0, 1, cancel));
+    expect(await waitUntil(() => credit(waiter) > 0, 5000)).toBe(true);
+    // The rest goes as the window allows; the message held while it waited is answered whole (every
+    // digest missing: the response's bytes are the request's, field 2 both ways).
+    let payloadSent = 20 * FRAME;
+    for (let at = sent; at < request.length; at += FRAME) {
+      const end = Math.min(request.length, at + FRAME);
+      expect(await waitUntil(() => payloadSent + end - at <= 1024 * 1024 + credit(waiter), 5000)).toBe(true);
+      waiter.socket.write(frame(0x0, end === request.length ? 0x1 : 0, 1, request.subarray(at, end)));
+      payloadSent += end - at;
+    }
+    expect(await waitUntil(() => waiter.received().includes(statusTrailer(0)), 10_000)).toBe(true);
+    const answer = Buffer.concat(framesIn(waiter.received()).filter((f) => f.type === 0x0 && f.stream === 1).map((f) => f.payload));
+    expect(answer.readUInt32BE(1)).toBe(request.length);
+    expect(answer.subarray(5).equals(request)).toBe(true);
+    for (const c of [...holders, waiter]) c.socket.destroy();
   });
 });
 

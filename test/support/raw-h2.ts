@@ -73,6 +73,18 @@ export function rawConnect(port: number, ...first: Buffer[]): Promise<RawConnect
   });
 }
 
+/** The frames in bytes a server sent (a cut last frame is left out). */
+export function framesIn(bytes: Buffer): { type: number; flags: number; stream: number; payload: Buffer }[] {
+  const out = [];
+  for (let at = 0; at + 9 <= bytes.length; ) {
+    const length = bytes.readUIntBE(at, 3);
+    if (at + 9 + length > bytes.length) break;
+    out.push({ type: bytes[at + 3]!, flags: bytes[at + 4]!, stream: bytes.readUInt32BE(at + 5) & 0x7fffffff, payload: bytes.subarray(at + 9, at + 9 + length) });
+    at += 9 + length;
+  }
+  return out;
+}
+
 /** Whether a promise settles within ms. */
 export async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
