@@ -23,13 +23,25 @@ export async function newHasher(fn: DigestFunctionName): Promise<Hasher> {
   return { update: (d) => void h.update(d), digestHex: () => h.digest("hex") };
 }
 
-/** The hash of bytes in memory; big ones a slice at a time, with other calls in between. */
-export async function hashBytes(fn: DigestFunctionName, data: Uint8Array): Promise<string> {
-  if (fn === "sha256" && data.length <= READ_WHOLE_BYTES) return new Bun.CryptoHasher("sha256").update(data).digest("hex");
+/** The hash of bytes in memory (one buffer, or pieces in order); big ones a slice at a time, with other calls in between. */
+export async function hashBytes(fn: DigestFunctionName, data: Uint8Array | readonly Uint8Array[]): Promise<string> {
+  if (!Array.isArray(data)) {
+    const bytes = data as Uint8Array;
+    if (fn === "sha256" && bytes.length <= READ_WHOLE_BYTES) return new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+    data = [bytes];
+  }
   const h = await newHasher(fn);
-  for (let at = 0; at < data.length; at += SLICE_BYTES) {
-    h.update(data.subarray(at, at + SLICE_BYTES));
-    if (at + SLICE_BYTES < data.length) await nextTurn();
+  let sinceTurn = 0;
+  for (const piece of data as readonly Uint8Array[]) {
+    for (let at = 0; at < piece.length; at += SLICE_BYTES) {
+      if (sinceTurn >= SLICE_BYTES) {
+        await nextTurn();
+        sinceTurn = 0;
+      }
+      const slice = piece.subarray(at, at + SLICE_BYTES);
+      h.update(slice);
+      sinceTurn += slice.length;
+    }
   }
   return h.digestHex();
 }

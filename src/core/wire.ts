@@ -136,6 +136,11 @@ export class WireWriter {
     this.at += this.buf.write(s, this.at, bytes, "utf8");
   }
 
+  /** The bytes written as pieces in order, not joined (for one that is written or hashed piece by piece). */
+  pieceList(): Buffer[] {
+    return this.pieces.concat(this.buf.subarray(0, this.at));
+  }
+
   /** The bytes written: a view when they fit in one piece, else the pieces joined. */
   done(): Buffer {
     const last = this.buf.subarray(0, this.at);

@@ -53,6 +53,16 @@ export class DirectoryBytes {
     this.symlinks.string(2, target, targetBytes);
   }
 
+  /** Bytes of the encoded Directory. */
+  get length(): number {
+    return this.files.length + this.directories.length + this.symlinks.length;
+  }
+
+  /** The encoded Directory as pieces in order, nothing joined: a million files' worth is not copied. */
+  pieces(): Buffer[] {
+    return [this.files, this.directories, this.symlinks].filter((w) => w.length > 0).flatMap((w) => w.pieceList());
+  }
+
   /** The encoded Directory: files (field 1), then directories (2), then symlinks (3). */
   done(): Buffer {
     const sections = [this.files, this.directories, this.symlinks].filter((w) => w.length > 0);
@@ -61,11 +71,20 @@ export class DirectoryBytes {
   }
 }
 
-/** A Tree: its root Directory (field 1) and every other Directory below it once (field 2). */
-export function treeBytes(root: Uint8Array, children: Iterable<Uint8Array>): Buffer {
-  const below = [...children];
-  const t = new WireWriter(below.reduce((n, c) => n + lengthFieldSize(c.length), lengthFieldSize(root.length)));
-  t.field(1, root);
-  for (const c of below) t.field(2, c);
-  return t.done();
+/**
+ * A Tree: its root Directory (field 1) and every other Directory below it once (field 2), as pieces
+ * in order: the root's own pieces are part of it, not copied.
+ */
+export function treePieces(root: DirectoryBytes, children: Iterable<Uint8Array>): Buffer[] {
+  const head = new WireWriter(16);
+  head.lengthPrefix(1, root.length);
+  const tail = [...children];
+  const rest = new WireWriter(tail.reduce((n, c) => n + lengthFieldSize(c.length), 0) || 1);
+  for (const c of tail) rest.field(2, c);
+  return [head.done(), ...root.pieces(), rest.done()].filter((p) => p.length > 0);
+}
+
+/** A Tree in one buffer (see treePieces). */
+export function treeBytes(root: DirectoryBytes, children: Iterable<Uint8Array>): Buffer {
+  return Buffer.concat(treePieces(root, children));
 }

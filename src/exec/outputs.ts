@@ -14,7 +14,7 @@ import {
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Code, StatusError, hashBytes, hashFile, slices } from "../core";
 import { emptyDigest, toWire, type BlobDigest, type DigestFunctionName, type LocalBlobFiles } from "../cas";
-import { DirectoryBytes, treeBytes } from "./directory-bytes";
+import { DirectoryBytes, treePieces } from "./directory-bytes";
 import { MergedView, type Entry } from "./merged-view";
 
 /** What the command asked for, as execroot-relative paths plus the names the client used. */
@@ -121,24 +121,42 @@ export class OutputCollector {
     const children = new Map<string, Uint8Array>();
     const root = await this.directory(dir, children);
     const out: { tree?: BlobDigest; root?: BlobDigest } = {};
-    if (format !== DirectoryFormat.DIRECTORY_ONLY) out.tree = await this.storeBytes(treeBytes(root, children.values()));
+    if (format !== DirectoryFormat.DIRECTORY_ONLY) out.tree = await this.storeMessage(treePieces(root, children.values()));
     if (format !== DirectoryFormat.TREE_ONLY) {
-      out.root = await this.storeBytes(root);
-      for (const bytes of children.values()) await this.storeBytes(bytes);
+      out.root = await this.storeMessage(root.pieces());
+      for (const bytes of children.values()) await this.storeMessage([bytes]);
     }
     return out;
   }
 
-  /** Stores a message the server made (a Tree, a Directory); pinned until release(). */
-  private async storeBytes(bytes: Uint8Array): Promise<BlobDigest> {
-    const d: BlobDigest = { fn: this.fn, hash: await hashBytes(this.fn, bytes), size: bytes.length };
+  /**
+   * Stores a message the server made (a Tree, a Directory), given as pieces in order; pinned until
+   * release(). A big one (a million files' Tree is 80 MB) is streamed to the store piece by piece,
+   * never joined into one buffer.
+   */
+  private async storeMessage(pieces: Uint8Array[]): Promise<BlobDigest> {
+    const size = pieces.reduce((n, p) => n + p.length, 0);
+    const d: BlobDigest = { fn: this.fn, hash: await hashBytes(this.fn, pieces), size };
     this.pins.push(this.files.pin([d]));
-    await this.files.put(d, bytes);
+    if (size <= STREAM_MESSAGES_OVER) {
+      await this.files.put(d, pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, size));
+      return d;
+    }
+    const w = await this.files.beginWrite(d);
+    try {
+      for (const p of pieces) {
+        if (w.superseded) break;
+        await w.write(p);
+      }
+      if (!w.superseded) await w.commit();
+    } finally {
+      await w.abort();
+    }
     return d;
   }
 
-  /** The encoded Directory of `at`; each distinct Directory below it lands in `children`, by hash. */
-  private async directory(at: Entry, children: Map<string, Uint8Array>): Promise<Uint8Array> {
+  /** The Directory of `at`, to be encoded; each distinct Directory below it lands in `children`, by hash. */
+  private async directory(at: Entry, children: Map<string, Uint8Array>): Promise<DirectoryBytes> {
     const dir = new DirectoryBytes();
     for (const name of await this.view.names(at)) {
       await this.pause();
@@ -147,16 +165,19 @@ export class OutputCollector {
       if (e.st.isFile()) dir.file(name, await this.store(e.path, e.st), isExecutable(e.st));
       else if (e.st.isSymbolicLink()) dir.symlink(name, readlinkSync(e.path));
       else if (e.st.isDirectory()) {
-        const bytes = await this.directory(e, children);
+        const bytes = (await this.directory(e, children)).done();
         const digest: BlobDigest = { fn: this.fn, hash: await hashBytes(this.fn, bytes), size: bytes.length };
         if (!children.has(digest.hash)) children.set(digest.hash, bytes);
         dir.directory(name, digest);
       }
       // Sockets, fifos and devices have no place in a Tree; they are left out.
     }
-    return dir.done();
+    return dir;
   }
 }
+
+/** Messages the server made that are bigger than this go to the store as a stream. */
+const STREAM_MESSAGES_OVER = 4 * 1024 * 1024;
 
 function isExecutable(st: Stats): boolean {
   return (st.mode & 0o111) !== 0;
