@@ -4,7 +4,7 @@
 import { create } from "@bufbuild/protobuf";
 import { ExecuteResponseSchema, type ExecuteResponse } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { Code, asStatusError, okStatus, type Logger } from "../core";
-import { formatDigest, fromWire, type ActionCache, type BlobDigest } from "../cas";
+import { formatDigest, fromWire, type BlobDigest, type CompleteResults } from "../cas";
 import type { ActionRecords } from "./action-records";
 import type { Execution, Executions, Requester } from "./executions";
 import { ignoredPropertiesNotice } from "./platform";
@@ -65,7 +65,7 @@ export interface WorkerDescription {
 
 export interface LocalExecutorContext extends PrepareContext {
   worker: WorkerDescription;
-  results: ActionCache;
+  results: CompleteResults;
   runner: ActionRunner;
   executions: Executions;
   timings: ExecTimings;
@@ -218,6 +218,6 @@ export class LocalExecutor implements Executor {
   /** Exit code 0 results are cached; failures and timeouts never are. One that cannot be (a full disk) is still the caller's result. */
   private async cache(action: BlobDigest, response: ExecuteResponse): Promise<void> {
     if (response.status?.code !== Code.OK || response.result?.exitCode !== 0) return;
-    await this.ctx.results.put(action, response.result).catch((err) => this.ctx.log.warn(`not caching the result of ${formatDigest(action)}: ${(err as Error).message}`));
+    await this.ctx.results.putStored(action, response.result).catch((err) => this.ctx.log.warn(`not caching the result of ${formatDigest(action)}: ${(err as Error).message}`));
   }
 }

@@ -4,7 +4,7 @@
 import { mkdirSync, readdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { SetupError, errnoCode, type Clock, type Logger } from "../core";
-import type { ActionCache, LocalBlobFiles } from "../cas";
+import type { CompleteResults, LocalBlobFiles } from "../cas";
 import { openRuntimes, type RuntimeSet } from "../runtime";
 import { CgroupLimiter, HostProcess, NamespaceSandbox, TreeRemover, describeActionLimits, logActionLimits, probeSandbox, type ActionBounds } from "../sandbox";
 import { ActionRecords } from "./action-records";
@@ -44,7 +44,7 @@ export interface BuiltInAssets {
 export interface ExecutorDeps {
   files: LocalBlobFiles;
   /** The action cache as clients see it (cas's CompleteResults over the stored entries). */
-  results: ActionCache;
+  results: CompleteResults;
   builtIn: BuiltInAssets;
   privileged: boolean;
   log: Logger;
