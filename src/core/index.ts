@@ -10,7 +10,7 @@ export { mountAt, mountHolding, parseMountinfo, readMounts, type MountEntry } fr
 export { isPrivileged } from "./privilege";
 export { startProgress, type Progress, type ProgressOptions } from "./progress";
 export { formatMiB, formatSize, parseSize } from "./sizes";
-export { nextTurn, slices, sortInSlices } from "./slices";
+export { nextTurn, slices, sortInSlices, timeSlices } from "./slices";
 export { WIRE_LEN, WIRE_VARINT, WireReader, WireWriter, asInt64, lengthFieldSize, varintSize } from "./wire";
 export { Teardown } from "./teardown";
 export { GUEST_GRPC_PORT, GUEST_UPSTREAM_SOCKET, HOST_CONFIG_PORT, HOST_DOWNLOADS_PORT, HOST_UPSTREAM_PORT, MUX_PORT_NAME, SHUTDOWN_COMMAND, controlPort, guestKernelCmdline, parseGuestCmdline, type GuestBoot, type VmState, type WorkerConfig } from "./guest-protocol";

@@ -14,6 +14,20 @@ export function slices(every: number): () => Promise<void> | undefined {
 }
 
 /**
+ * A pause for a loop of filesystem calls, whose cost no count predicts (a mkdir took 20 µs on one
+ * disk and 200 µs on another): `await pause()` at each step waits for the event loop's next turn
+ * once `ms` have passed since the last one.
+ */
+export function timeSlices(ms: number): () => Promise<void> | undefined {
+  let since = performance.now();
+  return () => {
+    const now = performance.now();
+    if (now - since < ms) return undefined;
+    return nextTurn().then(() => void (since = performance.now()));
+  };
+}
+
+/**
  * Sorts like Array.prototype.sort, in slices: runs of a few thousand sorted at once, then merged
  * pairwise with a pause every few thousand steps (a million entries sorted at once held the event
  * loop for seconds).

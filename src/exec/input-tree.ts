@@ -212,7 +212,7 @@ export async function readInputTree(blobs: BlobStore, messages: MessageCache, fn
       const path = claim(s.name);
       // An absolute target is allowed (we advertise ALLOWED): inside the sandbox it names the
       // sandbox's own files, and the server itself never follows a symlink in the execroot (see
-      // MergedView and ExecrootPaths). A relative one, resolved from the link's own directory, may
+      // MergedView and makeWantedDirs). A relative one, resolved from the link's own directory, may
       // not climb above the execroot (checked on the text).
       if (s.target === "" || s.target.includes("\0")) throw new StatusError(Code.INVALID_ARGUMENT, `symlink "${path}" has an empty or invalid target`);
       if (!s.target.startsWith("/")) normalizeInside(s.target, `symlink "${path}" target`, prefix);

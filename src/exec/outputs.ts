@@ -12,7 +12,7 @@ import {
   Command_OutputDirectoryFormat as DirectoryFormat,
   type ActionResult,
 } from "../gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { Code, StatusError, hashBytes, hashFile, slices } from "../core";
+import { Code, StatusError, hashBytes, hashFile, timeSlices } from "../core";
 import { emptyDigest, toWire, type BlobDigest, type DigestFunctionName, type LocalBlobFiles } from "../cas";
 import { DirectoryBytes, treePieces } from "./directory-bytes";
 import { MergedView, type Entry } from "./merged-view";
@@ -34,8 +34,8 @@ export class OutputCollector {
   private readonly pins: (() => void)[] = [];
   /** Bytes of outputs taken so far, by their apparent size (a sparse file counts whole). */
   private outputBytes = 0;
-  /** A million small outputs are taken in slices, with other calls in between. */
-  private readonly pause = slices(1000);
+  /** A million small outputs are taken in slices of a few milliseconds, with other calls in between. */
+  private readonly pause = timeSlices(4);
 
   constructor(
     private readonly files: LocalBlobFiles,

@@ -16,7 +16,7 @@ import {
 import { Code, StatusError, okStatus, type Logger } from "../core";
 import { formatDigest, toWire, type LocalBlobFiles } from "../cas";
 import { createWorkFolder, type CgroupLimiter, type Sandbox, type TreeRemover } from "../sandbox";
-import { ExecrootPaths, buildExecroot } from "./execroot";
+import { buildExecroot, makeWantedDirs } from "./execroot";
 import type { JobSlots } from "./job-slots";
 import { OutputCollector } from "./outputs";
 import type { PreparedAction } from "./prepare";
@@ -93,11 +93,8 @@ export class ActionRunner {
       const { execroot, overlay, stdoutPath, stderrPath } = createWorkFolder(work, ctx.sandbox.needsOverlay);
       req.onOutputFiles?.({ stdout: stdoutPath, stderr: stderrPath });
       await buildExecroot(ctx.files, p.tree, execroot);
-      const paths = new ExecrootPaths(execroot, p.tree);
-      paths.makeDirs(p.workingDirectory, true, "working_directory");
-      for (const o of [...p.outputs.paths, ...p.outputs.files, ...p.outputs.directories]) {
-        paths.makeDirs(o.execPath, false, "output path");
-      }
+      const outputs = [...p.outputs.paths, ...p.outputs.files, ...p.outputs.directories];
+      makeWantedDirs(execroot, p.tree, [{ path: p.workingDirectory, self: true, what: "working_directory" }, ...outputs.map((o) => ({ path: o.execPath, self: false, what: "output path" }))]);
       meta.inputFetchCompletedTimestamp = timestampNow();
       const execrootMs = performance.now() - t1;
 

@@ -3,7 +3,7 @@
 // promise is about (test/sandbox-helper.test.ts: the kernel keyrings; test/execution.test.ts: paths
 // that would escape the execroot).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { zstdCompressSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -19,7 +19,7 @@ import {
   type Digest,
 } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { WriteRequestSchema } from "../../src/gen/google/bytestream/bytestream_pb";
-import { execute, executionClient, prepareAction, run, uploadBlobs } from "../support/actions";
+import { execute, executionClient, prepareAction, run, uploadBlobs, type ActionSpec } from "../support/actions";
 import { ReapiClient, grpc, sha256 } from "../support/client";
 import { randomBytes, rejects, rssMiB, waitUntil } from "../support/helpers";
 import { frame, framesIn, message, openCall, ping, rawConnect, settingsFrame, statusTrailer, within, type RawConnection } from "../support/raw-h2";
@@ -318,6 +318,22 @@ describe("input trees", () => {
       salt: `${Math.random()}`,
     });
     expect(ok.result?.exitCode).toBe(0);
+  });
+
+  test("an output path or working directory through an input symlink or file is INVALID_ARGUMENT: no directory is made through it", async () => {
+    const outside = `/tmp/actiond-escape-${crypto.randomUUID()}`;
+    const inputs = { out: { symlink: outside }, "in.txt": "a file\n" };
+    const cases: [Partial<ActionSpec>, string][] = [
+      [{ outputFiles: ["out/sub/x"] }, 'output path "out/sub/x" goes through the input symlink "out"'],
+      [{ outputPaths: ["in.txt/x"] }, 'output path "in.txt/x" goes through the input file "in.txt"'],
+      [{ workingDirectory: "out/w" }, 'working_directory "out/w" goes through the input symlink "out"'],
+    ];
+    for (const [spec, through] of cases) {
+      const r = await run(c, exec, { args: ["true"], inputs, ...spec, salt: `${Math.random()}` });
+      expect(r.response.status?.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(r.response.status?.message).toContain(through);
+    }
+    expect(existsSync(outside)).toBe(false);
   });
 
   test("a name longer than 255 bytes is INVALID_ARGUMENT naming it, not INTERNAL", async () => {
