@@ -1,10 +1,11 @@
-// What each attack of the hardening review (issue 16) costs everyone else: one `actiond serve`,
-// a second client in its own process (test/bench/attack-probe.ts) asking GetCapabilities every 20 ms
-// and running trivial actions one after another, and the attacks one at a time. For each: the
-// second client's GetCapabilities p50/p99 and trivial-action max during the attack, and the
-// server's RSS before, at its peak and after. After each attack an offline check of the store
-// (every CAS file hashes to its name; every AC entry decodes and names only blobs that are there),
-// and at the end the same after kill -9 in the middle of collecting outputs.
+// What each attack of the hardening review (issue 16) costs everyone else: an `actiond serve` (a
+// fresh one for each attack, so what one leaves behind is not the next one's baseline), a second
+// client in its own process (test/bench/attack-probe.ts) asking GetCapabilities every 20 ms and
+// running trivial actions one after another, and the attacks one at a time. For each: the second
+// client's GetCapabilities p50/p99 and trivial-action max during the attack, and the server's RSS
+// before, at its peak and after. After each attack an offline check of the store (every CAS file
+// hashes to its name; every AC entry decodes and names only blobs that are there), and at the end
+// the same after kill -9 in the middle of collecting outputs.
 //
 //   bun test/bench/attacks.ts [--only SUBSTRING] [--cpu-prof DIR (the server's profile, as markdown)]
 //
@@ -322,15 +323,30 @@ async function checkStore(root: string): Promise<string[]> {
 // ---------- the run ----------
 
 const profile = args["cpu-prof"] ? [`--cpu-prof-md`, `--cpu-prof-dir=${args["cpu-prof"]}`] : [];
-const server = await startServer({ args: ["--max-cas-size", "20G", "--max-output-size", "8G"], command: [process.execPath, ...profile, MAIN] });
-const session: Session = { server, client: new ReapiClient(server.address), exec: executionClient(server.address) };
-const probe = startProbe(server.address);
-while (probe.samples.filter((s) => s.kind === "exec").length < 3) await Bun.sleep(100);
+
+/** A fresh server and second client for each attack: what one leaves behind (freed memory not yet given back) is not the next one's baseline. */
+async function freshSession(): Promise<{ session: Session; probe: ReturnType<typeof startProbe> }> {
+  const server = await startServer({ args: ["--max-cas-size", "20G", "--max-output-size", "8G"], command: [process.execPath, ...profile, MAIN] });
+  const session: Session = { server, client: new ReapiClient(server.address), exec: executionClient(server.address) };
+  const probe = startProbe(server.address);
+  while (probe.samples.filter((s) => s.kind === "exec").length < 3) await Bun.sleep(100);
+  return { session, probe };
+}
+
+async function endSession({ session, probe }: { session: Session; probe: ReturnType<typeof startProbe> }): Promise<void> {
+  probe.stop();
+  session.client.close();
+  await session.server.stop();
+  rmSync(session.server.root, { recursive: true, force: true });
+}
 
 const rows: string[][] = [["attack", "outcome", "caps p50", "caps p99", "caps max", "exec max", "RSS before", "peak", "after", "store"]];
 const fmt = (ms: number) => (Number.isNaN(ms) ? "-" : ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`);
 let pass = true;
 for (const attack of ATTACKS.filter((a) => !args.only || a.name.includes(args.only))) {
+  const fresh = await freshSession();
+  const { session, probe } = fresh;
+  const server = session.server;
   const strike = await attack.prepare(session);
   await Bun.sleep(1000);
   const before = rssMiB(server.proc.pid);
@@ -363,9 +379,12 @@ for (const attack of ATTACKS.filter((a) => !args.only || a.name.includes(args.on
     problems.length === 0 ? "ok" : `${problems.length} problems: ${problems[0]}`,
   ]);
   console.error(rows.at(-1)!.join(" | "));
+  await endSession(fresh);
 }
 
 // kill -9 while an action's outputs are being taken in, then the same check, offline.
+const { session, probe } = await freshSession();
+const server = session.server;
 const collecting = runShell(session, "mkdir out && for i in $(seq 2000); do head -c 100000 /dev/urandom > out/f$i; done", ["out"]).catch(() => "");
 await Bun.sleep(4000);
 probe.stop();
