@@ -176,6 +176,8 @@ describe("action results on disk", () => {
 
     // Unreadable for another reason (EISDIR here stands in for EIO or EMFILE): UNAVAILABLE, so the
     // client retries, and whatever is there is left alone.
+    await results.put(action, resultWith());
+    rmSync(entry);
     mkdirSync(entry);
     expect((await statusOf(results.get(action))).code).toBe(Code.UNAVAILABLE);
     expect(statSync(entry).isDirectory()).toBe(true);

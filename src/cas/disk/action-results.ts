@@ -4,6 +4,7 @@
 // file (a power loss before the data reached the disk) would otherwise decode as an empty result,
 // a hit with no outputs. This stores and returns entries as they are; whether their blobs are still
 // there is CompleteResults' question (cas/action-cache.ts).
+import { readFileSync } from "node:fs";
 import { rename, unlink } from "node:fs/promises";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ActionResultSchema, type ActionResult } from "../../gen/build/bazel/remote/execution/v2/remote_execution_pb";
@@ -14,6 +15,8 @@ import type { BlobFiles } from "./blob-files";
 import { storeKey } from "./layout";
 
 const CHECKSUM_BYTES = 32;
+/** Entries up to this size are read synchronously; bigger ones (a result listing a million files) are not. */
+const READ_AT_ONCE_BYTES = 64 * 1024;
 
 export class DiskActionResults implements ActionCache {
   constructor(private readonly files: BlobFiles) {}
@@ -21,9 +24,13 @@ export class DiskActionResults implements ActionCache {
   /** The stored result; undefined when there is none, or when its entry is damaged (then removed). */
   async get(action: BlobDigest): Promise<ActionResult | undefined> {
     const key = storeKey("ac", action);
+    // The index knows every entry: a miss (every action's first question in a clean build) touches no file.
+    const charged = this.files.space.chargedBytes(key);
+    if (charged === undefined) return undefined;
     let bytes: Uint8Array;
     try {
-      bytes = await Bun.file(this.files.path(key)).bytes();
+      // Nearly every entry is a few KiB: read at once, it costs less than a trip through the I/O pool.
+      bytes = charged <= READ_AT_ONCE_BYTES ? readFileSync(this.files.path(key)) : await Bun.file(this.files.path(key)).bytes();
     } catch (err) {
       if (errnoCode(err) === "ENOENT") {
         this.files.space.forget(key);

@@ -57,6 +57,11 @@ export class DiskSpace {
     return this.index.has(key);
   }
 
+  /** The bytes a file is charged (whole 4 KiB blocks), without counting as a use; undefined when it is not in the store. */
+  chargedBytes(key: string): number | undefined {
+    return this.index.peek(key)?.bytes;
+  }
+
   /** Marks a file recently used; false when it is not in the store. */
   use(key: string): boolean {
     const e = this.index.use(key);
