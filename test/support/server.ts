@@ -1,5 +1,5 @@
 // Starts a real `actiond serve` process for a test and stops it afterwards.
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
@@ -25,8 +25,25 @@ export interface ServerProcess {
   waitForLog(pattern: RegExp, timeoutMs?: number, from?: number): Promise<RegExpExecArray>;
 }
 
+/** Every temporary directory the tests made: removed once all tests have run (see preload.ts). */
+const madeDirs: string[] = [];
+
+/** Removes the directories tempDir() made (ACTIOND_KEEP_TEST_DIRS=1 keeps them, to look at). */
+export function removeTempDirs(): void {
+  if (process.env.ACTIOND_KEEP_TEST_DIRS === "1") return;
+  for (const dir of madeDirs.splice(0)) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Something an action left unremovable (a rootless run): left for the system's /tmp cleaning.
+    }
+  }
+}
+
 export function tempDir(prefix = "actiond-test-"): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  madeDirs.push(dir);
+  return dir;
 }
 
 export interface StartOptions {
