@@ -57,11 +57,16 @@ export interface WantedDir {
  * megabytes for a tree of 300,000 directories.
  */
 export function makeWantedDirs(root: string, tree: InputTree, wanted: WantedDir[]): void {
-  /** "a/b/c" (not self): "a", "a/b". */
+  /** The directories a wanted path needs, outermost first: "a/b/c" (not self) needs "a", "a/b". */
   const chain = (w: WantedDir) => {
     const parts = w.path === "" ? [] : w.path.split("/");
+    const upto = w.self ? parts.length : parts.length - 1;
     const out: string[] = [];
-    for (let i = 0, rel = ""; i < (w.self ? parts.length : parts.length - 1); i++) out.push((rel = rel === "" ? parts[i]! : `${rel}/${parts[i]}`));
+    let rel = "";
+    for (let i = 0; i < upto; i++) {
+      rel = rel === "" ? parts[i]! : `${rel}/${parts[i]}`;
+      out.push(rel);
+    }
     return out;
   };
   const asked = new Set(wanted.flatMap(chain));
