@@ -118,17 +118,17 @@ export class H2Stream {
 
   /** The layer above has taken n bytes of what the client sent: the client may send as much again. */
   credit(n: number): void {
-    if (n > 0) this.conn.credit(this, n, true, true);
+    if (n > 0) this.conn.credit(this, n);
   }
 
   /** Gives back the connection's window for n bytes, but not yet the stream's (see creditStream). */
   creditConnection(n: number): void {
-    if (n > 0) this.conn.credit(this, n, true, false);
+    if (n > 0) this.conn.creditConnection(this, n);
   }
 
   /** The stream's window for n bytes whose connection window went back before (creditConnection). */
   creditStream(n: number): void {
-    if (n > 0) this.conn.credit(this, n, false, true);
+    if (n > 0) this.conn.creditStream(this, n);
   }
 }
 
@@ -323,7 +323,7 @@ export class H2Connection {
       return this.resetStream(s, ErrorCode.FLOW_CONTROL_ERROR, "the client sent beyond the stream's window");
     }
     // Padding is never the layer above's: its window comes back at once.
-    if (data.length < payload.length) this.credit(s, payload.length - data.length, true, true);
+    if (data.length < payload.length) this.credit(s, payload.length - data.length);
     if (data.length > 0) s.events?.data(data);
     if (flags & Flag.END_STREAM && !s.closed) {
       s.remoteEnded = true;
@@ -438,20 +438,28 @@ export class H2Connection {
 
   // ---------- flow control of what the client sends ----------
 
-  credit(s: H2Stream, n: number, connection: boolean, stream: boolean): void {
+  /** n bytes the layer above has taken: the stream's window and the connection's open by them again. */
+  credit(s: H2Stream, n: number): void {
+    this.creditStream(s, n);
+    this.creditConnection(s, n);
+  }
+
+  creditStream(s: H2Stream, n: number): void {
     if (s.closed) return;
-    if (connection) {
-      s.held -= n;
-      this.pendingCredit += n;
-    }
-    if (stream) s.pendingCredit += n;
+    s.pendingCredit += n;
     // Batched: a WINDOW_UPDATE once a quarter of a window is owed (the client still has the rest).
-    if (!s.remoteEnded && !s.closed && s.pendingCredit >= STREAM_WINDOW / 4) {
+    if (!s.remoteEnded && s.pendingCredit >= STREAM_WINDOW / 4) {
       this.write(windowUpdateFrame(s.id, s.pendingCredit));
       s.recvWindow += s.pendingCredit;
       s.pendingCredit = 0;
     }
-    if (this.pendingCredit >= CONNECTION_WINDOW / 4) this.sendCredit();
+  }
+
+  creditConnection(s: H2Stream, n: number): void {
+    if (s.closed) return;
+    s.held -= n;
+    this.pendingCredit += n;
+    this.sendCredit();
   }
 
   private sendCredit(): void {

@@ -23,10 +23,6 @@ export class MessageBudget {
     this.free = totalBytes;
   }
 
-  get freeBytes(): number {
-    return this.free;
-  }
-
   /**
    * Takes `bytes` now (true), or queues `grant`, called once they are free (false). A message larger
    * than the whole budget waits for all of it.
