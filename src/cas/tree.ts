@@ -78,7 +78,7 @@ class FileChunks {
   constructor(private readonly onChunk: (files: BlobDigest[]) => Promise<void>) {}
 
   async add(d: BlobDigest): Promise<void> {
-    this.chunk.set(`${d.hash}/${d.size}`, d);
+    this.chunk.set(formatDigest(d), d);
     if (this.chunk.size >= FILE_CHUNK) await this.flush();
   }
 
