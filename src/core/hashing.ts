@@ -25,14 +25,11 @@ export async function newHasher(fn: DigestFunctionName): Promise<Hasher> {
 
 /** The hash of bytes in memory (one buffer, or pieces in order); big ones a slice at a time, with other calls in between. */
 export async function hashBytes(fn: DigestFunctionName, data: Uint8Array | readonly Uint8Array[]): Promise<string> {
-  if (!Array.isArray(data)) {
-    const bytes = data as Uint8Array;
-    if (fn === "sha256" && bytes.length <= READ_WHOLE_BYTES) return new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
-    data = [bytes];
-  }
+  const pieces = data instanceof Uint8Array ? [data] : data;
+  if (fn === "sha256" && pieces.length === 1 && pieces[0]!.length <= READ_WHOLE_BYTES) return new Bun.CryptoHasher("sha256").update(pieces[0]!).digest("hex");
   const h = await newHasher(fn);
   let sinceTurn = 0;
-  for (const piece of data as readonly Uint8Array[]) {
+  for (const piece of pieces) {
     for (let at = 0; at < piece.length; at += SLICE_BYTES) {
       if (sinceTurn >= SLICE_BYTES) {
         await nextTurn();
