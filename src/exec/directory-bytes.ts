@@ -65,9 +65,9 @@ export class DirectoryBytes {
 
   /** The encoded Directory: files (field 1), then directories (2), then symlinks (3). */
   done(): Buffer {
-    const sections = [this.files, this.directories, this.symlinks].filter((w) => w.length > 0);
-    // One section (a directory of files only, say) is its own bytes: no second copy of a big one.
-    return sections.length === 1 ? sections[0]!.done() : Buffer.concat(sections.map((w) => w.done()));
+    const pieces = this.pieces();
+    // One piece (a small directory of files only, say) is its own bytes: no copy.
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, this.length);
   }
 }
 
@@ -82,9 +82,4 @@ export function treePieces(root: DirectoryBytes, children: Iterable<Uint8Array>)
   const rest = new WireWriter(tail.reduce((n, c) => n + lengthFieldSize(c.length), 0) || 1);
   for (const c of tail) rest.field(2, c);
   return [head.done(), ...root.pieces(), rest.done()].filter((p) => p.length > 0);
-}
-
-/** A Tree in one buffer (see treePieces). */
-export function treeBytes(root: DirectoryBytes, children: Iterable<Uint8Array>): Buffer {
-  return Buffer.concat(treePieces(root, children));
 }

@@ -3,7 +3,9 @@
 import { describe, expect, test } from "bun:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { DirectorySchema, TreeSchema } from "../../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
-import { DirectoryBytes, treeBytes, treePieces } from "../../src/exec/directory-bytes";
+import { DirectoryBytes, treePieces } from "../../src/exec/directory-bytes";
+
+const treeBytes = (root: DirectoryBytes, children: Iterable<Uint8Array>) => Buffer.concat(treePieces(root, children));
 
 const d = (hash: string, size: number) => ({ fn: "sha256" as const, hash, size });
 
@@ -51,8 +53,6 @@ describe("DirectoryBytes", () => {
     expect(Buffer.from(bytes).equals(Buffer.from(toBinary(DirectorySchema, theirs)))).toBe(true);
     const children = new Map([["x", bytes], ["y", new DirectoryBytes().done()]]);
     const tree = treeBytes(mine, children.values());
-    // The pieces, joined, are the same bytes, the root's not copied on the way.
-    expect(Buffer.concat(treePieces(mine, children.values())).equals(tree)).toBe(true);
     const theirTree = create(TreeSchema, { root: theirs, children: [theirs, create(DirectorySchema)] });
     expect(Buffer.from(tree).equals(Buffer.from(toBinary(TreeSchema, theirTree)))).toBe(true);
   });
