@@ -9,14 +9,14 @@
 // qemu-user-static), the aarch64 loader (/usr/aarch64-linux-gnu, from gcc-aarch64-linux-gnu) and a
 // registered qemu-aarch64 binfmt handler; skipped without them unless ACTIOND_REQUIRE_DIST=1.
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { GetCapabilitiesRequestSchema } from "../src/gen/build/bazel/remote/execution/v2/remote_execution_pb";
 import { executionClient, run, stdout } from "./support/actions";
 import { ReapiClient } from "./support/client";
 import { waitUntil } from "./support/helpers";
 import { distBinary } from "./support/dist";
-import { startServer, tempDir, type ServerProcess } from "./support/server";
+import { startServer, tempDir, workFolders, type ServerProcess } from "./support/server";
 
 const EXE = distBinary("linux-arm64");
 const QEMU = Bun.which("qemu-aarch64-static");
@@ -76,8 +76,7 @@ describe.skipIf(SKIP)("actiond-linux-arm64 under qemu-user", () => {
       expect(await stdout(client, r.result)).toBe("from an action\n");
       expect(r.result?.outputFiles.map((f) => f.path)).toEqual(["out.txt"]);
       // Work folders are removed by the (aarch64) helper, emulated through binfmt_misc.
-      const work = join(root, "exec");
-      expect(await waitUntil(() => readdirSync(work).length === 0, 30_000)).toBe(true);
+      expect(await waitUntil(() => workFolders(root).length === 0, 30_000)).toBe(true);
       // ...the helper itself, still running (one for the server's life), emulated: not the fallback.
       const helpers = Bun.spawnSync(["pgrep", "-a", "-f", "actiond-sandbox-[0-9a-f]+ --remove-trees"]).stdout.toString();
       expect(helpers).toMatch(/qemu-binfmt\/aarch64-binfmt-P (\S+\/embedded\/actiond-sandbox-[0-9a-f]+ )+--remove-trees/);

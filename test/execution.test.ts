@@ -40,7 +40,7 @@ import {
 import { ReapiClient } from "./support/client";
 import { checkoutAssetPath } from "../src/assets";
 import { rejects, waitUntil } from "./support/helpers";
-import { startServer, type ServerProcess } from "./support/server";
+import { startServer, workFolders, type ServerProcess } from "./support/server";
 
 let server: ServerProcess;
 let client: ReapiClient;
@@ -614,13 +614,13 @@ describe("exit status and work folders", () => {
 
   test("work folders are removed, unless --keep-failed keeps a failed action's", async () => {
     await run(client, exec, { args: ["sh", "-c", "exit 1"], salt: `${Math.random()}` });
-    expect(await waitUntil(() => readdirSync(join(server.root, "exec")).length === 0, 3000)).toBe(true);
+    expect(await waitUntil(() => workFolders(server.root).length === 0, 3000)).toBe(true);
     await withOwnServer(["--keep-failed"], async (own, c, e) => {
       await run(c, e, { args: ["sh", "-c", "echo kept > evidence; exit 1"] });
       await run(c, e, { args: ["true"], salt: "succeeds" });
       // The successful action's folder goes (in the background, after its response); the failed one stays.
-      expect(await waitUntil(() => readdirSync(join(own.root, "exec")).length === 1, 5000)).toBe(true);
-      const kept = readdirSync(join(own.root, "exec"));
+      expect(await waitUntil(() => workFolders(own.root).length === 1, 5000)).toBe(true);
+      const kept = workFolders(own.root);
       expect(readFileSync(join(own.root, "exec", kept[0]!, "execroot/evidence"), "utf8")).toBe("kept\n");
       expect(own.log()).toContain("kept the work folder of failed action");
     });

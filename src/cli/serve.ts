@@ -39,6 +39,10 @@ export const SERVE_FLAGS = {
   sandbox: value("KIND", "namespaces, or none to run actions directly on this machine as this user, without isolation", { default: "namespaces", parse: oneOf(["namespaces", "none"] as const) }),
   "runtime-image": list("FILE", "a runtime SquashFS for actions' userland; the first is the default, the platform property libc picks another", (text) => resolve(text)),
   "runtime-root": list("DIR", "a runtime already unpacked in a directory", (text) => resolve(text)),
+  "shared-input-dirs": value("WHEN", "auto: an input directory that comes back is laid out once and mounted into later actions' sandboxes (when the sandbox can); off: every execroot links every input file", {
+    default: "auto",
+    parse: oneOf(["auto", "off"] as const),
+  }),
   "keep-failed": toggle("keep the work folder of failed actions under ROOT/exec, for debugging"),
   "asset-downloads": value("KIND", "origin: the Remote Asset API downloads what it does not know; off: it serves only what it knows or was pushed; unix:PATH: it downloads through the download service at PATH (serve-vm's guest: the host downloads)", {
     default: "origin",
@@ -121,6 +125,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
       defaultTimeoutMs: opts["default-timeout"],
       sandbox: opts.sandbox,
       keepFailed: opts["keep-failed"],
+      sharedInputDirs: opts["shared-input-dirs"] === "auto",
       runtimeImages: opts["runtime-image"],
       runtimeRoots: opts["runtime-root"],
       strictPlatform: opts["strict-platform"],

@@ -27,9 +27,26 @@ export interface InputSymlink {
   target: string;
 }
 
+/**
+ * A directory below the root. The expansion is depth first, so everything below it lies in one
+ * stretch of each of the tree's lists: directories [its index + 1, dirsEnd), files [filesStart,
+ * filesEnd), symlinks [symlinksStart, symlinksEnd). A subtree is skipped, or taken, in one step.
+ */
+export interface InputDir {
+  path: string;
+  digest: BlobDigest;
+  /** Files, directories and symlinks below it, at any depth. */
+  nodes: number;
+  dirsEnd: number;
+  filesStart: number;
+  filesEnd: number;
+  symlinksStart: number;
+  symlinksEnd: number;
+}
+
 export interface InputTree {
   /** Every directory below the root, parents before children ("a", "a/b", ...). */
-  dirs: string[];
+  dirs: InputDir[];
   files: InputFile[];
   symlinks: InputSymlink[];
 }
@@ -220,9 +237,23 @@ export async function readInputTree(blobs: BlobStore, messages: MessageCache, fn
     }
     for (const sub of dir.directories) {
       const path = claim(sub.name);
-      tree.dirs.push(path);
+      const digest = fromWire(fn, sub.digest, `directory "${path}"`);
+      const node: InputDir = {
+        path,
+        digest,
+        nodes: measured.get(digestKey(digest))?.nodes ?? 0,
+        dirsEnd: 0,
+        filesStart: tree.files.length,
+        filesEnd: 0,
+        symlinksStart: tree.symlinks.length,
+        symlinksEnd: 0,
+      };
+      tree.dirs.push(node);
       await pause();
-      await expand(fromWire(fn, sub.digest, `directory "${path}"`), path);
+      await expand(digest, path);
+      node.dirsEnd = tree.dirs.length;
+      node.filesEnd = tree.files.length;
+      node.symlinksEnd = tree.symlinks.length;
     }
   };
   await expand(rootDigest, "");

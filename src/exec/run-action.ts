@@ -16,10 +16,11 @@ import {
 import { Code, StatusError, okStatus, type Logger } from "../core";
 import { formatDigest, toWire, type LocalBlobFiles } from "../cas";
 import { createWorkFolder, type CgroupLimiter, type Sandbox, type TreeRemover } from "../sandbox";
-import { buildExecroot, makeWantedDirs } from "./execroot";
+import { buildExecroot, makeWantedDirs, writesInto, type WantedDir } from "./execroot";
 import type { JobSlots } from "./job-slots";
 import { OutputCollector } from "./outputs";
 import type { PreparedAction } from "./prepare";
+import type { SharedInputDirs, TakenDirs } from "./shared-dirs";
 import type { ActionTiming, ExecTimings } from "./timings";
 
 const WORKER_NAME = `actiond@${hostname()}`;
@@ -40,6 +41,8 @@ export interface RunnerContext {
   maxOutputBytes: number;
   /** Removes work folders (however deep an action made them), off the event loop. */
   remover: TreeRemover;
+  /** Input directories shared between actions, when the sandbox can mount them. */
+  sharedDirs?: SharedInputDirs;
 }
 
 export interface RunRequest {
@@ -86,15 +89,18 @@ export class ActionRunner {
     let failed = true;
     let cgroup: string | undefined;
     let collector: OutputCollector | undefined;
+    let shared: TakenDirs | undefined;
     try {
       // Input fetch: the execroot, from hardlinks.
       meta.inputFetchStartTimestamp = timestampNow();
       const t1 = performance.now();
       const { execroot, overlay, stdoutPath, stderrPath } = createWorkFolder(work, ctx.sandbox.needsOverlay);
       req.onOutputFiles?.({ stdout: stdoutPath, stderr: stderrPath });
-      await buildExecroot(ctx.files, p.tree, execroot);
       const outputs = [...p.outputs.paths, ...p.outputs.files, ...p.outputs.directories];
-      makeWantedDirs(execroot, p.tree, [{ path: p.workingDirectory, self: true, what: "working_directory" }, ...outputs.map((o) => ({ path: o.execPath, self: false, what: "output path" }))]);
+      const wanted: WantedDir[] = [{ path: p.workingDirectory, self: true, what: "working_directory" }, ...outputs.map((o) => ({ path: o.execPath, self: false, what: "output path" }))];
+      shared = await ctx.sharedDirs?.take(p.tree, writesInto(wanted));
+      await buildExecroot(ctx.files, p.tree, execroot, { leaveEmpty: shared?.indices });
+      makeWantedDirs(execroot, p.tree, wanted);
       meta.inputFetchCompletedTimestamp = timestampNow();
       const execrootMs = performance.now() - t1;
 
@@ -105,6 +111,7 @@ export class ActionRunner {
         env: Object.fromEntries(p.command.environmentVariables.map((e) => [e.name, e.value])),
         execroot,
         overlay,
+        sharedDirs: shared?.mounts,
         workingDirectory: p.workingDirectory,
         runtimeRoot: p.runtime.root,
         stdoutPath,
@@ -142,6 +149,8 @@ export class ActionRunner {
       await req.onResult(response);
       return response;
     } finally {
+      // The sandbox is gone: nothing has the shared directories mounted for this action any more.
+      shared?.release();
       collector?.release();
       if (cgroup) ctx.cgroups.remove(cgroup);
       if (failed && ctx.keepFailed) ctx.log.info(`kept the work folder of failed action ${formatDigest(p.digest)}: ${work}`);

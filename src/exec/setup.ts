@@ -6,14 +6,20 @@ import { join } from "node:path";
 import { SetupError, errnoCode, type Clock, type Logger } from "../core";
 import type { CompleteResults, LocalBlobFiles } from "../cas";
 import { openRuntimes, type RuntimeSet } from "../runtime";
-import { CgroupLimiter, HostProcess, NamespaceSandbox, TreeRemover, describeActionLimits, logActionLimits, probeSandbox, type ActionBounds } from "../sandbox";
+import { CgroupLimiter, HostProcess, NamespaceSandbox, TreeRemover, describeActionLimits, logActionLimits, probeSandbox, probeSharedDirs, type ActionBounds } from "../sandbox";
 import { ActionRecords } from "./action-records";
 import { Executions } from "./executions";
 import { LocalExecutor, type WorkerDescription } from "./executor";
 import { JobSlots } from "./job-slots";
 import { MessageCache } from "./message-cache";
 import { ActionRunner } from "./run-action";
+import { SharedInputDirs } from "./shared-dirs";
 import { ExecTimings } from "./timings";
+
+/** Entries (files, directories, symlinks) the shared input directories hold at most, all together. */
+const SHARED_MAX_NODES = 1_000_000;
+/** The share of the CAS's budget their pinned blobs may take. */
+const SHARED_MAX_SHARE = 0.25;
 
 export interface ExecutorOptions {
   root: string;
@@ -21,6 +27,8 @@ export interface ExecutorOptions {
   defaultTimeoutMs: number;
   sandbox: "namespaces" | "none";
   keepFailed: boolean;
+  /** Lay out input directories that come back once, and mount them into later actions (--shared-input-dirs). */
+  sharedInputDirs: boolean;
   runtimeImages: string[];
   runtimeRoots: string[];
   /** Refuse platform properties actiond does not know. */
@@ -77,8 +85,17 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
     clearOldWorkFolders(opts.root, workRoot, remover, log);
 
     const sandbox = opts.sandbox === "none" ? new HostProcess() : namespaceSandbox(builtIn, privileged, opts.actionBounds);
-    if (sandbox instanceof NamespaceSandbox) await probeSandbox(sandbox, { runtimeRoot: runtimes.default.root, workRoot, privileged, log });
-    else log.warn("--sandbox=none: actions run directly on this machine, as this user, with no isolation (they could even change the CAS files they get as inputs)");
+    let sharedDirs: SharedInputDirs | undefined;
+    if (sandbox instanceof NamespaceSandbox) {
+      const probe = { runtimeRoot: runtimes.default.root, workRoot, privileged, log };
+      await probeSandbox(sandbox, probe);
+      if (opts.sharedInputDirs) {
+        const unshared = await probeSharedDirs(sandbox, probe);
+        if (unshared === undefined) {
+          sharedDirs = new SharedInputDirs(deps.files, join(workRoot, "shared"), remover, { maxNodes: SHARED_MAX_NODES, maxBytes: Math.floor(deps.files.capacityBytes * SHARED_MAX_SHARE) });
+        } else log.info(`input directories are not shared between actions (each execroot links every input file): an overlay of one failed here: ${unshared}`);
+      }
+    } else log.warn("--sandbox=none: actions run directly on this machine, as this user, with no isolation (they could even change the CAS files they get as inputs)");
 
     const cgroups = CgroupLimiter.setUp(log, opts.actionBounds);
     const limits = sandbox instanceof NamespaceSandbox ? describeActionLimits(opts.actionBounds, { cgroupsUnavailable: cgroups.unavailableReason, privileged }) : undefined;
@@ -96,6 +113,7 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
       privileged,
       maxOutputBytes: opts.maxOutputBytes,
       remover,
+      sharedDirs,
     });
     const worker: WorkerDescription = {
       sandbox: `${sandbox.kind}${sandbox.needsOverlay ? " (rootless)" : ""}`,

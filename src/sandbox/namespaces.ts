@@ -3,7 +3,7 @@
 // namespace too, with the execroot under an overlay. The helper's command line (mount steps with
 // host paths, the action's argv) goes to it in a file on fd 4 (--args-fd), not in its argv: its
 // PID 1 is a fork of it, so the action would read its argv at /proc/1/cmdline.
-import { lstatSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { ActionBounds } from "./limits";
 import { SANDBOX_EXECROOT, SANDBOX_UID, type Sandbox, type SandboxResult, type SandboxRun } from "./sandbox";
@@ -13,6 +13,8 @@ import { supervise } from "./supervise";
 export const HELPER_ARGV = ["actiond-sandbox", "--args-fd", "4"];
 /** Where the rest of its command line is written, in the run's work folder (kept with it by --keep-failed). */
 const ARGS_FILE = "sandbox-args";
+/** Where the layers of the overlays over shared directories go, in the run's work folder. */
+const SHARED_LAYERS = "shared-layers";
 
 /** Top-level names of a runtime that the sandbox provides itself. */
 const PROVIDED = new Set(["dev", "proc", "tmp", "sys", SANDBOX_EXECROOT.slice(1)]);
@@ -35,7 +37,7 @@ export class NamespaceSandbox implements Sandbox {
   }
 
   /** The helper's command line for one run. */
-  private helperArgs(r: SandboxRun): string[] {
+  private helperArgs(r: SandboxRun, layers: string): string[] {
     const args: string[] = [];
     // Without root, the namespaces need a user namespace of their own.
     if (!this.privileged) args.push("--userns");
@@ -44,6 +46,9 @@ export class NamespaceSandbox implements Sandbox {
     args.push("--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp");
     if (r.overlay) args.push("--overlay", r.execroot, r.overlay.upper, r.overlay.work, SANDBOX_EXECROOT);
     else args.push("--bind", r.execroot, SANDBOX_EXECROOT);
+    (r.sharedDirs ?? []).forEach((d, k) => {
+      args.push("--overlay", d.source, join(layers, `${k}`, "upper"), join(layers, `${k}`, "work"), `${SANDBOX_EXECROOT}/${d.path}`);
+    });
     args.push("--chdir", r.workingDirectory === "" ? SANDBOX_EXECROOT : `${SANDBOX_EXECROOT}/${r.workingDirectory}`);
     // Each of /tmp and /dev/shm is RAM: bounded, with or without cgroups.
     args.push("--tmpfs-size", String(this.bounds.tmpBytes));
@@ -73,8 +78,18 @@ export class NamespaceSandbox implements Sandbox {
   }
 
   run(r: SandboxRun): Promise<SandboxResult> {
-    const file = join(dirname(r.stdoutPath), ARGS_FILE);
-    writeFileSync(file, this.helperArgs(r).map((a) => `${a}\0`).join(""), { mode: 0o600 });
+    const folder = dirname(r.stdoutPath);
+    const layers = join(folder, SHARED_LAYERS);
+    (r.sharedDirs ?? []).forEach((_, k) => {
+      const upper = join(layers, `${k}`, "upper");
+      mkdirSync(upper, { recursive: true });
+      // The overlay's top directory shows its upper layer's mode: writable by the action, as the
+      // execroot's directories are.
+      chmodSync(upper, 0o777);
+      mkdirSync(join(layers, `${k}`, "work"));
+    });
+    const file = join(folder, ARGS_FILE);
+    writeFileSync(file, this.helperArgs(r, layers).map((a) => `${a}\0`).join(""), { mode: 0o600 });
     return supervise([this.helper, ...HELPER_ARGV.slice(1)], r, { helper: true, argv0: HELPER_ARGV[0], fd4Path: file });
   }
 }

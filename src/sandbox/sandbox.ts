@@ -17,6 +17,13 @@ export interface SandboxRun {
    * action's uid maps to ours (rootless), so hardlinked CAS files cannot be changed in place.
    */
   overlay?: { upper: string; work: string };
+  /**
+   * Directories laid out once and shared between actions, each to appear at its path (relative to
+   * the execroot, where an empty directory stands for it) under an overlay of the action's own, so
+   * the action may write there without changing them. The namespace sandbox only (never given
+   * to --sandbox=none, which has no way to mount them).
+   */
+  sharedDirs?: SharedDir[];
   /** Working directory relative to the execroot ("" for the root). */
   workingDirectory: string;
   /** The runtime's root directory on the host: the action's userland. */
@@ -28,6 +35,13 @@ export interface SandboxRun {
   cgroupDir?: string;
   timeoutMs: number;
   signal: AbortSignal;
+}
+
+export interface SharedDir {
+  /** The prepared directory on the host (never written through the overlay). */
+  source: string;
+  /** Where it appears, relative to the execroot. */
+  path: string;
 }
 
 export interface SandboxResult {

@@ -3,15 +3,20 @@
 // same machine, in the same run, alternating, several repetitions (medians and their ratio). Also
 // actiond's own per-action breakdown (queue, execroot, sandbox start, run, output collection).
 //
-//   bun test/bench/exec.ts [--genrules 200] [--reps 5] [--jobs 4] [--actiond-jobs N] [--watch-status MS]
+//   bun test/bench/exec.ts [--genrules 200] [--reps 5] [--jobs 4] [--actiond-jobs N] [--watch-status MS] [--wide-only]
 //
 // --watch-status MS also runs each actiond build a second time (alternating which goes first) with
 // a client asking /api/status and /metrics every MS ms, as the status page does: the page's cost.
 //
+// Last, wide actions: 1,000 input files each, the same tree every time, sent by our client to a
+// server with --shared-input-dirs auto and to one with it off, alternating; each one's execroot time
+// (from its ExecutedActionMetadata) next to 1,000 bare hardlinks made in the same run. --wide-only
+// runs just that part.
+//
 // Each repetition: `bazel clean`, then a timed build (Bazel's server stays up between builds, so
 // JVM start-up is not counted on either side). actiond starts from an empty --root every time, so
 // nothing is a cache hit. Not a `bun test` file.
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { linkSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -21,7 +26,7 @@ import { buildAction, execute, executionClient, uploadBlobs } from "../support/a
 import { ReapiClient } from "../support/client";
 
 const { values } = parseArgs({
-  options: { genrules: { type: "string", default: "200" }, reps: { type: "string", default: "5" }, jobs: { type: "string", default: "4" }, "actiond-jobs": { type: "string" }, "watch-status": { type: "string" } },
+  options: { genrules: { type: "string", default: "200" }, reps: { type: "string", default: "5" }, jobs: { type: "string", default: "4" }, "actiond-jobs": { type: "string" }, "watch-status": { type: "string" }, "wide-only": { type: "boolean", default: false } },
 });
 const GENRULES = Number(values.genrules);
 const REPS = Number(values.reps);
@@ -52,6 +57,11 @@ function bazelServerPid(): number {
 }
 
 async function main() {
+  if (values["wide-only"]) {
+    await wideActions();
+    rmSync(tmp, { recursive: true, force: true });
+    return;
+  }
   console.log(`${GENRULES} genrules, ${REPS} repetitions, bazel --jobs=${BAZEL_JOBS}, actiond --jobs=${ACTIOND_JOBS} (${availableParallelism()} CPUs)`);
   // Warm-up: Bazel's server starts and analyses once, and both strategies run once untimed.
   await bazel(["build", "//:all", ...common, "--spawn_strategy=linux-sandbox", "--genrule_strategy=linux-sandbox"]);
@@ -150,6 +160,7 @@ async function main() {
   }
   console.log(`| ${GENRULES} such actions straight to actiond (our client, ${BAZEL_JOBS} at once, no Bazel) | ${(d / 1000).toFixed(2)} s | ${(d / GENRULES).toFixed(1)} ms |`);
   console.log(JSON.stringify({ genrules: GENRULES, reps: REPS, linuxSandboxMs: sandbox, actiondMs: actiond, directMs: direct, ratio: a / s, jvmLocal, jvmRemote, serverCpu, breakdowns }));
+  await wideActions();
   makeWritable(tmp);
   rmSync(tmp, { recursive: true, force: true });
 }
@@ -177,6 +188,63 @@ async function directRun(root: string): Promise<number> {
   client.close();
   await server.stop();
   rmSync(root, { recursive: true, force: true });
+  return ms;
+}
+
+const WIDE_FILES = 1000;
+/** Actions per server and repetition; with sharing, the first two link their inputs (a directory is laid out on its second sighting). */
+const WIDE_ACTIONS = 12;
+
+/** The execroot of an action with 1,000 input files: shared input directories vs linking each file, vs bare hardlinks. */
+async function wideActions(): Promise<void> {
+  const inputs = Object.fromEntries(Array.from({ length: WIDE_FILES }, (_, i) => [`src/d${i % 10}/f${i}.h`, `header ${i}\n`]));
+  const runs: Record<"auto" | "off", { execroot: number[]; start: number[] }> = { auto: { execroot: [], start: [] }, off: { execroot: [], start: [] } };
+  const links: number[] = [];
+  for (let rep = 0; rep <= REPS; rep++) {
+    const order = rep % 2 === 0 ? (["auto", "off"] as const) : (["off", "auto"] as const);
+    for (const mode of order) {
+      const root = join(tmp, `wide-${mode}-${rep}`);
+      const server = await startServer({ root, args: ["--shared-input-dirs", mode] });
+      const client = new ReapiClient(server.address);
+      const exec = executionClient(server.address);
+      for (let n = 0; n < WIDE_ACTIONS; n++) {
+        const built = buildAction({ args: ["/bin/sh", "-c", "mkdir -p out && ls src/d0 > out/list"], inputs, outputFiles: ["out/list"], salt: `${rep}-${n}` });
+        await uploadBlobs(client, built.blobs);
+        const ops = await execute(exec, { actionDigest: built.action });
+        if (ops.at(-1)?.response?.result?.exitCode !== 0) throw new Error(`a wide action failed: ${JSON.stringify(ops.at(-1)?.response?.status)}`);
+      }
+      exec.close();
+      client.close();
+      await server.stop();
+      rmSync(root, { recursive: true, force: true });
+      // The server's own p50 over its actions (the two that lay the directories out are the slow tail).
+      const phases = /executed \d+ actions; ms p50\/p95: .*execroot ([\d.]+)\/[\d.]+, sandboxStart ([\d.]+)\//m.exec(server.log());
+      if (!phases) throw new Error("no phase summary in the server's log");
+      if (rep > 0) {
+        runs[mode].execroot.push(Number(phases[1]));
+        runs[mode].start.push(Number(phases[2]));
+      }
+    }
+    if (rep > 0) links.push(bareLinks(join(tmp, `links-${rep}`)));
+  }
+  const fmt = (xs: number[]) => `${median(xs).toFixed(2)} ms`;
+  console.log("");
+  console.log(`| an action with ${WIDE_FILES} input files, ${WIDE_ACTIONS} times (p50; median of ${REPS}) | execroot | sandbox start |`);
+  console.log("|---|---|---|");
+  console.log(`| --shared-input-dirs auto (goal: execroot ≤ 3 ms) | ${fmt(runs.auto.execroot)} | ${fmt(runs.auto.start)} |`);
+  console.log(`| --shared-input-dirs off (a hardlink per file) | ${fmt(runs.off.execroot)} | ${fmt(runs.off.start)} |`);
+  console.log(`| ${WIDE_FILES} bare hardlinks on the same filesystem | ${fmt(links)} | |`);
+  console.log(JSON.stringify({ wideFiles: WIDE_FILES, shared: runs.auto, linked: runs.off, bareLinksMs: links }));
+}
+
+/** Milliseconds for WIDE_FILES hardlinks of one file into an empty folder under dir. */
+function bareLinks(dir: string): number {
+  mkdirSync(join(dir, "links"), { recursive: true });
+  writeFileSync(join(dir, "blob"), "x");
+  const t0 = performance.now();
+  for (let i = 0; i < WIDE_FILES; i++) linkSync(join(dir, "blob"), join(dir, "links", `f${i}`));
+  const ms = performance.now() - t0;
+  rmSync(dir, { recursive: true, force: true });
   return ms;
 }
 

@@ -23,7 +23,7 @@ import { execute, executionClient, prepareAction, run, uploadBlobs, type ActionS
 import { ReapiClient, grpc, sha256 } from "../support/client";
 import { randomBytes, rejects, rssMiB, waitUntil } from "../support/helpers";
 import { frame, framesIn, message, openCall, ping, rawConnect, settingsFrame, statusTrailer, within, type RawConnection } from "../support/raw-h2";
-import { startServer, type ServerProcess } from "../support/server";
+import { startServer, workFolders, type ServerProcess } from "../support/server";
 
 const MiB = 1024 * 1024;
 const up = (d: Digest) => `uploads/${crypto.randomUUID()}/blobs/${d.hash}/${d.sizeBytes}`;
@@ -355,10 +355,9 @@ describe("actions", () => {
     const next = await run(c, exec, { args: ["true"], salt: `${Math.random()}` });
     expect(next.result!.exitCode).toBe(0);
     expect(Date.now() - started).toBeLessThan(2000);
-    const workRoot = `${server.root}/exec`;
-    await waitUntil(() => readdirSync(workRoot).length === 0, 60_000);
+    await waitUntil(() => workFolders(server.root).length === 0, 60_000);
     expect(server.log().split("\n").filter((l) => l.includes("cannot remove"))).toEqual([]);
-    expect(readdirSync(workRoot)).toEqual([]);
+    expect(workFolders(server.root)).toEqual([]);
   }, 120_000);
 
   test("a restart with such a chain left behind (--keep-failed) serves at once, and removes it meanwhile", async () => {
@@ -368,7 +367,7 @@ describe("actions", () => {
     try {
       const failed = await run(oc, oe, { args: ["bash", "-c", `${deepChain(10_000)}; exit 1`] });
       expect(failed.result!.exitCode).toBe(1);
-      expect(readdirSync(`${own.root}/exec`)).toHaveLength(1);
+      expect(workFolders(own.root)).toHaveLength(1);
     } finally {
       oe.close();
       oc.close();

@@ -1,11 +1,16 @@
 // Starts a real `actiond serve` process for a test and stops it afterwards.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 
 export const REPO = resolve(import.meta.dir, "../..");
 export const MAIN = join(REPO, "src/main.ts");
+
+/** The actions' work folders a server has under ROOT/exec (its shared input directories' folder aside). */
+export function workFolders(root: string): string[] {
+  return readdirSync(join(root, "exec")).filter((name) => name !== "shared");
+}
 
 export interface ServerProcess {
   port: number;
