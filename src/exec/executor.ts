@@ -10,6 +10,7 @@ import type { Execution, Executions, Requester } from "./executions";
 import { ignoredPropertiesNotice } from "./platform";
 import { prepareAction, type PrepareContext, type PreparedAction } from "./prepare";
 import type { ActionRunner } from "./run-action";
+import type { SharedDirsUsage, SharedInputDirs } from "./shared-dirs";
 import type { ExecTimings } from "./timings";
 import { explainMiss, recordKey, recordOf, type ActionRecord } from "./why-missed";
 
@@ -46,6 +47,8 @@ export interface Executor {
   readonly worker: WorkerDescription;
   /** Executed actions that did not end with a result, by gRPC code (INTERNAL: the sandbox failed). */
   readonly failures: Readonly<Record<string, number>>;
+  /** The input directories shared between actions, when they are (see --shared-input-dirs). */
+  sharedDirs(): SharedDirsUsage | undefined;
   /** Cancels what runs and releases what the executor holds. */
   close(): Promise<void>;
 }
@@ -72,6 +75,7 @@ export interface LocalExecutorContext extends PrepareContext {
   log: Logger;
   /** The last executed action per target, to say why the next one missed (absent: not kept). */
   records?: ActionRecords;
+  sharedDirs?: SharedInputDirs;
   /** Called at close, after every execution has ended. */
   onClose?: () => Promise<void>;
 }
@@ -89,6 +93,10 @@ export class LocalExecutor implements Executor {
 
   get worker(): WorkerDescription {
     return this.ctx.worker;
+  }
+
+  sharedDirs(): SharedDirsUsage | undefined {
+    return this.ctx.sharedDirs?.usage();
   }
 
   async execute({ action, skipCacheLookup, priority, requester }: ExecuteOptions): Promise<Execution> {

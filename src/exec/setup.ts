@@ -137,6 +137,7 @@ export async function startLocalExecutor(opts: ExecutorOptions, deps: ExecutorDe
       timings,
       log,
       records: new ActionRecords(join(opts.root, "explain"), log),
+      sharedDirs,
       // Runtimes are unmounted only once no action uses them any more.
       onClose: async () => {
         await runtimes.close();

@@ -37,6 +37,15 @@ export interface SharedDirLimits {
   maxBytes: number;
 }
 
+/** What the shared directories hold now, and how often they were laid out and mounted since start. */
+export interface SharedDirsUsage {
+  entries: number;
+  nodes: number;
+  bytes: number;
+  laidOut: number;
+  mounted: number;
+}
+
 /** Shared directories taken by one action: where each goes, and a release once its sandbox is gone. */
 export interface TakenDirs {
   /** Indices into the tree's dirs, ascending: the execroot leaves them empty. */
@@ -52,9 +61,8 @@ export class SharedInputDirs {
   private nodes = 0;
   private bytes = 0;
   private next = 0;
-  /** Laid out since start, and mounted into actions since start (for the log and tests). */
-  built = 0;
-  mounted = 0;
+  private laidOut = 0;
+  private mounted = 0;
 
   constructor(
     private readonly files: LocalBlobFiles,
@@ -99,6 +107,10 @@ export class SharedInputDirs {
     return { indices: taken.map((t) => t.index), mounts: taken.map((t) => ({ source: t.entry.source, path: tree.dirs[t.index]!.path })), release };
   }
 
+  usage(): SharedDirsUsage {
+    return { entries: this.entries.size, nodes: this.nodes, bytes: this.bytes, laidOut: this.laidOut, mounted: this.mounted };
+  }
+
   /** The entry for tree.dirs[i], counted as used: there, or laid out now if seen once before; undefined otherwise. */
   private entryFor(tree: InputTree, i: number): Entry | undefined {
     const d = tree.dirs[i]!;
@@ -125,7 +137,7 @@ export class SharedInputDirs {
     this.entries.set(key, entry);
     this.nodes += entry.nodes;
     this.bytes += entry.bytes;
-    this.built++;
+    this.laidOut++;
     return entry;
   }
 

@@ -57,6 +57,10 @@ export function statusMetrics(source: StatusSource): StatusMetrics {
       for (const [code, n] of Object.entries(snap.failures)) this.inc({ code }, n);
     },
   });
+  gauge("actiond_shared_input_dirs", "Input directories laid out once and shared between actions, held now.", () => snap.sharedInputDirs?.entries ?? 0);
+  gauge("actiond_shared_input_dir_entries", "Files, directories and symlinks the shared input directories hold.", () => snap.sharedInputDirs?.nodes ?? 0);
+  counter("actiond_shared_input_dirs_laid_out_total", "Shared input directories laid out (on a directory's second sighting).", () => snap.sharedInputDirs?.laidOut ?? 0);
+  counter("actiond_shared_input_dirs_mounted_total", "Shared input directories mounted into actions instead of linked file by file.", () => snap.sharedInputDirs?.mounted ?? 0);
   gauge("actiond_jobs", "Actions that may run at once (--jobs).", () => snap.worker.jobs);
   new Gauge({
     name: "actiond_executions",

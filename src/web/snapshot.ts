@@ -31,6 +31,8 @@ export interface StatusSnapshot {
   executed: number;
   /** Executions that did not end with a result, by gRPC code (INTERNAL: the sandbox failed; DEADLINE_EXCEEDED: the timeout). */
   failures: Record<string, number>;
+  /** Input directories shared between actions (absent when they are not: --shared-input-dirs off, or no overlay here). */
+  sharedInputDirs?: { entries: number; nodes: number; bytes: number; laidOut: number; mounted: number };
   /** p50/p95 (ms) of each phase over recent actions, when any ran. */
   phases?: Record<string, { p50: number; p95: number }>;
   cache: {

@@ -16,6 +16,8 @@ export function formatStatus(s: StatusSnapshot): string {
       `blobs ${c.blobsStored} stored (${formatMiB(c.bytesStored)}), ${c.blobsRead} read (${formatMiB(c.bytesRead)})`,
     `store: ${formatMiB(c.storedBytes)} of ${formatMiB(c.maxBytes)} in ${c.storedFiles} files, ${c.evictions} evicted`,
   ];
+  const d = s.sharedInputDirs;
+  if (d) lines.push(`shared input directories: ${d.entries} held (${d.nodes} entries, ${formatMiB(d.bytes)}), ${d.laidOut} laid out, ${d.mounted} mounted into actions`);
   if (s.phases) lines.push(`phases, ms p50/p95: ${Object.entries(s.phases).map(([k, v]) => `${k.replace(/Ms$/, "")} ${v.p50.toFixed(1)}/${v.p95.toFixed(1)}`).join(", ")}`);
   if (s.upstream) {
     const u = s.upstream.counts;

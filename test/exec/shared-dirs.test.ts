@@ -2,7 +2,16 @@
 // a subtree that comes back is mounted into later actions instead of linked file by file, and each
 // action still sees exactly its inputs, may write among them, and leaves nothing for the next.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { executionClient, run, stdout, text, type InputSpec } from "../support/actions";
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { createLogger } from "../../src/core";
+import { openDiskStore } from "../../src/cas";
+import { TreeRemover } from "../../src/sandbox";
+import { readInputTree, type InputTree } from "../../src/exec/input-tree";
+import { MessageCache } from "../../src/exec/message-cache";
+import { SharedInputDirs } from "../../src/exec/shared-dirs";
+import { buildAction, executionClient, run, stdout, text, type InputSpec } from "../support/actions";
+import { waitUntil } from "../support/helpers";
 import { ReapiClient } from "../support/client";
 import { startServer, tempDir, type ServerProcess } from "../support/server";
 
@@ -60,6 +69,10 @@ for (const mode of ["root", "rootless"] as const) {
       }
       // Seen once: linked; from the second sighting on: mounted.
       expect(seen).toEqual(["linked", "mounted", "mounted", "mounted"]);
+      // ...as the metrics say: one laid out, mounted three times.
+      const metrics = await (await fetch(`http://${server.address}/metrics`)).text();
+      expect(metrics).toMatch(/^actiond_shared_input_dirs_laid_out_total 1$/m);
+      expect(metrics).toMatch(/^actiond_shared_input_dirs_mounted_total 3$/m);
     });
 
     test("a directory holding an output, or leading to one, is never shared", async () => {
@@ -78,3 +91,47 @@ for (const mode of ["root", "rootless"] as const) {
     });
   });
 }
+
+describe("the shared directories themselves (in-process, on a real disk store)", () => {
+  const dirs: string[] = [];
+  afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+  /** A store holding the trees' blobs, and each tree as the executor reads it. */
+  async function storeWith(specs: InputSpec[]) {
+    const root = tempDir("actiond-shared-dirs-");
+    dirs.push(root);
+    const store = openDiskStore({ root, maxBytes: 2 ** 30, log: createLogger("error"), privileged: process.getuid?.() === 0 });
+    const trees = [];
+    for (const inputs of specs) {
+      const built = buildAction({ args: ["true"], inputs });
+      for (const [hash, data] of built.blobs) await store.blobs.put({ fn: "sha256", hash, size: data.length }, data);
+      trees.push(await readInputTree(store.blobs, new MessageCache(store.blobs), "sha256", built.inputRoot));
+    }
+    return { root, store, trees };
+  }
+
+  test("a directory in use is never evicted; past the bound the oldest unused one goes, and its folder with it", async () => {
+    const other: InputSpec = Object.fromEntries(Object.entries(LIB).map(([p, c]) => [p.replace(/^lib/, "vendor"), `other ${c}`]));
+    const { root, store, trees } = await storeWith([LIB, other]);
+    const [a, b] = trees as [InputTree, InputTree];
+    // Room for one of them: each holds 204 entries (200 files in 4 directories).
+    const shared = new SharedInputDirs(store.blobs, join(root, "shared"), new TreeRemover(undefined, createLogger("error")), { maxNodes: 300, maxBytes: 2 ** 30 });
+    const none = () => false;
+    (await shared.take(a, none)).release(); // first sighting: nothing shared
+    const heldA = await shared.take(a, none);
+    expect(heldA.mounts.map((m) => m.path)).toEqual(["lib"]);
+    const sourceA = heldA.mounts[0]!.source;
+    expect(readdirSync(join(sourceA, "sub0")).length).toBe(50);
+    (await shared.take(b, none)).release();
+    const heldB = await shared.take(b, none);
+    // Over the bound with both, but a is in use: it stays until released.
+    expect(existsSync(sourceA)).toBe(true);
+    heldA.release();
+    expect(await waitUntil(() => !existsSync(sourceA), 5000)).toBe(true);
+    expect(readdirSync(join(heldB.mounts[0]!.source, "sub3")).length).toBe(50);
+    // a comes back: seen again, then laid out again.
+    expect((await shared.take(a, none)).mounts).toEqual([]);
+    heldB.release();
+    expect((await shared.take(a, none)).mounts.map((m) => m.path)).toEqual(["lib"]);
+  });
+});
