@@ -3,7 +3,10 @@
 // same machine, in the same run, alternating, several repetitions (medians and their ratio). Also
 // actiond's own per-action breakdown (queue, execroot, sandbox start, run, output collection).
 //
-//   bun test/bench/exec.ts [--genrules 200] [--reps 5] [--jobs 4] [--actiond-jobs N] [--watch-status MS] [--wide-only]
+//   bun test/bench/exec.ts [--genrules 200] [--reps 5] [--jobs 4] [--actiond-jobs N] [--watch-status MS] [--sdk-files N] [--shared-input-dirs auto|off] [--wide-only] [--cc-only]
+//
+// --sdk-files N gives every genrule the same N input files besides (a package sdk/, as a toolchain
+// or a library's headers would be): the build then measures staging inputs too.
 //
 // --watch-status MS also runs each actiond build a second time (alternating which goes first) with
 // a client asking /api/status and /metrics every MS ms, as the status page does: the page's cost.
@@ -13,6 +16,10 @@
 // (from its ExecutedActionMetadata) next to 1,000 bare hardlinks made in the same run. --wide-only
 // runs just that part.
 //
+// Then a real C build (cc-workspace.ts: Lua 5.1–5.4, zstd and libwebp from crates.io, about 290
+// actions) with linux-sandbox and through actiond (its cc runtime), alternating. --cc-only runs
+// just that part.
+//
 // Each repetition: `bazel clean`, then a timed build (Bazel's server stays up between builds, so
 // JVM start-up is not counted on either side). actiond starts from an empty --root every time, so
 // nothing is a cache hit. Not a `bun test` file.
@@ -21,21 +28,27 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startServer } from "../support/server";
-import { genruleWorkspace } from "./genrule-workspace";
+import { bazelWorkspace, genruleWorkspace } from "./genrule-workspace";
+import { CC_PACKAGES, countSources, writeCcWorkspace } from "./cc-workspace";
+import { checkoutAssetPath } from "../../src/assets";
 import { buildAction, execute, executionClient, uploadBlobs } from "../support/actions";
 import { ReapiClient } from "../support/client";
 
 const { values } = parseArgs({
-  options: { genrules: { type: "string", default: "200" }, reps: { type: "string", default: "5" }, jobs: { type: "string", default: "4" }, "actiond-jobs": { type: "string" }, "watch-status": { type: "string" }, "wide-only": { type: "boolean", default: false } },
+  options: { genrules: { type: "string", default: "200" }, reps: { type: "string", default: "5" }, jobs: { type: "string", default: "4" }, "actiond-jobs": { type: "string" }, "watch-status": { type: "string" }, "wide-only": { type: "boolean", default: false }, "cc-only": { type: "boolean", default: false }, "sdk-files": { type: "string", default: "0" }, "shared-input-dirs": { type: "string", default: "auto" } },
 });
 const GENRULES = Number(values.genrules);
 const REPS = Number(values.reps);
 const BAZEL_JOBS = values.jobs!;
 const ACTIOND_JOBS = values["actiond-jobs"] ?? String(availableParallelism());
 const WATCH_MS = values["watch-status"] ? Number(values["watch-status"]) : undefined;
-const rules = Array.from({ length: GENRULES }, (_, i) => `genrule(name = "g${i}", outs = ["g${i}.txt"], cmd = "echo ${i} > $@")`);
+const SDK_FILES = Number(values["sdk-files"]);
+const sdk: Record<string, string> = SDK_FILES === 0 ? {} : { "sdk/BUILD": 'filegroup(name = "sdk", srcs = glob(["**/*.h"]), visibility = ["//visibility:public"])\n' };
+for (let i = 0; i < SDK_FILES; i++) sdk[`sdk/d${i % 10}/f${i}.h`] = `header ${i}\n`;
+const srcs = SDK_FILES === 0 ? "" : `srcs = ["//sdk"], `;
+const rules = Array.from({ length: GENRULES }, (_, i) => `genrule(name = "g${i}", ${srcs}outs = ["g${i}.txt"], cmd = "echo ${i} > $@")`);
 const common = ["--incompatible_strict_action_env", "--noshow_progress", "--color=no", "--curses=no", "--nosandbox_debug", `--jobs=${BAZEL_JOBS}`];
-const { tmp, bazel, timedBuild } = genruleWorkspace("actiond-bench-exec-", rules, common);
+const { tmp, bazel, timedBuild } = genruleWorkspace("actiond-bench-exec-", rules, common, sdk);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -57,12 +70,13 @@ function bazelServerPid(): number {
 }
 
 async function main() {
-  if (values["wide-only"]) {
-    await wideActions();
+  if (values["wide-only"] || values["cc-only"]) {
+    if (values["wide-only"]) await wideActions();
+    if (values["cc-only"]) await ccBuilds();
     rmSync(tmp, { recursive: true, force: true });
     return;
   }
-  console.log(`${GENRULES} genrules, ${REPS} repetitions, bazel --jobs=${BAZEL_JOBS}, actiond --jobs=${ACTIOND_JOBS} (${availableParallelism()} CPUs)`);
+  console.log(`${GENRULES} genrules${SDK_FILES > 0 ? ` with ${SDK_FILES} sdk input files each` : ""}, ${REPS} repetitions, bazel --jobs=${BAZEL_JOBS}, actiond --jobs=${ACTIOND_JOBS} (${availableParallelism()} CPUs)`);
   // Warm-up: Bazel's server starts and analyses once, and both strategies run once untimed.
   await bazel(["build", "//:all", ...common, "--spawn_strategy=linux-sandbox", "--genrule_strategy=linux-sandbox"]);
   const sandbox: number[] = [];
@@ -75,9 +89,16 @@ async function main() {
   const watched: number[] = [];
   const watchedCpu: number[] = [];
   const jvm = bazelServerPid();
+  // A user's actiond runs all day: besides a fresh server per build (its first build, JIT and all),
+  // one server kept for the whole run, each repetition's actions made new by an --action_env salt
+  // (every side of a repetition gets the same), so nothing on it is a cache hit either.
+  const warm = await startServer({ root: join(tmp, "actiond-warm"), args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!] });
+  const warmWalls: number[] = [];
+  const warmCpu: number[] = [];
+  const remoteFlags = (address: string) => [`--remote_executor=grpc://${address}`, "--spawn_strategy=remote", "--genrule_strategy=remote", "--remote_local_fallback=false"];
   /** One actiond build on a fresh root, with the status endpoints polled every WATCH_MS when watch is set: wall and server CPU ms. */
   const watchedBuild = async (rep: number, watch: boolean) => {
-    const server = await startServer({ root: join(tmp, `actiond-w-${rep}-${watch}`), args: ["--jobs", ACTIOND_JOBS] });
+    const server = await startServer({ root: join(tmp, `actiond-w-${rep}-${watch}`), args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!] });
     let polling = watch;
     const poller = (async () => {
       while (polling) {
@@ -96,20 +117,28 @@ async function main() {
     return { ms: r.ms, cpu };
   };
   for (let rep = 0; rep <= REPS; rep++) {
+    const salt = `--action_env=ACTIOND_BENCH_REP=${rep}`;
+    const warmFirst = rep % 2 === 1;
+    const warmBuild = async () => {
+      const cpu0 = cpuMs(warm.proc.pid);
+      const r = await timedBuild([salt, ...remoteFlags(warm.address)]);
+      if (rep > 0) {
+        warmWalls.push(r.ms);
+        warmCpu.push(cpuMs(warm.proc.pid) - cpu0);
+      }
+      return r;
+    };
+    const warmRun = warmFirst ? await warmBuild() : undefined;
     let jvm0 = cpuMs(jvm);
-    const local = await timedBuild(["--spawn_strategy=linux-sandbox", "--genrule_strategy=linux-sandbox"]);
+    const local = await timedBuild([salt, "--spawn_strategy=linux-sandbox", "--genrule_strategy=linux-sandbox"]);
     const jvmLocalMs = cpuMs(jvm) - jvm0;
-    const server = await startServer({ root: join(tmp, `actiond-${rep}`), args: ["--jobs", ACTIOND_JOBS] });
+    const server = await startServer({ root: join(tmp, `actiond-${rep}`), args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!] });
     jvm0 = cpuMs(jvm);
     const server0 = cpuMs(server.proc.pid);
-    const remote = await timedBuild([
-      `--remote_executor=grpc://${server.address}`,
-      "--spawn_strategy=remote",
-      "--genrule_strategy=remote",
-      "--remote_local_fallback=false",
-    ]);
+    const remote = await timedBuild([salt, ...remoteFlags(server.address)]);
     const jvmRemoteMs = cpuMs(jvm) - jvm0;
     const serverMs = cpuMs(server.proc.pid) - server0;
+    const warmed = warmRun ?? (await warmBuild());
     await server.stop();
     rmSync(join(tmp, `actiond-${rep}`), { recursive: true, force: true });
     const breakdown = /executed \d+ actions; ms p50\/p95: (.*)$/m.exec(server.log())?.[1] ?? "?";
@@ -135,11 +164,13 @@ async function main() {
     jvmLocal.push(jvmLocalMs);
     jvmRemote.push(jvmRemoteMs);
     serverCpu.push(serverMs);
-    console.log(`rep ${rep}: linux-sandbox ${(local.ms / 1000).toFixed(2)} s (${local.summary}) | actiond ${(remote.ms / 1000).toFixed(2)} s (${remote.summary})`);
+    console.log(`rep ${rep}: linux-sandbox ${(local.ms / 1000).toFixed(2)} s (${local.summary}) | actiond ${(remote.ms / 1000).toFixed(2)} s (${remote.summary}) | warm actiond ${(warmed.ms / 1000).toFixed(2)} s, server CPU ${warmCpu.at(-1)} ms`);
     console.log(`       actiond per action, ms p50/p95: ${breakdown}`);
     console.log(`       CPU: Bazel JVM ${jvmLocalMs} ms with linux-sandbox, ${jvmRemoteMs} ms with actiond; actiond server ${serverMs} ms`);
   }
   await bazel(["shutdown"]);
+  await warm.stop();
+  const warmPhases = /executed \d+ actions; ms p50\/p95: (.*)$/m.exec(warm.log().split("\n").reverse().join("\n"))?.[1] ?? "?";
   // The same number of trivial actions sent by our own client (Bazel's JVM out of the picture): what
   // actiond itself sustains on this machine.
   const direct: number[] = [];
@@ -153,21 +184,26 @@ async function main() {
   console.log(`| Bazel --spawn_strategy=linux-sandbox | ${(s / 1000).toFixed(2)} s | ${(s / GENRULES).toFixed(1)} ms |`);
   console.log(`| actiond (--remote_executor) | ${(a / 1000).toFixed(2)} s | ${(a / GENRULES).toFixed(1)} ms |`);
   console.log(`| ratio actiond / linux-sandbox | ${(a / s).toFixed(2)} | |`);
+  const w = median(warmWalls);
+  console.log(`| actiond kept running (one server for every repetition) | ${(w / 1000).toFixed(2)} s | ${(w / GENRULES).toFixed(1)} ms |`);
+  console.log(`| ratio warm actiond / linux-sandbox | ${(w / s).toFixed(2)} | server CPU ${median(warmCpu)} ms, ${(median(warmCpu) / GENRULES).toFixed(1)} ms per action |`);
+  console.log(`| warm actiond per action, ms p50/p95 (since it started) | ${warmPhases} | |`);
   console.log(`| CPU per build (medians): Bazel JVM | ${median(jvmLocal)} ms (linux-sandbox) | ${median(jvmRemote)} ms (remote) |`);
   console.log(`| CPU per build (median): actiond server process | ${median(serverCpu)} ms | ${(median(serverCpu) / GENRULES).toFixed(1)} ms per action |`);
   if (WATCH_MS !== undefined) {
     console.log(`| actiond, status endpoints polled every ${WATCH_MS} ms | ${(median(watched) / 1000).toFixed(2)} s | ${(median(watched) / GENRULES).toFixed(1)} ms | ${(median(watched) / a).toFixed(2)}× of unwatched, server CPU ${median(watchedCpu)} ms vs ${median(serverCpu)} ms |`);
   }
   console.log(`| ${GENRULES} such actions straight to actiond (our client, ${BAZEL_JOBS} at once, no Bazel) | ${(d / 1000).toFixed(2)} s | ${(d / GENRULES).toFixed(1)} ms |`);
-  console.log(JSON.stringify({ genrules: GENRULES, reps: REPS, linuxSandboxMs: sandbox, actiondMs: actiond, directMs: direct, ratio: a / s, jvmLocal, jvmRemote, serverCpu, breakdowns }));
+  console.log(JSON.stringify({ genrules: GENRULES, reps: REPS, linuxSandboxMs: sandbox, actiondMs: actiond, directMs: direct, ratio: a / s, warmMs: warmWalls, warmCpu, warmRatio: w / s, jvmLocal, jvmRemote, serverCpu, breakdowns }));
   await wideActions();
+  await ccBuilds();
   makeWritable(tmp);
   rmSync(tmp, { recursive: true, force: true });
 }
 
 /** GENRULES genrule-like actions (echo into an output) executed by our client; wall ms. */
 async function directRun(root: string): Promise<number> {
-  const server = await startServer({ root, args: ["--jobs", ACTIOND_JOBS] });
+  const server = await startServer({ root, args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!] });
   const client = new ReapiClient(server.address);
   const exec = executionClient(server.address);
   const actions: ReturnType<typeof buildAction>["action"][] = [];
@@ -235,6 +271,58 @@ async function wideActions(): Promise<void> {
   console.log(`| --shared-input-dirs off (a hardlink per file) | ${fmt(runs.off.execroot)} | ${fmt(runs.off.start)} |`);
   console.log(`| ${WIDE_FILES} bare hardlinks on the same filesystem | ${fmt(links)} | |`);
   console.log(JSON.stringify({ wideFiles: WIDE_FILES, shared: runs.auto, linked: runs.off, bareLinksMs: links }));
+}
+
+/** Clean builds of the C workspace with linux-sandbox and through actiond, alternating: walls, ratio, server CPU, phases. */
+async function ccBuilds(): Promise<void> {
+  const flags = ["--noshow_progress", "--color=no", "--curses=no", "--nosandbox_debug", `--jobs=${BAZEL_JOBS}`];
+  const cc = bazelWorkspace("actiond-bench-cc-", flags, CC_PACKAGES.map((p) => `//${p}/...`));
+  await writeCcWorkspace(cc.ws);
+  const runtime = checkoutAssetPath("runtime", { profile: "cc" });
+  const local = ["--spawn_strategy=linux-sandbox"];
+  await cc.bazel(["build", ...CC_PACKAGES.map((p) => `//${p}/...`), ...flags, ...local]);
+  const walls: Record<"sandbox" | "actiond", number[]> = { sandbox: [], actiond: [] };
+  const cpu: number[] = [];
+  const phases: string[] = [];
+  let summary = "";
+  for (let rep = 0; rep <= REPS; rep++) {
+    const order = rep % 2 === 0 ? (["sandbox", "actiond"] as const) : (["actiond", "sandbox"] as const);
+    for (const side of order) {
+      if (side === "sandbox") {
+        const r = await cc.timedBuild(local);
+        if (rep > 0) walls.sandbox.push(r.ms);
+        continue;
+      }
+      const root = join(cc.tmp, `actiond-${rep}`);
+      const server = await startServer({ root, args: ["--jobs", ACTIOND_JOBS, "--runtime-image", runtime, "--shared-input-dirs", values["shared-input-dirs"]!] });
+      const cpu0 = cpuMs(server.proc.pid);
+      const r = await cc.timedBuild([`--remote_executor=grpc://${server.address}`, "--spawn_strategy=remote", "--remote_local_fallback=false"]);
+      const used = cpuMs(server.proc.pid) - cpu0;
+      const metrics = await (await fetch(`http://${server.address}/metrics`)).text();
+      await server.stop();
+      rmSync(root, { recursive: true, force: true });
+      summary = `${r.summary} ${/^actiond_shared_input_dirs_mounted_total (\d+)$/m.exec(metrics)?.[1] ?? "0"} shared directories mounted`;
+      if (rep === 0) continue;
+      walls.actiond.push(r.ms);
+      cpu.push(used);
+      phases.push(/executed \d+ actions; ms p50\/p95: (.*)$/m.exec(server.log())?.[1] ?? "?");
+    }
+  }
+  await cc.bazel(["shutdown"]);
+  const s = median(walls.sandbox);
+  const a = median(walls.actiond);
+  const actions = Number(/(\d+) remote/.exec(summary)?.[1] ?? "1");
+  console.log("");
+  console.log(`| clean build of Lua 5.1–5.4, zstd, libwebp (${countSources(cc.ws)} C files; ${summary}), median of ${REPS} | wall |`);
+  console.log("|---|---|");
+  console.log(`| Bazel --spawn_strategy=linux-sandbox | ${(s / 1000).toFixed(2)} s |`);
+  console.log(`| Bazel --remote_executor → actiond (fresh --root: uploads included) | ${(a / 1000).toFixed(2)} s |`);
+  console.log(`| ratio actiond / linux-sandbox (goal ≤ 1.0) | ${(a / s).toFixed(2)} |`);
+  console.log(`| actiond server CPU | ${median(cpu)} ms, ${(median(cpu) / actions).toFixed(1)} ms per action |`);
+  console.log(`| actiond per action, ms p50/p95 (last repetition) | ${phases.at(-1)} |`);
+  console.log(JSON.stringify({ cc: { sandboxMs: walls.sandbox, actiondMs: walls.actiond, serverCpu: cpu, phases } }));
+  makeWritable(cc.tmp);
+  rmSync(cc.tmp, { recursive: true, force: true });
 }
 
 /** Milliseconds for WIDE_FILES hardlinks of one file into an empty folder under dir. */
