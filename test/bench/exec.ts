@@ -3,7 +3,7 @@
 // same machine, in the same run, alternating, several repetitions (medians and their ratio). Also
 // actiond's own per-action breakdown (queue, execroot, sandbox start, run, output collection).
 //
-//   bun test/bench/exec.ts [--genrules 200] [--reps 5] [--jobs 4] [--actiond-jobs N] [--watch-status MS] [--sdk-files N] [--shared-input-dirs auto|off] [--wide-only] [--cc-only]
+//   bun test/bench/exec.ts [--genrules 200] [--reps 5] [--jobs 4] [--actiond-jobs N] [--watch-status MS] [--sdk-files N] [--shared-input-dirs auto|off] [--actiond-arg FLAG]... [--parts genrules,wide,cc] [--cc-variant "FLAGS"]...
 //
 // --sdk-files N gives every genrule the same N input files besides (a package sdk/, as a toolchain
 // or a library's headers would be): the build then measures staging inputs too.
@@ -13,12 +13,13 @@
 //
 // Last, wide actions: 1,000 input files each, the same tree every time, sent by our client to a
 // server with --shared-input-dirs auto and to one with it off, alternating; each one's execroot time
-// (from its ExecutedActionMetadata) next to 1,000 bare hardlinks made in the same run. --wide-only
-// runs just that part.
+// (from its ExecutedActionMetadata) next to 1,000 bare hardlinks made in the same run.
 //
 // Then a real C build (cc-workspace.ts: Lua 5.1–5.4, zstd and libwebp from crates.io, about 290
-// actions) with linux-sandbox and through actiond (its cc runtime), alternating. --cc-only runs
-// just that part.
+// actions) with linux-sandbox and through actiond (its cc runtime), alternating.
+//
+// --parts runs some of the three (genrules, wide, cc); all by default. --actiond-arg passes a flag
+// to every actiond started (--actiond-arg=--action-nice=0).
 //
 // Each repetition: `bazel clean`, then a timed build (Bazel's server stays up between builds, so
 // JVM start-up is not counted on either side). actiond starts from an empty --root every time, so
@@ -35,13 +36,15 @@ import { buildAction, execute, executionClient, uploadBlobs } from "../support/a
 import { ReapiClient } from "../support/client";
 
 const { values } = parseArgs({
-  options: { genrules: { type: "string", default: "200" }, reps: { type: "string", default: "5" }, jobs: { type: "string", default: "4" }, "actiond-jobs": { type: "string" }, "watch-status": { type: "string" }, "wide-only": { type: "boolean", default: false }, "cc-only": { type: "boolean", default: false }, "sdk-files": { type: "string", default: "0" }, "shared-input-dirs": { type: "string", default: "auto" } },
+  options: { genrules: { type: "string", default: "200" }, reps: { type: "string", default: "5" }, jobs: { type: "string", default: "4" }, "actiond-jobs": { type: "string" }, "watch-status": { type: "string" }, parts: { type: "string", default: "genrules,wide,cc" }, "sdk-files": { type: "string", default: "0" }, "shared-input-dirs": { type: "string", default: "auto" }, "actiond-arg": { type: "string", multiple: true, default: [] }, "cc-variant": { type: "string", multiple: true, default: [] } },
 });
 const GENRULES = Number(values.genrules);
 const REPS = Number(values.reps);
 const BAZEL_JOBS = values.jobs!;
 const ACTIOND_JOBS = values["actiond-jobs"] ?? String(availableParallelism());
 const WATCH_MS = values["watch-status"] ? Number(values["watch-status"]) : undefined;
+/** More flags for every actiond the benchmark starts (--actiond-arg=--action-nice=0, say). */
+const EXTRA = values["actiond-arg"]!;
 const SDK_FILES = Number(values["sdk-files"]);
 const sdk: Record<string, string> = SDK_FILES === 0 ? {} : { "sdk/BUILD": 'filegroup(name = "sdk", srcs = glob(["**/*.h"]), visibility = ["//visibility:public"])\n' };
 for (let i = 0; i < SDK_FILES; i++) sdk[`sdk/d${i % 10}/f${i}.h`] = `header ${i}\n`;
@@ -70,12 +73,18 @@ function bazelServerPid(): number {
 }
 
 async function main() {
-  if (values["wide-only"] || values["cc-only"]) {
-    if (values["wide-only"]) await wideActions();
-    if (values["cc-only"]) await ccBuilds();
-    rmSync(tmp, { recursive: true, force: true });
-    return;
-  }
+  const parts = values.parts!.split(",");
+  const unknown = parts.filter((p) => !["genrules", "wide", "cc"].includes(p));
+  if (unknown.length > 0) throw new Error(`--parts: no part named ${unknown.join(", ")} (genrules, wide, cc)`);
+  if (parts.includes("genrules")) await genruleBuilds();
+  if (parts.includes("wide")) await wideActions();
+  if (parts.includes("cc")) await ccBuilds();
+  makeWritable(tmp);
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+/** Clean builds of the genrules with linux-sandbox and through actiond (fresh and kept running), alternating; then our client alone. */
+async function genruleBuilds() {
   console.log(`${GENRULES} genrules${SDK_FILES > 0 ? ` with ${SDK_FILES} sdk input files each` : ""}, ${REPS} repetitions, bazel --jobs=${BAZEL_JOBS}, actiond --jobs=${ACTIOND_JOBS} (${availableParallelism()} CPUs)`);
   // Warm-up: Bazel's server starts and analyses once, and both strategies run once untimed.
   await bazel(["build", "//:all", ...common, "--spawn_strategy=linux-sandbox", "--genrule_strategy=linux-sandbox"]);
@@ -92,13 +101,13 @@ async function main() {
   // A user's actiond runs all day: besides a fresh server per build (its first build, JIT and all),
   // one server kept for the whole run, each repetition's actions made new by an --action_env salt
   // (every side of a repetition gets the same), so nothing on it is a cache hit either.
-  const warm = await startServer({ root: join(tmp, "actiond-warm"), args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!] });
+  const warm = await startServer({ root: join(tmp, "actiond-warm"), args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!, ...EXTRA] });
   const warmWalls: number[] = [];
   const warmCpu: number[] = [];
   const remoteFlags = (address: string) => [`--remote_executor=grpc://${address}`, "--spawn_strategy=remote", "--genrule_strategy=remote", "--remote_local_fallback=false"];
   /** One actiond build on a fresh root, with the status endpoints polled every WATCH_MS when watch is set: wall and server CPU ms. */
   const watchedBuild = async (rep: number, watch: boolean) => {
-    const server = await startServer({ root: join(tmp, `actiond-w-${rep}-${watch}`), args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!] });
+    const server = await startServer({ root: join(tmp, `actiond-w-${rep}-${watch}`), args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!, ...EXTRA] });
     let polling = watch;
     const poller = (async () => {
       while (polling) {
@@ -132,7 +141,7 @@ async function main() {
     let jvm0 = cpuMs(jvm);
     const local = await timedBuild([salt, "--spawn_strategy=linux-sandbox", "--genrule_strategy=linux-sandbox"]);
     const jvmLocalMs = cpuMs(jvm) - jvm0;
-    const server = await startServer({ root: join(tmp, `actiond-${rep}`), args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!] });
+    const server = await startServer({ root: join(tmp, `actiond-${rep}`), args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!, ...EXTRA] });
     jvm0 = cpuMs(jvm);
     const server0 = cpuMs(server.proc.pid);
     const remote = await timedBuild([salt, ...remoteFlags(server.address)]);
@@ -195,15 +204,11 @@ async function main() {
   }
   console.log(`| ${GENRULES} such actions straight to actiond (our client, ${BAZEL_JOBS} at once, no Bazel) | ${(d / 1000).toFixed(2)} s | ${(d / GENRULES).toFixed(1)} ms |`);
   console.log(JSON.stringify({ genrules: GENRULES, reps: REPS, linuxSandboxMs: sandbox, actiondMs: actiond, directMs: direct, ratio: a / s, warmMs: warmWalls, warmCpu, warmRatio: w / s, jvmLocal, jvmRemote, serverCpu, breakdowns }));
-  await wideActions();
-  await ccBuilds();
-  makeWritable(tmp);
-  rmSync(tmp, { recursive: true, force: true });
 }
 
 /** GENRULES genrule-like actions (echo into an output) executed by our client; wall ms. */
 async function directRun(root: string): Promise<number> {
-  const server = await startServer({ root, args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!] });
+  const server = await startServer({ root, args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!, ...EXTRA] });
   const client = new ReapiClient(server.address);
   const exec = executionClient(server.address);
   const actions: ReturnType<typeof buildAction>["action"][] = [];
@@ -240,7 +245,7 @@ async function wideActions(): Promise<void> {
     const order = rep % 2 === 0 ? (["auto", "off"] as const) : (["off", "auto"] as const);
     for (const mode of order) {
       const root = join(tmp, `wide-${mode}-${rep}`);
-      const server = await startServer({ root, args: ["--shared-input-dirs", mode] });
+      const server = await startServer({ root, args: ["--shared-input-dirs", mode, ...EXTRA] });
       const client = new ReapiClient(server.address);
       const exec = executionClient(server.address);
       for (let n = 0; n < WIDE_ACTIONS; n++) {
@@ -273,7 +278,11 @@ async function wideActions(): Promise<void> {
   console.log(JSON.stringify({ wideFiles: WIDE_FILES, shared: runs.auto, linked: runs.off, bareLinksMs: links }));
 }
 
-/** Clean builds of the C workspace with linux-sandbox and through actiond, alternating: walls, ratio, server CPU, phases. */
+/**
+ * Clean builds of the C workspace with linux-sandbox and through actiond, alternating: walls, ratio,
+ * server CPU, phases. Each --cc-variant (flags for actiond, space-separated) is one more actiond side
+ * in every repetition, so settings are compared inside one run.
+ */
 async function ccBuilds(): Promise<void> {
   const flags = ["--noshow_progress", "--color=no", "--curses=no", "--nosandbox_debug", `--jobs=${BAZEL_JOBS}`];
   const cc = bazelWorkspace("actiond-bench-cc-", flags, CC_PACKAGES.map((p) => `//${p}/...`));
@@ -281,20 +290,24 @@ async function ccBuilds(): Promise<void> {
   const runtime = checkoutAssetPath("runtime", { profile: "cc" });
   const local = ["--spawn_strategy=linux-sandbox"];
   await cc.bazel(["build", ...CC_PACKAGES.map((p) => `//${p}/...`), ...flags, ...local]);
-  const walls: Record<"sandbox" | "actiond", number[]> = { sandbox: [], actiond: [] };
-  const cpu: number[] = [];
-  const phases: string[] = [];
+  const variants = values["cc-variant"]!.length > 0 ? values["cc-variant"]! : [""];
+  const sides = ["sandbox", ...variants.map((_, i) => i)] as const;
+  const walls: number[][] = sides.map(() => []);
+  const cpu: number[][] = variants.map(() => []);
+  const phases: string[] = variants.map(() => "?");
   let summary = "";
   for (let rep = 0; rep <= REPS; rep++) {
-    const order = rep % 2 === 0 ? (["sandbox", "actiond"] as const) : (["actiond", "sandbox"] as const);
-    for (const side of order) {
-      if (side === "sandbox") {
+    const order = rep % 2 === 0 ? sides.map((_, k) => k) : sides.map((_, k) => sides.length - 1 - k);
+    for (const k of order) {
+      if (k === 0) {
         const r = await cc.timedBuild(local);
-        if (rep > 0) walls.sandbox.push(r.ms);
+        if (rep > 0) walls[0]!.push(r.ms);
         continue;
       }
-      const root = join(cc.tmp, `actiond-${rep}`);
-      const server = await startServer({ root, args: ["--jobs", ACTIOND_JOBS, "--runtime-image", runtime, "--shared-input-dirs", values["shared-input-dirs"]!] });
+      const v = k - 1;
+      const root = join(cc.tmp, `actiond-${rep}-${v}`);
+      const extra = variants[v]!.split(" ").filter(Boolean);
+      const server = await startServer({ root, args: ["--jobs", ACTIOND_JOBS, "--runtime-image", runtime, "--shared-input-dirs", values["shared-input-dirs"]!, ...EXTRA, ...extra] });
       const cpu0 = cpuMs(server.proc.pid);
       const r = await cc.timedBuild([`--remote_executor=grpc://${server.address}`, "--spawn_strategy=remote", "--remote_local_fallback=false"]);
       const used = cpuMs(server.proc.pid) - cpu0;
@@ -303,24 +316,23 @@ async function ccBuilds(): Promise<void> {
       rmSync(root, { recursive: true, force: true });
       summary = `${r.summary} ${/^actiond_shared_input_dirs_mounted_total (\d+)$/m.exec(metrics)?.[1] ?? "0"} shared directories mounted`;
       if (rep === 0) continue;
-      walls.actiond.push(r.ms);
-      cpu.push(used);
-      phases.push(/executed \d+ actions; ms p50\/p95: (.*)$/m.exec(server.log())?.[1] ?? "?");
+      walls[k]!.push(r.ms);
+      cpu[v]!.push(used);
+      phases[v] = /executed \d+ actions; ms p50\/p95: (.*)$/m.exec(server.log())?.[1] ?? "?";
     }
   }
   await cc.bazel(["shutdown"]);
-  const s = median(walls.sandbox);
-  const a = median(walls.actiond);
+  const s = median(walls[0]!);
   const actions = Number(/(\d+) remote/.exec(summary)?.[1] ?? "1");
   console.log("");
-  console.log(`| clean build of Lua 5.1–5.4, zstd, libwebp (${countSources(cc.ws)} C files; ${summary}), median of ${REPS} | wall |`);
-  console.log("|---|---|");
-  console.log(`| Bazel --spawn_strategy=linux-sandbox | ${(s / 1000).toFixed(2)} s |`);
-  console.log(`| Bazel --remote_executor → actiond (fresh --root: uploads included) | ${(a / 1000).toFixed(2)} s |`);
-  console.log(`| ratio actiond / linux-sandbox (goal ≤ 1.0) | ${(a / s).toFixed(2)} |`);
-  console.log(`| actiond server CPU | ${median(cpu)} ms, ${(median(cpu) / actions).toFixed(1)} ms per action |`);
-  console.log(`| actiond per action, ms p50/p95 (last repetition) | ${phases.at(-1)} |`);
-  console.log(JSON.stringify({ cc: { sandboxMs: walls.sandbox, actiondMs: walls.actiond, serverCpu: cpu, phases } }));
+  console.log(`| clean build of Lua 5.1–5.4, zstd, libwebp (${countSources(cc.ws)} C files; ${summary}), median of ${REPS} | wall | ratio (goal ≤ 1.0) | server CPU per action | per action, ms p50/p95 (last repetition) |`);
+  console.log("|---|---|---|---|---|");
+  console.log(`| Bazel --spawn_strategy=linux-sandbox | ${(s / 1000).toFixed(2)} s | | | |`);
+  variants.forEach((v, i) => {
+    const a = median(walls[i + 1]!);
+    console.log(`| Bazel --remote_executor → actiond ${v === "" ? "(defaults)" : v} | ${(a / 1000).toFixed(2)} s | ${(a / s).toFixed(2)} | ${(median(cpu[i]!) / actions).toFixed(1)} ms | ${phases[i]} |`);
+  });
+  console.log(JSON.stringify({ cc: { variants, sandboxMs: walls[0], actiondMs: walls.slice(1), serverCpu: cpu, phases } }));
   makeWritable(cc.tmp);
   rmSync(cc.tmp, { recursive: true, force: true });
 }
