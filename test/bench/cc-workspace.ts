@@ -3,7 +3,7 @@
 // can reach), each package a cc_library: about 290 compile and archive actions, with Bazel's
 // auto-configured gcc toolchain (the cc runtime's gcc on actiond's side). The crates are fetched
 // once into ~/.cache/actiond-bench and checked against their sha256.
-import { cpSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { REPO } from "../support/server";
@@ -39,8 +39,16 @@ async function crate(c: Crate): Promise<string> {
   if (sum !== c.sha256) throw new Error(`${url}: sha256 ${sum}, expected ${c.sha256}`);
   const file = join(CACHE, `${c.name}-${c.version}.crate`);
   await Bun.write(file, bytes);
-  const tar = Bun.spawnSync(["tar", "-xzf", file, "-C", CACHE]);
-  if (tar.exitCode !== 0) throw new Error(`tar -xzf ${file}: ${tar.stderr.toString()}`);
+  // Unpacked aside, then renamed: an interrupted run never leaves a half-unpacked crate that looks whole.
+  const unpacking = mkdtempSync(join(CACHE, ".unpacking-"));
+  try {
+    const tar = Bun.spawnSync(["tar", "-xzf", file, "-C", unpacking]);
+    if (tar.exitCode !== 0) throw new Error(`tar -xzf ${file}: ${tar.stderr.toString()}`);
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(join(unpacking, `${c.name}-${c.version}`), dir);
+  } finally {
+    rmSync(unpacking, { recursive: true, force: true });
+  }
   return dir;
 }
 

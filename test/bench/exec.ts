@@ -19,11 +19,12 @@
 // actions) with linux-sandbox and through actiond (its cc runtime), alternating.
 //
 // --parts runs some of the three (genrules, wide, cc); all by default. --actiond-arg passes a flag
-// to every actiond started (--actiond-arg=--action-nice=0).
+// to every actiond started (--actiond-arg=--jobs=4).
 //
 // Each repetition: `bazel clean`, then a timed build (Bazel's server stays up between builds, so
 // JVM start-up is not counted on either side). actiond starts from an empty --root every time, so
-// nothing is a cache hit. Not a `bun test` file.
+// nothing is a cache hit; the genrules also run on one actiond kept for the whole run, each
+// repetition's actions salted so they miss too. Not a `bun test` file.
 import { linkSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
@@ -43,7 +44,7 @@ const REPS = Number(values.reps);
 const BAZEL_JOBS = values.jobs!;
 const ACTIOND_JOBS = values["actiond-jobs"] ?? String(availableParallelism());
 const WATCH_MS = values["watch-status"] ? Number(values["watch-status"]) : undefined;
-/** More flags for every actiond the benchmark starts (--actiond-arg=--action-nice=0, say). */
+/** More flags for every actiond the benchmark starts (--actiond-arg=--jobs=4, say). */
 const EXTRA = values["actiond-arg"]!;
 const SDK_FILES = Number(values["sdk-files"]);
 const sdk: Record<string, string> = SDK_FILES === 0 ? {} : { "sdk/BUILD": 'filegroup(name = "sdk", srcs = glob(["**/*.h"]), visibility = ["//visibility:public"])\n' };
@@ -54,6 +55,14 @@ const common = ["--incompatible_strict_action_env", "--noshow_progress", "--colo
 const { tmp, bazel, timedBuild } = genruleWorkspace("actiond-bench-exec-", rules, common, sdk);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** The flags every actiond of the benchmark gets, then `more`. */
+const serverArgs = (...more: string[]) => ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!, ...EXTRA, ...more];
+
+/** The per-action phases (p50/p95) of the last summary a server logged. */
+function phasesIn(log: string): string {
+  return [...log.matchAll(/executed \d+ actions; ms p50\/p95: (.*)$/gm)].at(-1)?.[1] ?? "?";
+}
 
 /** CPU time (user + system) a process has used so far, in ms. */
 function cpuMs(pid: number): number {
@@ -101,13 +110,13 @@ async function genruleBuilds() {
   // A user's actiond runs all day: besides a fresh server per build (its first build, JIT and all),
   // one server kept for the whole run, each repetition's actions made new by an --action_env salt
   // (every side of a repetition gets the same), so nothing on it is a cache hit either.
-  const warm = await startServer({ root: join(tmp, "actiond-warm"), args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!, ...EXTRA] });
+  const warm = await startServer({ root: join(tmp, "actiond-warm"), args: serverArgs() });
   const warmWalls: number[] = [];
   const warmCpu: number[] = [];
   const remoteFlags = (address: string) => [`--remote_executor=grpc://${address}`, "--spawn_strategy=remote", "--genrule_strategy=remote", "--remote_local_fallback=false"];
   /** One actiond build on a fresh root, with the status endpoints polled every WATCH_MS when watch is set: wall and server CPU ms. */
   const watchedBuild = async (rep: number, watch: boolean) => {
-    const server = await startServer({ root: join(tmp, `actiond-w-${rep}-${watch}`), args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!, ...EXTRA] });
+    const server = await startServer({ root: join(tmp, `actiond-w-${rep}-${watch}`), args: serverArgs() });
     let polling = watch;
     const poller = (async () => {
       while (polling) {
@@ -141,7 +150,7 @@ async function genruleBuilds() {
     let jvm0 = cpuMs(jvm);
     const local = await timedBuild([salt, "--spawn_strategy=linux-sandbox", "--genrule_strategy=linux-sandbox"]);
     const jvmLocalMs = cpuMs(jvm) - jvm0;
-    const server = await startServer({ root: join(tmp, `actiond-${rep}`), args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!, ...EXTRA] });
+    const server = await startServer({ root: join(tmp, `actiond-${rep}`), args: serverArgs() });
     jvm0 = cpuMs(jvm);
     const server0 = cpuMs(server.proc.pid);
     const remote = await timedBuild([salt, ...remoteFlags(server.address)]);
@@ -150,7 +159,7 @@ async function genruleBuilds() {
     const warmed = warmRun ?? (await warmBuild());
     await server.stop();
     rmSync(join(tmp, `actiond-${rep}`), { recursive: true, force: true });
-    const breakdown = /executed \d+ actions; ms p50\/p95: (.*)$/m.exec(server.log())?.[1] ?? "?";
+    const breakdown = phasesIn(server.log());
     // Repetition 0 warms actiond's side (runtime mount, page cache); it is not counted.
     if (rep === 0) continue;
     if (WATCH_MS !== undefined) {
@@ -179,7 +188,7 @@ async function genruleBuilds() {
   }
   await bazel(["shutdown"]);
   await warm.stop();
-  const warmPhases = /executed \d+ actions; ms p50\/p95: (.*)$/m.exec(warm.log().split("\n").reverse().join("\n"))?.[1] ?? "?";
+  const warmPhases = phasesIn(warm.log());
   // The same number of trivial actions sent by our own client (Bazel's JVM out of the picture): what
   // actiond itself sustains on this machine.
   const direct: number[] = [];
@@ -208,7 +217,7 @@ async function genruleBuilds() {
 
 /** GENRULES genrule-like actions (echo into an output) executed by our client; wall ms. */
 async function directRun(root: string): Promise<number> {
-  const server = await startServer({ root, args: ["--jobs", ACTIOND_JOBS, "--shared-input-dirs", values["shared-input-dirs"]!, ...EXTRA] });
+  const server = await startServer({ root, args: serverArgs() });
   const client = new ReapiClient(server.address);
   const exec = executionClient(server.address);
   const actions: ReturnType<typeof buildAction>["action"][] = [];
@@ -291,13 +300,14 @@ async function ccBuilds(): Promise<void> {
   const local = ["--spawn_strategy=linux-sandbox"];
   await cc.bazel(["build", ...CC_PACKAGES.map((p) => `//${p}/...`), ...flags, ...local]);
   const variants = values["cc-variant"]!.length > 0 ? values["cc-variant"]! : [""];
-  const sides = ["sandbox", ...variants.map((_, i) => i)] as const;
-  const walls: number[][] = sides.map(() => []);
+  // Side 0 is linux-sandbox, side k the k-th variant.
+  const sides = variants.length + 1;
+  const walls: number[][] = Array.from({ length: sides }, () => []);
   const cpu: number[][] = variants.map(() => []);
   const phases: string[] = variants.map(() => "?");
   let summary = "";
   for (let rep = 0; rep <= REPS; rep++) {
-    const order = rep % 2 === 0 ? sides.map((_, k) => k) : sides.map((_, k) => sides.length - 1 - k);
+    const order = Array.from({ length: sides }, (_, k) => (rep % 2 === 0 ? k : sides - 1 - k));
     for (const k of order) {
       if (k === 0) {
         const r = await cc.timedBuild(local);
@@ -307,7 +317,7 @@ async function ccBuilds(): Promise<void> {
       const v = k - 1;
       const root = join(cc.tmp, `actiond-${rep}-${v}`);
       const extra = variants[v]!.split(" ").filter(Boolean);
-      const server = await startServer({ root, args: ["--jobs", ACTIOND_JOBS, "--runtime-image", runtime, "--shared-input-dirs", values["shared-input-dirs"]!, ...EXTRA, ...extra] });
+      const server = await startServer({ root, args: serverArgs("--runtime-image", runtime, ...extra) });
       const cpu0 = cpuMs(server.proc.pid);
       const r = await cc.timedBuild([`--remote_executor=grpc://${server.address}`, "--spawn_strategy=remote", "--remote_local_fallback=false"]);
       const used = cpuMs(server.proc.pid) - cpu0;
@@ -318,7 +328,7 @@ async function ccBuilds(): Promise<void> {
       if (rep === 0) continue;
       walls[k]!.push(r.ms);
       cpu[v]!.push(used);
-      phases[v] = /executed \d+ actions; ms p50\/p95: (.*)$/m.exec(server.log())?.[1] ?? "?";
+      phases[v] = phasesIn(server.log());
     }
   }
   await cc.bazel(["shutdown"]);
